@@ -1,0 +1,414 @@
+//! Configuration: INI file + `OVERC_<KEY>` environment + flags → one typed,
+//! validated config. Every error names the file, section and key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ini::{Ini, ParseOption};
+
+use crate::error::{Error, Result};
+
+/// How hard a 200 promises that a report survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Survives a power cut: WAL with `synchronous=FULL` (the default).
+    Disk,
+    /// Survives a process crash only: WAL with `synchronous=NORMAL`.
+    Process,
+}
+
+/// The web page's login; the page is read-only without a password.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UiConfig {
+    /// HTTP Basic user name.
+    pub username: Option<String>,
+    /// HTTP Basic password; actions are allowed only when set.
+    pub password: Option<String>,
+}
+
+/// One `[alert:NAME]` section: a command run for every alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertPluginConfig {
+    /// The NAME of the section.
+    pub name: String,
+    /// Program and arguments, already split with shell-like quoting.
+    pub command: Vec<String>,
+    /// Killed after this long.
+    pub timeout: Duration,
+}
+
+/// Everything `overc-server` needs to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Address to listen on, e.g. `127.0.0.1:5000`.
+    pub listen: String,
+    /// SQLite database file.
+    pub database: PathBuf,
+    /// Commit durability.
+    pub durability: Durability,
+    /// Log filter (`WARN`, `info`, `overc=debug`); `RUST_LOG` wins when set.
+    pub loglevel: Option<String>,
+    /// Seconds added to every deadline before a service counts as overdue.
+    pub grace: u32,
+    /// History records kept per service.
+    pub history_limit: u32,
+    /// Days alerts are kept.
+    pub retention_days: u32,
+    /// Largest accepted request body in bytes.
+    pub max_body: usize,
+    /// Threads answering HTTP requests.
+    pub workers: usize,
+    /// How long a write waits for a database lock before answering 503.
+    pub lock_timeout: Duration,
+    /// The web page's login.
+    pub ui: UiConfig,
+    /// Alert plugins, in file order.
+    pub alert_plugins: Vec<AlertPluginConfig>,
+    /// Folder commands run in: the config file's folder (or the working directory).
+    pub base_dir: PathBuf,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:5000".into(),
+            database: PathBuf::from("overc.db"),
+            durability: Durability::Disk,
+            loglevel: None,
+            grace: 0,
+            history_limit: 1000,
+            retention_days: 90,
+            max_body: 1024 * 1024,
+            workers: 32,
+            lock_timeout: Duration::from_secs(5),
+            ui: UiConfig::default(),
+            alert_plugins: Vec::new(),
+            base_dir: PathBuf::from("."),
+        }
+    }
+}
+
+/// Keys of the `[overc]` section, also accepted as `OVERC_<KEY>` variables.
+pub const SERVER_KEYS: &[&str] = &[
+    "listen",
+    "database",
+    "durability",
+    "loglevel",
+    "grace",
+    "history-limit",
+    "retention-days",
+    "max-body",
+    "workers",
+    "lock-timeout",
+];
+
+/// Reads INI text without touching quotes or backslashes, so that commands
+/// keep their shell-like quoting for [`split_command`].
+pub(crate) fn parse_ini(text: &str, source: &str) -> Result<Ini> {
+    let opt = ParseOption {
+        enabled_quote: false,
+        enabled_escape: false,
+        ..ParseOption::default()
+    };
+    Ini::load_from_str_opt(text, opt).map_err(|e| Error::Config(format!("{source}: {e}")))
+}
+
+/// Reads a file to a string with an error that names it.
+pub(crate) fn read_file(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("{}: cannot read: {e}", path.display())))
+}
+
+/// The folder of a config file, for running its commands.
+pub(crate) fn folder_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Splits a command line with shell-like quoting (no shell is involved).
+pub fn split_command(line: &str) -> Option<Vec<String>> {
+    let words = shlex::split(line)?;
+    if words.is_empty() { None } else { Some(words) }
+}
+
+pub(crate) fn key_error(source: &str, section: &str, key: &str, why: &str) -> Error {
+    Error::Config(format!("{source}: [{section}] {key}: {why}"))
+}
+
+pub(crate) fn parse_num<T: std::str::FromStr>(
+    v: &str,
+    source: &str,
+    section: &str,
+    key: &str,
+) -> Result<T> {
+    v.trim()
+        .parse::<T>()
+        .map_err(|_| key_error(source, section, key, &format!("not a valid number: {v:?}")))
+}
+
+impl ServerConfig {
+    /// Reads a config file, then applies `OVERC_<KEY>` from the process environment.
+    pub fn from_file(path: &Path) -> Result<ServerConfig> {
+        let text = read_file(path)?;
+        Self::from_ini_str(&text, &path.display().to_string(), &folder_of(path), |k| {
+            std::env::var(k).ok()
+        })
+    }
+
+    /// Defaults with `OVERC_<KEY>` from the process environment applied.
+    pub fn from_env() -> Result<ServerConfig> {
+        Self::from_ini_str("", "environment", Path::new("."), |k| std::env::var(k).ok())
+    }
+
+    /// The pure twin of [`ServerConfig::from_file`]: `source` names the file in
+    /// errors, `base_dir` is where plugin commands run, `env` looks variables up.
+    pub fn from_ini_str(
+        text: &str,
+        source: &str,
+        base_dir: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<ServerConfig> {
+        let ini = parse_ini(text, source)?;
+        let mut cfg = ServerConfig {
+            base_dir: base_dir.to_path_buf(),
+            ..ServerConfig::default()
+        };
+        let mut overc: BTreeMap<String, (String, String)> = BTreeMap::new();
+        for (section, props) in ini.iter() {
+            let section = section.unwrap_or("");
+            match section {
+                "" => {
+                    if let Some((k, _)) = props.iter().next() {
+                        return Err(Error::Config(format!(
+                            "{source}: key {k:?} is outside of any section; put it under [overc]"
+                        )));
+                    }
+                }
+                "overc" => {
+                    for (k, v) in props.iter() {
+                        if !SERVER_KEYS.contains(&k) {
+                            return Err(key_error(source, "overc", k, "unknown key"));
+                        }
+                        overc.insert(k.to_owned(), (v.to_owned(), source.to_owned()));
+                    }
+                }
+                "ui" => {
+                    for (k, v) in props.iter() {
+                        let v = Some(v.to_owned()).filter(|v| !v.is_empty());
+                        match k {
+                            "username" => cfg.ui.username = v,
+                            "password" => cfg.ui.password = v,
+                            _ => return Err(key_error(source, "ui", k, "unknown key")),
+                        }
+                    }
+                }
+                s if s.starts_with("alert:") => {
+                    let name = &s["alert:".len()..];
+                    if name.is_empty() {
+                        return Err(Error::Config(format!("{source}: [{s}] needs a name")));
+                    }
+                    let mut command = None;
+                    let mut timeout = Duration::from_secs(30);
+                    for (k, v) in props.iter() {
+                        match k {
+                            "command" => {
+                                command = Some(split_command(v).ok_or_else(|| {
+                                    key_error(source, s, k, "empty or badly quoted command")
+                                })?)
+                            }
+                            "timeout" => {
+                                let secs: f64 = parse_num(v, source, s, k)?;
+                                if !(secs > 0.0 && secs <= 86_400.0) {
+                                    return Err(key_error(
+                                        source,
+                                        s,
+                                        k,
+                                        "should be 1 to 86400 seconds",
+                                    ));
+                                }
+                                timeout = Duration::from_secs_f64(secs);
+                            }
+                            _ => return Err(key_error(source, s, k, "unknown key")),
+                        }
+                    }
+                    let command =
+                        command.ok_or_else(|| key_error(source, s, "command", "missing"))?;
+                    cfg.alert_plugins.push(AlertPluginConfig {
+                        name: name.to_owned(),
+                        command,
+                        timeout,
+                    });
+                }
+                other => {
+                    return Err(Error::Config(format!(
+                        "{source}: unknown section [{other}] (expected [overc], [ui] or [alert:NAME])"
+                    )));
+                }
+            }
+        }
+        for key in SERVER_KEYS {
+            let var = format!("OVERC_{}", key.to_uppercase().replace('-', "_"));
+            if let Some(v) = env(&var) {
+                overc.insert((*key).to_owned(), (v, format!("environment {var}")));
+            }
+        }
+        for (key, (value, from)) in &overc {
+            cfg.set(key, value, from)?;
+        }
+        Ok(cfg)
+    }
+
+    fn set(&mut self, key: &str, v: &str, source: &str) -> Result<()> {
+        let s = "overc";
+        match key {
+            "listen" => {
+                if v.trim().is_empty() {
+                    return Err(key_error(source, s, key, "empty address"));
+                }
+                self.listen = v.trim().to_owned();
+            }
+            "database" => {
+                let path = v.trim().strip_prefix("sqlite:").unwrap_or(v.trim());
+                let path = path.strip_prefix("//").unwrap_or(path);
+                if path.is_empty() {
+                    return Err(key_error(source, s, key, "empty path"));
+                }
+                self.database = PathBuf::from(path);
+            }
+            "durability" => {
+                self.durability = match v.trim().to_ascii_lowercase().as_str() {
+                    "disk" => Durability::Disk,
+                    "process" => Durability::Process,
+                    _ => return Err(key_error(source, s, key, "should be disk or process")),
+                }
+            }
+            "loglevel" => self.loglevel = Some(v.trim().to_owned()).filter(|v| !v.is_empty()),
+            "grace" => self.grace = parse_num(v, source, s, key)?,
+            "history-limit" => {
+                self.history_limit = parse_num(v, source, s, key)?;
+                if self.history_limit == 0 {
+                    return Err(key_error(source, s, key, "should be at least 1"));
+                }
+            }
+            "retention-days" => {
+                self.retention_days = parse_num(v, source, s, key)?;
+                if self.retention_days == 0 {
+                    return Err(key_error(source, s, key, "should be at least 1"));
+                }
+            }
+            "max-body" => {
+                self.max_body = parse_num(v, source, s, key)?;
+                if self.max_body < 1024 {
+                    return Err(key_error(source, s, key, "should be at least 1024 bytes"));
+                }
+            }
+            "workers" => {
+                self.workers = parse_num(v, source, s, key)?;
+                if !(1..=1024).contains(&self.workers) {
+                    return Err(key_error(source, s, key, "should be 1 to 1024"));
+                }
+            }
+            "lock-timeout" => {
+                let secs: f64 = parse_num(v, source, s, key)?;
+                if !(0.001..=600.0).contains(&secs) {
+                    return Err(key_error(source, s, key, "should be 0.001 to 600 seconds"));
+                }
+                self.lock_timeout = Duration::from_secs_f64(secs);
+            }
+            _ => return Err(key_error(source, s, key, "unknown key")),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ServerConfig> {
+        ServerConfig::from_ini_str(text, "server.ini", Path::new("/etc/overc"), |_| None)
+    }
+
+    #[test]
+    fn spec_example_parses() {
+        let cfg = parse(
+            "[overc]\nlisten = 0.0.0.0:5000\ndatabase = sqlite:/var/lib/overc/overc.db ; also sqlite:PATH\n\
+             durability = process\nloglevel = WARN\ngrace = 5\nhistory-limit = 10\nretention-days = 9\nmax-body = 2048\n\
+             [ui]\nusername = admin\npassword = secret\n\
+             [alert:log]\ncommand = ./alert.d/log.sh \"/var/log/overc alerts.log\"\ntimeout = 3\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.listen, "0.0.0.0:5000");
+        assert_eq!(cfg.database, PathBuf::from("/var/lib/overc/overc.db"));
+        assert_eq!(cfg.durability, Durability::Process);
+        assert_eq!(cfg.grace, 5);
+        assert_eq!(cfg.history_limit, 10);
+        assert_eq!(cfg.max_body, 2048);
+        assert_eq!(cfg.ui.password.as_deref(), Some("secret"));
+        assert_eq!(
+            cfg.alert_plugins[0].command,
+            vec!["./alert.d/log.sh", "/var/log/overc alerts.log"]
+        );
+        assert_eq!(cfg.alert_plugins[0].timeout, Duration::from_secs(3));
+        assert_eq!(cfg.base_dir, PathBuf::from("/etc/overc"));
+    }
+
+    #[test]
+    fn empty_config_gives_defaults() {
+        assert_eq!(
+            parse("").unwrap(),
+            ServerConfig {
+                base_dir: "/etc/overc".into(),
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn errors_name_file_section_and_key() {
+        let e = parse("[overc]\ngrace = soon\n").unwrap_err().to_string();
+        assert!(
+            e.contains("server.ini") && e.contains("[overc]") && e.contains("grace"),
+            "{e}"
+        );
+        let e = parse("[overc]\nlisten_addr = x\n").unwrap_err().to_string();
+        assert!(
+            e.contains("listen_addr") && e.contains("unknown key"),
+            "{e}"
+        );
+        let e = parse("[overc]\ndurability = maybe\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("durability"), "{e}");
+        let e = parse("[alert:x]\ntimeout = 3\n").unwrap_err().to_string();
+        assert!(e.contains("[alert:x] command: missing"), "{e}");
+        let e = parse("[alert:x]\ncommand = \"unclosed\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[alert:x] command"), "{e}");
+        let e = parse("[bogus]\na = 1\n").unwrap_err().to_string();
+        assert!(e.contains("unknown section [bogus]"), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let cfg =
+            ServerConfig::from_ini_str("[overc]\ndatabase = a.db\n", "f", Path::new("."), |k| {
+                (k == "OVERC_DATABASE").then(|| "b.db".to_owned())
+            })
+            .unwrap();
+        assert_eq!(cfg.database, PathBuf::from("b.db"));
+        let e = ServerConfig::from_ini_str("", "f", Path::new("."), |k| {
+            (k == "OVERC_HISTORY_LIMIT").then(|| "lots".to_owned())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("environment OVERC_HISTORY_LIMIT") && e.contains("history-limit"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,66 @@
+//! The crate's error type.
+
+use std::fmt;
+
+/// Everything that can go wrong in overc's library calls.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A request body broke the wire protocol; the message names the field.
+    Invalid(String),
+    /// The server name is registered with another key.
+    Forbidden(String),
+    /// A configuration file, flag or environment variable is wrong.
+    Config(String),
+    /// The database could not be used (disk full, locked, corrupt).
+    Storage(String),
+    /// The remote overc server could not be reached or answered badly.
+    Transport(String),
+    /// The remote overc server refused the request (HTTP status and its message).
+    Refused {
+        /// HTTP status code of the answer.
+        status: u16,
+        /// The server's `error` message.
+        message: String,
+    },
+    /// An operating system call failed.
+    Io(std::io::Error),
+}
+
+/// Result with [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Invalid(m) => write!(f, "{m}"),
+            Error::Forbidden(m) => write!(f, "{m}"),
+            Error::Config(m) => write!(f, "config: {m}"),
+            Error::Storage(m) => write!(f, "storage: {m}"),
+            Error::Transport(m) => write!(f, "transport: {m}"),
+            Error::Refused { status, message } => write!(f, "refused ({status}): {message}"),
+            Error::Io(e) => write!(f, "io: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Storage(e.to_string())
+    }
+}

@@ -1,0 +1,631 @@
+//! Wire types of the OverC 1.0.9 protocol and their validation. No I/O.
+//!
+//! Parsing goes through [`serde_json::Value`] rather than derived
+//! deserializers so that every error names the field the way the original
+//! server did (`Data: "server.key" should be a string`) and unknown keys are
+//! ignored.
+
+use serde_json::{Map, Value, json};
+
+use crate::error::{Error, Result};
+use crate::state::State;
+
+/// Longest accepted server or service name, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
+/// Longest accepted server key, in characters.
+pub const MAX_KEY_CHARS: usize = 128;
+/// Largest accepted period in seconds (one year).
+pub const MAX_PERIOD: u32 = 31_536_000;
+/// Most services in one status report, and most alerts in one alert request.
+pub const MAX_ITEMS: usize = 1000;
+/// Longest `info` or alert message kept, in bytes; longer ones are cut.
+pub const MAX_INFO_BYTES: usize = 16 * 1024;
+/// Appended to a text that was cut at [`MAX_INFO_BYTES`].
+pub const CUT_MARK: &str = "\n[cut: longer than 16 KiB]";
+
+/// The identity a host sends with every request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerId {
+    /// The host's name, unique per overc server.
+    pub name: String,
+    /// The host's key, registered on first use.
+    pub key: String,
+}
+
+/// One service's state inside a [`StatusReport`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceReport {
+    /// Service name, unique per host.
+    pub name: String,
+    /// The reported state.
+    pub state: State,
+    /// Free text, usually a plugin's output (may carry Nagios perfdata).
+    pub info: String,
+    /// Overrides the report's period for this service.
+    pub period: Option<u32>,
+}
+
+/// Body of `/api/set/service/status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusReport {
+    /// Who sends it.
+    pub server: ServerId,
+    /// Seconds until the next report is due, for services without their own.
+    pub period: u32,
+    /// The states, applied in order.
+    pub services: Vec<ServiceReport>,
+}
+
+/// One message inside an [`AlertReport`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertMessage {
+    /// The alert text.
+    pub message: String,
+    /// The service it concerns, if any (created if new, without a period).
+    pub service: Option<String>,
+}
+
+/// Body of `/api/set/alerts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertReport {
+    /// Who sends it.
+    pub server: ServerId,
+    /// The alerts, in order.
+    pub alerts: Vec<AlertMessage>,
+}
+
+/// Body of `/api/ping`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ping {
+    /// Who sends it.
+    pub server: ServerId,
+}
+
+fn invalid(msg: String) -> Error {
+    Error::Invalid(msg)
+}
+
+fn missing(path: &str) -> Error {
+    invalid(format!("Data: \"{path}\" key is missing"))
+}
+
+/// Parses a request body into a JSON object, with the protocol's messages.
+pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| invalid("Data: request body is not valid UTF-8".into()))?;
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(invalid("Data: request body should be a JSON object".into())),
+        Err(e) => Err(invalid(format!(
+            "Data: request body is not valid JSON: {e}"
+        ))),
+    }
+}
+
+fn get<'a>(obj: &'a Map<String, Value>, key: &str, path: &str) -> Result<&'a Value> {
+    match obj.get(key) {
+        Some(v) => Ok(v),
+        None => Err(missing(path)),
+    }
+}
+
+fn optional<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    obj.get(key).filter(|v| !v.is_null())
+}
+
+fn string<'a>(v: &'a Value, path: &str) -> Result<&'a str> {
+    v.as_str()
+        .ok_or_else(|| invalid(format!("Data: \"{path}\" should be a string")))
+}
+
+fn name(v: &Value, path: &str) -> Result<String> {
+    let s = string(v, path)?;
+    let n = s.chars().count();
+    if n == 0 || n > MAX_NAME_CHARS {
+        return Err(invalid(format!(
+            "Data: \"{path}\" should be 1 to {MAX_NAME_CHARS} characters long"
+        )));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(invalid(format!(
+            "Data: \"{path}\" should not contain control characters"
+        )));
+    }
+    Ok(s.to_owned())
+}
+
+fn period(v: &Value, path: &str) -> Result<u32> {
+    let n = match v {
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
+                .map(|f| f as i64)
+        }),
+        // The original accepted numeric strings such as "60".
+        Value::String(s) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    };
+    let n = n.ok_or_else(|| invalid(format!("Data: \"{path}\" should be an integer")))?;
+    if !(1..=i64::from(MAX_PERIOD)).contains(&n) {
+        return Err(invalid(format!(
+            "Data: \"{path}\" should be between 1 and {MAX_PERIOD}"
+        )));
+    }
+    Ok(n as u32)
+}
+
+fn list<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<&'a Vec<Value>> {
+    let v = get(obj, key, key)?;
+    let items = v
+        .as_array()
+        .ok_or_else(|| invalid(format!("Data: \"{key}\" should be a list")))?;
+    if items.len() > MAX_ITEMS {
+        return Err(invalid(format!(
+            "Data: \"{key}\" should have at most {MAX_ITEMS} entries"
+        )));
+    }
+    Ok(items)
+}
+
+fn object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>> {
+    v.as_object()
+        .ok_or_else(|| invalid(format!("Data: \"{path}\" should be an object")))
+}
+
+/// Cuts `text` to at most [`MAX_INFO_BYTES`] at a UTF-8 boundary, marking a cut.
+pub fn cut_text(mut text: String) -> String {
+    if text.len() <= MAX_INFO_BYTES {
+        return text;
+    }
+    let mut end = MAX_INFO_BYTES - CUT_MARK.len();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(CUT_MARK);
+    text
+}
+
+impl ServerId {
+    /// Reads the `server` object of a request body.
+    pub fn from_json(body: &Map<String, Value>) -> Result<ServerId> {
+        let server = object(get(body, "server", "server")?, "server")?;
+        let name = name(get(server, "name", "server.name")?, "server.name")?;
+        let key = string(get(server, "key", "server.key")?, "server.key")?;
+        let n = key.chars().count();
+        if n == 0 || n > MAX_KEY_CHARS {
+            return Err(invalid(format!(
+                "Data: \"server.key\" should be 1 to {MAX_KEY_CHARS} characters long"
+            )));
+        }
+        Ok(ServerId {
+            name,
+            key: key.to_owned(),
+        })
+    }
+
+    /// Parses `"name:key"` as given to `overcli -i`; the key may contain `:`.
+    pub fn parse(s: &str) -> Result<ServerId> {
+        match s.split_once(':') {
+            Some((name, key)) if !name.is_empty() && !key.is_empty() => Ok(ServerId {
+                name: name.to_owned(),
+                key: key.to_owned(),
+            }),
+            _ => Err(Error::Config(format!(
+                "server id should be NAME:KEY, got {s:?}"
+            ))),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({"name": self.name, "key": self.key})
+    }
+}
+
+impl Ping {
+    /// Validates the body of `/api/ping`.
+    pub fn from_json(body: &Map<String, Value>) -> Result<Ping> {
+        Ok(Ping {
+            server: ServerId::from_json(body)?,
+        })
+    }
+
+    /// The wire form.
+    pub fn to_json(&self) -> Value {
+        json!({"server": self.server.to_json()})
+    }
+}
+
+impl StatusReport {
+    /// Validates the body of `/api/set/service/status`.
+    pub fn from_json(body: &Map<String, Value>) -> Result<StatusReport> {
+        let server = ServerId::from_json(body)?;
+        let period = period(get(body, "period", "period")?, "period")?;
+        let items = list(body, "services")?;
+        let mut services = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("services[{i}]");
+            let item = object(item, &path)?;
+            let name = name(
+                get(item, "name", &format!("{path}.name"))?,
+                &format!("{path}.name"),
+            )?;
+            let sent = string(
+                get(item, "state", &format!("{path}.state"))?,
+                &format!("{path}.state"),
+            )?;
+            let info = match optional(item, "info") {
+                Some(v) => string(v, &format!("{path}.info"))?.to_owned(),
+                None => String::new(),
+            };
+            let own_period = match optional(item, "period") {
+                Some(v) => Some(self::period(v, &format!("{path}.period"))?),
+                None => None,
+            };
+            let mut info = cut_text(info);
+            let state = match State::parse(sent) {
+                Some(s) => s,
+                None => {
+                    let shown: String = sent.chars().take(MAX_NAME_CHARS).collect();
+                    info.push_str(&format!(" (sent unsupported state: {shown:?})"));
+                    State::Unk
+                }
+            };
+            services.push(ServiceReport {
+                name,
+                state,
+                info,
+                period: own_period,
+            });
+        }
+        Ok(StatusReport {
+            server,
+            period,
+            services,
+        })
+    }
+
+    /// The wire form.
+    pub fn to_json(&self) -> Value {
+        let services: Vec<Value> = self
+            .services
+            .iter()
+            .map(|s| {
+                let mut v = json!({"name": s.name, "state": s.state.as_str(), "info": s.info});
+                if let Some(p) = s.period {
+                    v["period"] = json!(p);
+                }
+                v
+            })
+            .collect();
+        json!({"server": self.server.to_json(), "period": self.period, "services": services})
+    }
+}
+
+impl AlertReport {
+    /// Validates the body of `/api/set/alerts`.
+    pub fn from_json(body: &Map<String, Value>) -> Result<AlertReport> {
+        let server = ServerId::from_json(body)?;
+        let items = list(body, "alerts")?;
+        let mut alerts = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("alerts[{i}]");
+            let item = object(item, &path)?;
+            let message = string(
+                get(item, "message", &format!("{path}.message"))?,
+                &format!("{path}.message"),
+            )?;
+            let service = match optional(item, "service") {
+                Some(v) => Some(name(v, &format!("{path}.service"))?),
+                None => None,
+            };
+            alerts.push(AlertMessage {
+                message: cut_text(message.to_owned()),
+                service,
+            });
+        }
+        Ok(AlertReport { server, alerts })
+    }
+
+    /// The wire form.
+    pub fn to_json(&self) -> Value {
+        let alerts: Vec<Value> = self
+            .alerts
+            .iter()
+            .map(|a| match &a.service {
+                Some(s) => json!({"message": a.message, "service": s}),
+                None => json!({"message": a.message}),
+            })
+            .collect();
+        json!({"server": self.server.to_json(), "alerts": alerts})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    fn status(v: Value) -> Result<StatusReport> {
+        StatusReport::from_json(&obj(v))
+    }
+
+    fn err(r: Result<impl std::fmt::Debug>) -> String {
+        match r {
+            Err(Error::Invalid(m)) => m,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    const SRV: &str = r#"{"name": "a", "key": "k"}"#;
+
+    fn srv() -> Value {
+        serde_json::from_str(SRV).unwrap()
+    }
+
+    #[test]
+    fn server_fields_are_named_in_errors() {
+        assert_eq!(
+            err(Ping::from_json(&obj(json!({})))),
+            "Data: \"server\" key is missing"
+        );
+        assert_eq!(
+            err(Ping::from_json(&obj(json!({"server": 1})))),
+            "Data: \"server\" should be an object"
+        );
+        assert_eq!(
+            err(Ping::from_json(&obj(json!({"server": {"name": "a"}})))),
+            "Data: \"server.key\" key is missing"
+        );
+        assert_eq!(
+            err(Ping::from_json(&obj(
+                json!({"server": {"name": "a", "key": 1}})
+            ))),
+            "Data: \"server.key\" should be a string"
+        );
+        assert_eq!(
+            err(Ping::from_json(&obj(
+                json!({"server": {"name": 5, "key": "k"}})
+            ))),
+            "Data: \"server.name\" should be a string"
+        );
+    }
+
+    #[test]
+    fn name_and_key_lengths() {
+        let long = "é".repeat(65);
+        assert!(
+            err(Ping::from_json(&obj(
+                json!({"server": {"name": long, "key": "k"}})
+            )))
+            .contains("1 to 64")
+        );
+        let ok64 = "é".repeat(64);
+        assert!(Ping::from_json(&obj(json!({"server": {"name": ok64, "key": "k"}}))).is_ok());
+        assert!(
+            err(Ping::from_json(&obj(
+                json!({"server": {"name": "", "key": "k"}})
+            )))
+            .contains("1 to 64")
+        );
+        assert!(
+            err(Ping::from_json(&obj(
+                json!({"server": {"name": "a", "key": ""}})
+            )))
+            .contains("1 to 128")
+        );
+        let key = "k".repeat(129);
+        assert!(
+            err(Ping::from_json(&obj(
+                json!({"server": {"name": "a", "key": key}})
+            )))
+            .contains("1 to 128")
+        );
+        assert!(
+            err(Ping::from_json(&obj(
+                json!({"server": {"name": "a\nb", "key": "k"}})
+            )))
+            .contains("control")
+        );
+    }
+
+    #[test]
+    fn period_rules() {
+        let r = status(json!({"server": srv(), "period": "60", "services": []})).unwrap();
+        assert_eq!(r.period, 60);
+        assert_eq!(
+            err(status(json!({"server": srv(), "services": []}))),
+            "Data: \"period\" key is missing"
+        );
+        assert!(
+            err(status(
+                json!({"server": srv(), "period": 0, "services": []})
+            ))
+            .contains("between 1 and")
+        );
+        assert!(
+            err(status(
+                json!({"server": srv(), "period": 31_536_001, "services": []})
+            ))
+            .contains("between")
+        );
+        assert!(status(json!({"server": srv(), "period": 31_536_000, "services": []})).is_ok());
+        assert!(
+            err(status(
+                json!({"server": srv(), "period": "x", "services": []})
+            ))
+            .contains("integer")
+        );
+        assert!(
+            err(status(
+                json!({"server": srv(), "period": 1.5, "services": []})
+            ))
+            .contains("integer")
+        );
+        assert!(
+            err(status(
+                json!({"server": srv(), "period": true, "services": []})
+            ))
+            .contains("integer")
+        );
+    }
+
+    #[test]
+    fn services_list_rules() {
+        assert_eq!(
+            err(status(
+                json!({"server": srv(), "period": 60, "services": {}})
+            )),
+            "Data: \"services\" should be a list"
+        );
+        assert_eq!(
+            err(status(json!({"server": srv(), "period": 60}))),
+            "Data: \"services\" key is missing"
+        );
+        let many: Vec<Value> = (0..1001)
+            .map(|i| json!({"name": format!("s{i}"), "state": "OK"}))
+            .collect();
+        assert!(
+            err(status(
+                json!({"server": srv(), "period": 60, "services": many})
+            ))
+            .contains("at most 1000")
+        );
+        let enough: Vec<Value> = (0..1000)
+            .map(|i| json!({"name": format!("s{i}"), "state": "OK"}))
+            .collect();
+        assert_eq!(
+            status(json!({"server": srv(), "period": 60, "services": enough}))
+                .unwrap()
+                .services
+                .len(),
+            1000
+        );
+        assert_eq!(
+            err(status(
+                json!({"server": srv(), "period": 60, "services": [{"state": "OK"}]})
+            )),
+            "Data: \"services[0].name\" key is missing"
+        );
+        assert_eq!(
+            err(status(
+                json!({"server": srv(), "period": 60, "services": [{"name": "a", "state": 1}]})
+            )),
+            "Data: \"services[0].state\" should be a string"
+        );
+        assert_eq!(
+            err(status(
+                json!({"server": srv(), "period": 60, "services": [{"name": "a", "state": "OK", "info": 3}]})
+            )),
+            "Data: \"services[0].info\" should be a string"
+        );
+        assert!(err(status(json!({"server": srv(), "period": 60, "services": [{"name": "a", "state": "OK", "period": -1}]}))).contains("services[0].period"));
+    }
+
+    #[test]
+    fn states_are_normalised() {
+        let r = status(json!({"server": srv(), "period": 60, "services": [
+            {"name": "a", "state": "ok"}, {"name": "b", "state": "Err", "info": "x"},
+            {"name": "c", "state": "BULLSHIT", "info": "hi"}, {"name": "d", "state": "warn", "period": "5"}
+        ]}))
+        .unwrap();
+        assert_eq!(r.services[0].state, State::Ok);
+        assert_eq!(r.services[0].info, "");
+        assert_eq!(r.services[1].state, State::Fail);
+        assert_eq!(r.services[2].state, State::Unk);
+        assert_eq!(
+            r.services[2].info,
+            "hi (sent unsupported state: \"BULLSHIT\")"
+        );
+        assert_eq!(r.services[3].period, Some(5));
+    }
+
+    #[test]
+    fn long_info_is_cut_at_char_boundary_and_marked() {
+        let info = "ü".repeat(20_000);
+        let r = status(json!({"server": srv(), "period": 60, "services": [{"name": "a", "state": "OK", "info": info}]})).unwrap();
+        let got = &r.services[0].info;
+        assert!(got.len() <= MAX_INFO_BYTES);
+        assert!(got.ends_with(CUT_MARK));
+        assert_eq!(r.services[0].state, State::Ok);
+    }
+
+    #[test]
+    fn unknown_keys_are_ignored_and_duplicates_kept_in_order() {
+        let r = status(
+            json!({"server": {"name": "a", "key": "k", "x": 1}, "period": 60, "future": [1],
+            "services": [{"name": "s", "state": "OK", "new": {}}, {"name": "s", "state": "FAIL"}]}),
+        )
+        .unwrap();
+        assert_eq!(r.services.len(), 2);
+        assert_eq!(r.services[1].state, State::Fail);
+    }
+
+    #[test]
+    fn alerts_rules() {
+        let r = AlertReport::from_json(&obj(json!({"server": srv(), "alerts": [
+            {"message": "m1"}, {"message": "m2", "service": "db"}]})))
+        .unwrap();
+        assert_eq!(r.alerts[1].service.as_deref(), Some("db"));
+        assert_eq!(
+            err(AlertReport::from_json(&obj(
+                json!({"server": srv(), "alerts": [{"service": "x"}]})
+            ))),
+            "Data: \"alerts[0].message\" key is missing"
+        );
+        assert_eq!(
+            err(AlertReport::from_json(&obj(
+                json!({"server": srv(), "alerts": "x"})
+            ))),
+            "Data: \"alerts\" should be a list"
+        );
+    }
+
+    #[test]
+    fn bodies_that_are_not_objects() {
+        assert!(err(parse_object(b"[1,2]")).contains("JSON object"));
+        assert!(err(parse_object(b"{nope")).contains("not valid JSON"));
+        assert!(err(parse_object(b"\xff\xfe")).contains("UTF-8"));
+        let deep = "[".repeat(10_000);
+        assert!(err(parse_object(deep.as_bytes())).contains("not valid JSON"));
+    }
+
+    #[test]
+    fn round_trips_through_wire_form() {
+        let r = StatusReport {
+            server: ServerId {
+                name: "h".into(),
+                key: "k".into(),
+            },
+            period: 30,
+            services: vec![ServiceReport {
+                name: "s".into(),
+                state: State::Warn,
+                info: "i".into(),
+                period: Some(9),
+            }],
+        };
+        assert_eq!(status(r.to_json()).unwrap(), r);
+        let a = AlertReport {
+            server: ServerId {
+                name: "h".into(),
+                key: "k".into(),
+            },
+            alerts: vec![AlertMessage {
+                message: "m".into(),
+                service: None,
+            }],
+        };
+        assert_eq!(AlertReport::from_json(&obj(a.to_json())).unwrap(), a);
+    }
+
+    #[test]
+    fn server_id_parse() {
+        let id = ServerId::parse("host:key:with:colons").unwrap();
+        assert_eq!(id.key, "key:with:colons");
+        assert!(ServerId::parse("nokey").is_err());
+    }
+}

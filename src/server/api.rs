@@ -1,0 +1,69 @@
+//! The ingest endpoints of the OverC protocol: `/api/ping`,
+//! `/api/set/service/status`, `/api/set/alerts`.
+
+use std::sync::atomic::Ordering;
+
+use serde_json::json;
+
+use super::{App, Request, Response};
+use crate::error::Error;
+use crate::protocol::{AlertReport, Ping, StatusReport, parse_object};
+
+/// Maps a library error to the protocol's status codes without leaking
+/// internals: storage details go to the log, the client gets a retry hint.
+pub(super) fn error_response(e: Error) -> Response {
+    match e {
+        Error::Invalid(m) => Response::error(400, &m),
+        Error::Forbidden(m) => Response::error(403, &m),
+        Error::Storage(m) => {
+            log::error!("storage unavailable: {m}");
+            Response::error(503, "Storage unavailable; nothing was stored, please retry")
+        }
+        other => {
+            log::error!("internal error: {other}");
+            Response::error(500, "Internal server error")
+        }
+    }
+}
+
+pub(super) fn method_not_allowed(allow: &str) -> Response {
+    let mut r = Response::error(405, &format!("Method not allowed; use {allow}"));
+    r.headers.push(("Allow".into(), allow.into()));
+    r
+}
+
+pub(super) fn route(app: &App, req: &Request<'_>, path: &str) -> Response {
+    let path = path.trim_end_matches('/');
+    let endpoint = match path {
+        "/api/ping" | "/api/set/service/status" | "/api/set/alerts" => path,
+        _ => return Response::error(404, "Not found"),
+    };
+    if req.method != "POST" {
+        return method_not_allowed("POST");
+    }
+    let body = match parse_object(req.body) {
+        Ok(b) => b,
+        Err(e) => return error_response(e),
+    };
+    let store = &app.store;
+    let result = match endpoint {
+        "/api/ping" => Ping::from_json(&body)
+            .and_then(|p| store.ping(p, req.remote))
+            .map(|_| json!({"pong": 1})),
+        "/api/set/service/status" => StatusReport::from_json(&body)
+            .and_then(|r| {
+                let n = r.services.len() as u64;
+                let applied = store.report(r, req.remote)?;
+                app.counters.reports.fetch_add(n, Ordering::Relaxed);
+                Ok(applied)
+            })
+            .map(|_| json!({"ok": 1})),
+        _ => AlertReport::from_json(&body)
+            .and_then(|r| store.alerts(r, req.remote))
+            .map(|_| json!({"ok": 1})),
+    };
+    match result {
+        Ok(v) => Response::json(200, &v),
+        Err(e) => error_response(e),
+    }
+}

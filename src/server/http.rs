@@ -1,0 +1,140 @@
+//! The tiny_http adapter: a pool of worker threads turning sockets into
+//! [`Request`]s for [`App::handle`], with a body limit and socket timeouts.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::{App, Request, Response};
+use crate::error::{Error, Result};
+
+/// How long a connection may sit idle or stall mid-request before it is
+/// dropped, so a slow or silent client cannot hold a worker.
+const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
+const WORKER_STACK: usize = 512 * 1024;
+
+pub(super) struct HttpServer {
+    server: Arc<tiny_http::Server>,
+    workers: Vec<JoinHandle<()>>,
+    addr: SocketAddr,
+}
+
+/// Binds `addr` with read and write timeouts that accepted sockets inherit
+/// (Linux copies `SO_RCVTIMEO`/`SO_SNDTIMEO` to them), because tiny_http
+/// itself never sets any.
+fn bind(addr: &str) -> Result<TcpListener> {
+    let listener = TcpListener::bind(addr)
+        .map_err(|e| Error::Config(format!("cannot listen on {addr}: {e}")))?;
+    let sock = TcpStream::from(OwnedFd::from(listener));
+    sock.set_read_timeout(Some(SOCKET_TIMEOUT))?;
+    sock.set_write_timeout(Some(SOCKET_TIMEOUT))?;
+    Ok(TcpListener::from(OwnedFd::from(sock)))
+}
+
+impl HttpServer {
+    pub(super) fn start(app: Arc<App>) -> Result<HttpServer> {
+        let listener = bind(&app.config.listen)?;
+        let addr = listener.local_addr()?;
+        let server = tiny_http::Server::from_listener(listener, None)
+            .map_err(|e| Error::Config(format!("cannot listen on {addr}: {e}")))?;
+        let server = Arc::new(server);
+        let mut workers = Vec::new();
+        for i in 0..app.config.workers {
+            let server = server.clone();
+            let app = app.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("overc-http-{i}"))
+                .stack_size(WORKER_STACK)
+                .spawn(move || {
+                    while let Ok(rq) = server.recv() {
+                        serve(&app, rq);
+                    }
+                })?;
+            workers.push(handle);
+        }
+        Ok(HttpServer {
+            server,
+            workers,
+            addr,
+        })
+    }
+
+    pub(super) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Each worker finishes the request it holds, then takes its unblock.
+    pub(super) fn stop(self) {
+        for _ in &self.workers {
+            self.server.unblock();
+        }
+        for w in self.workers {
+            let _ = w.join();
+        }
+    }
+}
+
+fn serve(app: &App, mut rq: tiny_http::Request) {
+    let limit = app.config.max_body;
+    let remote = rq
+        .remote_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    let response = if rq.body_length().is_some_and(|n| n > limit) {
+        // Refused from the header alone; tiny_http discards the rest of the
+        // body as it streams in, without keeping it.
+        Response::error(413, &format!("Request body larger than {limit} bytes"))
+    } else {
+        let mut body = Vec::with_capacity(rq.body_length().unwrap_or(0).min(limit));
+        match rq.as_reader().take(limit as u64 + 1).read_to_end(&mut body) {
+            Ok(_) if body.len() > limit => {
+                Response::error(413, &format!("Request body larger than {limit} bytes"))
+            }
+            Ok(_) => {
+                let headers: Vec<(String, String)> = rq
+                    .headers()
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.field.as_str().as_str().to_owned(),
+                            h.value.as_str().to_owned(),
+                        )
+                    })
+                    .collect();
+                let method = rq.method().as_str().to_owned();
+                let req = Request {
+                    method: &method,
+                    url: rq.url(),
+                    headers: &headers,
+                    body: &body,
+                    remote: &remote,
+                };
+                let app_response =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| app.handle(&req)));
+                match app_response {
+                    Ok(r) => r,
+                    Err(_) => {
+                        log::error!("handler panicked on {} {}", req.method, req.url);
+                        Response::error(500, "Internal server error")
+                    }
+                }
+            }
+            Err(e) => {
+                log::debug!("reading a request body from {remote} failed: {e}");
+                Response::error(400, "Could not read the request body")
+            }
+        }
+    };
+    let mut out = tiny_http::Response::from_data(response.body).with_status_code(response.status);
+    for (k, v) in &response.headers {
+        if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
+            out.add_header(h);
+        }
+    }
+    if let Err(e) = rq.respond(out) {
+        log::debug!("writing a response to {remote} failed: {e}");
+    }
+}

@@ -1,0 +1,213 @@
+//! The overc server: the HTTP API on tiny_http, embeddable in any program.
+//!
+//! Request handling is a plain function ([`App::handle`]) from a [`Request`]
+//! to a [`Response`]; the tiny_http loop in `http.rs` only adapts sockets to it.
+
+mod api;
+mod http;
+mod ui;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::{Value, json};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::ServerConfig;
+use crate::error::Result;
+use crate::store::{Store, StoreOptions};
+
+/// An HTTP request as the handler sees it, free of any socket.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// `GET`, `POST`, …
+    pub method: &'a str,
+    /// Path with the query string, e.g. `/ui/api/status/?x=1`.
+    pub url: &'a str,
+    /// Header names and values, in order received.
+    pub headers: &'a [(String, String)],
+    /// The body, already read and within the size limit.
+    pub body: &'a [u8],
+    /// The client's address, recorded on the server row.
+    pub remote: &'a str,
+}
+
+impl Request<'_> {
+    /// A header's value by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// An HTTP response from the handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Extra headers, `Content-Type` included.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A JSON response.
+    pub fn json(status: u16, value: &Value) -> Response {
+        Response {
+            status,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: value.to_string().into_bytes(),
+        }
+    }
+
+    /// A JSON `{"error": message}` response.
+    pub fn error(status: u16, message: &str) -> Response {
+        Response::json(status, &json!({ "error": message }))
+    }
+
+    /// The body parsed as JSON (`Null` when it is not JSON), for tests and tools.
+    pub fn body_json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// Counters exposed later through `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub requests: AtomicU64,
+    pub reports: AtomicU64,
+}
+
+/// The request handler: routes, validates, stores and answers.
+pub struct App {
+    store: Arc<Store>,
+    config: ServerConfig,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").field("store", &self.store).finish()
+    }
+}
+
+impl App {
+    /// A handler over an open store.
+    pub fn new(config: ServerConfig, store: Arc<Store>) -> App {
+        App {
+            store,
+            config,
+            counters: Counters::default(),
+        }
+    }
+
+    /// The store this handler writes to.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Answers one request. Never panics on client input; a storage problem
+    /// is a 503 and an unexpected one a 500 whose details go to the log only.
+    pub fn handle(&self, req: &Request<'_>) -> Response {
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let path = req.url.split('?').next().unwrap_or("");
+        let response = if path.starts_with("/api/") {
+            api::route(self, req, path)
+        } else if path.starts_with("/ui/") || path == "/" {
+            ui::route(self, req, path)
+        } else {
+            Response::error(404, "Not found")
+        };
+        log::debug!(
+            "{} {} {} from {} -> {}",
+            req.method,
+            req.url,
+            req.body.len(),
+            req.remote,
+            response.status
+        );
+        response
+    }
+}
+
+/// A running overc server: HTTP workers, the store's writer, and (later) the supervisor.
+pub struct Server {
+    app: Arc<App>,
+    http: http::HttpServer,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.addr())
+            .finish()
+    }
+}
+
+impl Server {
+    /// Opens the database and listens on `config.listen`.
+    ///
+    /// # Errors
+    /// When the database cannot be opened or the address cannot be bound.
+    pub fn start(config: ServerConfig) -> Result<Server> {
+        Self::start_with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// Like [`Server::start`] with an injected clock (tests drive time by hand).
+    pub fn start_with_clock(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Server> {
+        let opts = StoreOptions {
+            durability: config.durability,
+            history_limit: config.history_limit,
+            retention_days: config.retention_days,
+            lock_timeout: config.lock_timeout,
+        };
+        let store = Arc::new(Store::open(&config.database, &opts, clock.clone())?);
+        let app = Arc::new(App::new(config, store));
+        let http = http::HttpServer::start(app.clone())?;
+        log::info!(
+            "overc-server listening on http://{} with database {}",
+            http.addr(),
+            app.store.path().display()
+        );
+        Ok(Server { app, http })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.http.addr()
+    }
+
+    /// The base URL, e.g. `http://127.0.0.1:5000`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr())
+    }
+
+    /// The request handler (and through it the store).
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    /// Stops accepting, finishes in-flight requests, commits, and closes.
+    pub fn stop(self) {
+        self.http.stop();
+        self.app.store.close();
+        log::info!("overc-server stopped");
+    }
+}
+
+/// Blocks until SIGTERM or SIGINT arrives, for binaries that run a server.
+pub fn wait_for_stop_signal() -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    let _ = signals.forever().next();
+    Ok(())
+}

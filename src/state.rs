@@ -1,0 +1,102 @@
+//! Service states, their severity order and the Nagios exit-code mapping.
+
+use std::fmt;
+
+/// The state of a service, ordered by severity: `Ok < Warn < Fail < Unk`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum State {
+    /// Everything is fine.
+    Ok,
+    /// Something needs attention soon.
+    Warn,
+    /// Critical: something is broken.
+    Fail,
+    /// The check could not tell.
+    Unk,
+}
+
+impl State {
+    /// All states in severity order.
+    pub const ALL: [State; 4] = [State::Ok, State::Warn, State::Fail, State::Unk];
+
+    /// The upper-case wire name (`OK`, `WARN`, `FAIL`, `UNK`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Ok => "OK",
+            State::Warn => "WARN",
+            State::Fail => "FAIL",
+            State::Unk => "UNK",
+        }
+    }
+
+    /// Parses a wire name case-insensitively; `ERR` is an alias of `FAIL`.
+    /// Returns `None` for anything else.
+    pub fn parse(s: &str) -> Option<State> {
+        let s = s.trim();
+        for (name, state) in [
+            ("OK", State::Ok),
+            ("WARN", State::Warn),
+            ("FAIL", State::Fail),
+            ("ERR", State::Fail),
+            ("UNK", State::Unk),
+        ] {
+            if s.eq_ignore_ascii_case(name) {
+                return Some(state);
+            }
+        }
+        None
+    }
+
+    /// Maps a Nagios plugin exit code: 0 OK, 1 WARN, 2 FAIL, anything else UNK.
+    pub fn from_exit_code(code: Option<i32>) -> State {
+        match code {
+            Some(0) => State::Ok,
+            Some(1) => State::Warn,
+            Some(2) => State::Fail,
+            _ => State::Unk,
+        }
+    }
+
+    /// The Nagios exit code of this state (0..=3).
+    pub fn exit_code(self) -> i32 {
+        self as i32
+    }
+
+    /// Numeric value used by metrics: 0 OK, 1 WARN, 2 FAIL, 3 UNK.
+    pub fn value(self) -> u8 {
+        self as u8
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_case_insensitively_with_err_alias() {
+        assert_eq!(State::parse("ok"), Some(State::Ok));
+        assert_eq!(State::parse("Warn"), Some(State::Warn));
+        assert_eq!(State::parse("err"), Some(State::Fail));
+        assert_eq!(State::parse("FAIL"), Some(State::Fail));
+        assert_eq!(State::parse("unk"), Some(State::Unk));
+        assert_eq!(State::parse("BULLSHIT"), None);
+        assert_eq!(State::parse(""), None);
+    }
+
+    #[test]
+    fn severity_order_and_exit_codes() {
+        assert!(State::Ok < State::Warn && State::Warn < State::Fail && State::Fail < State::Unk);
+        assert_eq!(State::from_exit_code(Some(0)), State::Ok);
+        assert_eq!(State::from_exit_code(Some(1)), State::Warn);
+        assert_eq!(State::from_exit_code(Some(2)), State::Fail);
+        assert_eq!(State::from_exit_code(Some(3)), State::Unk);
+        assert_eq!(State::from_exit_code(Some(42)), State::Unk);
+        assert_eq!(State::from_exit_code(None), State::Unk);
+    }
+}

@@ -1,0 +1,224 @@
+//! SQLite storage: schema and migrations, the group-commit writer, and the
+//! queries behind the read API.
+//!
+//! All writes go through one writer thread. A request handler hands its
+//! operation over and blocks until the transaction holding it has committed,
+//! so a 200 is durable; operations that arrive while a commit is running are
+//! collected into the next transaction and share its fsync (group commit).
+//! Each operation runs inside its own savepoint, so one refused operation
+//! (a wrong key) never disturbs the others in its batch.
+
+mod query;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::clock::{Clock, Millis};
+use crate::config::Durability;
+use crate::error::{Error, Result};
+use crate::protocol::{AlertReport, Ping, StatusReport};
+
+pub use query::{AlertFilter, StatusFilter, TableCounts};
+pub use writer::{Applied, DeadlineChange};
+
+/// Storage settings taken from the server config.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Commit durability.
+    pub durability: Durability,
+    /// History records kept per service.
+    pub history_limit: u32,
+    /// Days alerts are kept.
+    pub retention_days: u32,
+    /// How long a write waits for a database lock before failing.
+    pub lock_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            durability: Durability::Disk,
+            history_limit: 1000,
+            retention_days: 90,
+            lock_timeout: BUSY_TIMEOUT,
+        }
+    }
+}
+
+/// An operation for the writer thread.
+pub(crate) enum Op {
+    Ping(Ping, String),
+    Status(StatusReport, String),
+    Alerts(AlertReport, String),
+    /// Runs the retention rules now (tests and maintenance).
+    Prune,
+}
+
+struct Job {
+    op: Op,
+    reply: mpsc::SyncSender<Result<Applied>>,
+}
+
+/// The overc database: one writer thread with group commit, and a read connection.
+pub struct Store {
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    reader: Mutex<Connection>,
+    clock: Arc<dyn Clock>,
+    commits: Arc<AtomicU64>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+static MEMORY_DBS: AtomicU64 = AtomicU64::new(0);
+
+impl Store {
+    /// Opens (creating or migrating) the database file at `path`.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the file cannot be opened or migrated.
+    pub fn open(path: &Path, opts: &StoreOptions, clock: Arc<dyn Clock>) -> Result<Store> {
+        let open = || -> Result<Connection> {
+            let conn = Connection::open(path).map_err(|e| {
+                Error::Storage(format!("cannot open database {}: {e}", path.display()))
+            })?;
+            Ok(conn)
+        };
+        Self::start(open, path.to_path_buf(), opts, clock)
+    }
+
+    /// A private in-memory database, for tests and examples.
+    pub fn open_in_memory(opts: &StoreOptions, clock: Arc<dyn Clock>) -> Result<Store> {
+        let n = MEMORY_DBS.fetch_add(1, Ordering::Relaxed);
+        let uri = format!(
+            "file:overc-mem-{}-{n}?mode=memory&cache=shared",
+            std::process::id()
+        );
+        let open = move || -> Result<Connection> {
+            let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_URI;
+            Ok(Connection::open_with_flags(&uri, flags)?)
+        };
+        Self::start(open, PathBuf::from(":memory:"), opts, clock)
+    }
+
+    fn start(
+        open: impl Fn() -> Result<Connection>,
+        path: PathBuf,
+        opts: &StoreOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Store> {
+        let mut wconn = open()?;
+        schema::prepare(&mut wconn, opts.durability, opts.lock_timeout)?;
+        let rconn = open()?;
+        schema::prepare_reader(&rconn, opts.lock_timeout)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let commits = Arc::new(AtomicU64::new(0));
+        let w = writer::Writer::new(wconn, opts.clone(), clock.clone(), commits.clone());
+        let handle = std::thread::Builder::new()
+            .name("overc-writer".into())
+            .spawn(move || w.run(rx))?;
+        Ok(Store {
+            jobs: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+            reader: Mutex::new(rconn),
+            clock,
+            commits,
+            path,
+        })
+    }
+
+    /// The database file's path (`:memory:` for an in-memory store).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How many transactions the writer has committed (group commit shares one
+    /// among many requests, so this grows slower than the request count).
+    pub fn commit_count(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn now(&self) -> Millis {
+        self.clock.now()
+    }
+
+    fn submit(&self, op: Op) -> Result<Applied> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        {
+            let jobs = lock(&self.jobs);
+            let jobs = jobs
+                .as_ref()
+                .ok_or_else(|| Error::Storage("the store is closed".into()))?;
+            jobs.send(Job { op, reply })
+                .map_err(|_| Error::Storage("the writer thread has stopped".into()))?;
+        }
+        answer
+            .recv()
+            .map_err(|_| Error::Storage("the writer thread has stopped".into()))?
+    }
+
+    /// Registers or checks the host, records its address; durable on return.
+    pub fn ping(&self, ping: Ping, ip: &str) -> Result<Applied> {
+        self.submit(Op::Ping(ping, ip.to_owned()))
+    }
+
+    /// Stores a status report; durable on return.
+    ///
+    /// # Errors
+    /// [`Error::Forbidden`] when the key is wrong (nothing stored),
+    /// [`Error::Storage`] when the commit failed (nothing stored).
+    pub fn report(&self, report: StatusReport, ip: &str) -> Result<Applied> {
+        self.submit(Op::Status(report, ip.to_owned()))
+    }
+
+    /// Stores posted alerts (channel `api`, event `alert`); durable on return.
+    pub fn alerts(&self, report: AlertReport, ip: &str) -> Result<Applied> {
+        self.submit(Op::Alerts(report, ip.to_owned()))
+    }
+
+    /// Prunes history beyond `history-limit` and alerts past `retention-days` now.
+    pub fn prune(&self) -> Result<Applied> {
+        self.submit(Op::Prune)
+    }
+
+    pub(crate) fn reader(&self) -> MutexGuard<'_, Connection> {
+        lock(&self.reader)
+    }
+
+    /// Stops the writer after the operations already handed over are committed.
+    pub fn close(&self) {
+        lock(&self.jobs).take();
+        if let Some(h) = lock(&self.writer).take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Locks a mutex, recovering from poisoning: our guarded data stays valid
+/// even if a thread panicked while holding it.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How long a connection waits for a lock before reporting "database locked".
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

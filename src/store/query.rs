@@ -1,0 +1,383 @@
+//! Reads behind the `/ui/api/` JSON API, in the original's shapes.
+
+use std::collections::HashMap;
+
+use rusqlite::{OptionalExtension, Row, params};
+use serde_json::{Value, json};
+
+use super::Store;
+use crate::clock::{Millis, iso8601};
+use crate::error::Result;
+
+/// Which servers `/ui/api/status/` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    /// Every server.
+    All,
+    /// One server by id.
+    Server(i64),
+    /// One service (inside its server) by id.
+    Service(i64),
+}
+
+/// Which alerts `/ui/api/status/alerts/` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertFilter {
+    /// All alerts.
+    All,
+    /// Alerts of one server (including its services').
+    Server(i64),
+    /// Alerts of one service.
+    Service(i64),
+}
+
+const DAY: Millis = 86_400_000;
+/// Most alerts one listing returns.
+const MAX_ALERTS: i64 = 5000;
+
+/// Is a service overdue at `now`? True when flagged by the supervisor, or
+/// when its deadline (last report + period + grace) has passed.
+pub fn timed_out(
+    overdue: bool,
+    period: Option<i64>,
+    rtime: Option<Millis>,
+    grace_ms: Millis,
+    now: Millis,
+) -> bool {
+    overdue
+        || match (period, rtime) {
+            (Some(p), Some(t)) => now > t + p * 1000 + grace_ms,
+            _ => false,
+        }
+}
+
+fn state_info(state: Option<String>, info: Option<String>) -> Value {
+    match state {
+        Some(s) => json!({"state": s, "info": info.unwrap_or_default()}),
+        None => Value::Null,
+    }
+}
+
+fn alert_json(r: &Row<'_>) -> rusqlite::Result<Value> {
+    Ok(json!({
+        "id": r.get::<_, i64>(0)?,
+        "server_id": r.get::<_, Option<i64>>(1)?,
+        "server": r.get::<_, Option<String>>(2)?,
+        "service_id": r.get::<_, Option<i64>>(3)?,
+        "service": r.get::<_, Option<String>>(4)?,
+        "ctime": iso8601(r.get(5)?),
+        "channel": r.get::<_, String>(6)?,
+        "event": r.get::<_, String>(7)?,
+        "message": r.get::<_, String>(8)?,
+        "severity": r.get::<_, String>(9)?,
+        "state_info": state_info(r.get(10)?, r.get(11)?),
+        "delivered": r.get::<_, bool>(12)?,
+    }))
+}
+
+const ALERT_COLUMNS: &str =
+    "SELECT a.id, a.server_id, sv.name, a.service_id, se.name, a.ctime, a.channel,
+        a.event, a.message, a.severity, a.state, a.info, a.delivered, a.state_id
+    FROM alerts a LEFT JOIN servers sv ON sv.id = a.server_id
+    LEFT JOIN services se ON se.id = a.service_id";
+
+impl Store {
+    /// `GET /ui/api/status/…`: servers with their services and current states.
+    /// `None` when the filtered server or service does not exist.
+    pub fn status(
+        &self,
+        filter: StatusFilter,
+        grace_s: u32,
+        supervisor_lag: f64,
+    ) -> Result<Option<Value>> {
+        let now = self.now();
+        let conn = self.reader();
+        let grace_ms = i64::from(grace_s) * 1000;
+        let since = now - DAY;
+        let (server_sql, service_sql) = match filter {
+            StatusFilter::All => ("WHERE ?1 = ?1", "WHERE ?1 = ?1"),
+            StatusFilter::Server(_) => ("WHERE id = ?1", "WHERE server_id = ?1"),
+            StatusFilter::Service(_) => (
+                "WHERE id = (SELECT server_id FROM services WHERE id = ?1)",
+                "WHERE id = ?1",
+            ),
+        };
+        let arg = match filter {
+            StatusFilter::All => 0,
+            StatusFilter::Server(id) | StatusFilter::Service(id) => id,
+        };
+        let mut counts: HashMap<(Option<i64>, Option<i64>), i64> = HashMap::new();
+        let mut total = 0;
+        {
+            let mut st = conn.prepare_cached(
+                "SELECT server_id, service_id, COUNT(*) FROM alerts WHERE ctime >= ?1
+                 GROUP BY server_id, service_id",
+            )?;
+            let rows =
+                st.query_map([since], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?)))?;
+            for row in rows {
+                let (srv, svc, n) = row?;
+                counts.insert((srv, svc), n);
+                total += n;
+            }
+        }
+        let mut services: HashMap<i64, Vec<Value>> = HashMap::new();
+        let mut service_alerts: HashMap<i64, i64> = HashMap::new();
+        for ((srv, svc), n) in &counts {
+            if let (Some(srv), Some(_)) = (srv, svc) {
+                *service_alerts.entry(*srv).or_default() += n;
+            }
+        }
+        {
+            let sql = format!(
+                "SELECT id, server_id, name, title, period, state, info, rtime, overdue
+                 FROM services {service_sql} ORDER BY name, id"
+            );
+            let mut st = conn.prepare_cached(&sql)?;
+            let mut rows = st.query([arg])?;
+            while let Some(r) = rows.next()? {
+                let id: i64 = r.get(0)?;
+                let server_id: i64 = r.get(1)?;
+                let period: Option<i64> = r.get(4)?;
+                let state: Option<String> = r.get(5)?;
+                let rtime: Option<Millis> = r.get(7)?;
+                let overdue: bool = r.get(8)?;
+                let state_json = match (&state, rtime) {
+                    (Some(s), Some(t)) => json!({
+                        "rtime": iso8601(t),
+                        "timed_out": timed_out(overdue, period, rtime, grace_ms, now),
+                        "seen_ago": ((now - t).max(0)) / 1000,
+                        "state": s,
+                        "info": r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+                    }),
+                    _ => Value::Null,
+                };
+                services.entry(server_id).or_default().push(json!({
+                    "id": id,
+                    "name": r.get::<_, String>(2)?,
+                    "title": r.get::<_, String>(3)?,
+                    "period": period,
+                    "n_alerts": counts.get(&(Some(server_id), Some(id))).copied().unwrap_or(0),
+                    "state": state_json,
+                }));
+            }
+        }
+        let mut servers = Vec::new();
+        {
+            let sql = format!(
+                "SELECT id, name, title, ip, first_seen, last_seen FROM servers {server_sql} ORDER BY name, id"
+            );
+            let mut st = conn.prepare_cached(&sql)?;
+            let mut rows = st.query([arg])?;
+            while let Some(r) = rows.next()? {
+                let id: i64 = r.get(0)?;
+                let own = counts.get(&(Some(id), None)).copied().unwrap_or(0);
+                servers.push(json!({
+                    "id": id,
+                    "name": r.get::<_, String>(1)?,
+                    "title": r.get::<_, String>(2)?,
+                    "ip": r.get::<_, String>(3)?,
+                    "first_seen": iso8601(r.get(4)?),
+                    "last_seen": iso8601(r.get(5)?),
+                    "n_alerts": own + service_alerts.get(&id).copied().unwrap_or(0),
+                    "services": services.remove(&id).unwrap_or_default(),
+                }));
+            }
+        }
+        if filter != StatusFilter::All && servers.is_empty() {
+            return Ok(None);
+        }
+        let last_state_id: Option<i64> = conn
+            .prepare_cached("SELECT MAX(id) FROM states")?
+            .query_row([], |r| r.get(0))?;
+        Ok(Some(json!({
+            "stats": {
+                "n_alerts": total,
+                "last_state_id": last_state_id.unwrap_or(0),
+                "supervisor_lag": supervisor_lag,
+            },
+            "servers": servers,
+        })))
+    }
+
+    /// `GET /ui/api/status/service/<id>/states`: history newest first, with
+    /// runs of three or more same-state records without alerts folded when
+    /// `groups` is set. `None` when the service does not exist.
+    pub fn states(&self, service_id: i64, hours: u32, groups: bool) -> Result<Option<Value>> {
+        let now = self.now();
+        let conn = self.reader();
+        let name: Option<String> = conn
+            .prepare_cached("SELECT name FROM services WHERE id = ?1")?
+            .query_row([service_id], |r| r.get(0))
+            .optional()?;
+        let Some(name) = name else { return Ok(None) };
+        let since = now - i64::from(hours) * 3_600_000;
+        let mut alerts: HashMap<i64, Vec<Value>> = HashMap::new();
+        {
+            let sql = format!(
+                "{ALERT_COLUMNS} WHERE a.service_id = ?1 AND a.ctime >= ?2 AND a.state_id IS NOT NULL
+                 ORDER BY a.id DESC"
+            );
+            let mut st = conn.prepare_cached(&sql)?;
+            let mut rows = st.query(params![service_id, since])?;
+            while let Some(r) = rows.next()? {
+                let state_id: i64 = r.get(13)?;
+                alerts.entry(state_id).or_default().push(alert_json(r)?);
+            }
+        }
+        let mut states = Vec::new();
+        {
+            let mut st = conn.prepare_cached(
+                "SELECT id, rtime, state, info FROM states WHERE service_id = ?1 AND rtime >= ?2
+                 ORDER BY id DESC",
+            )?;
+            let mut rows = st.query(params![service_id, since])?;
+            while let Some(r) = rows.next()? {
+                let id: i64 = r.get(0)?;
+                states.push(json!({
+                    "id": id,
+                    "rtime": iso8601(r.get(1)?),
+                    "state": r.get::<_, String>(2)?,
+                    "info": r.get::<_, String>(3)?,
+                    "alerts": alerts.remove(&id).unwrap_or_default(),
+                    "service": name,
+                    "service_id": service_id,
+                }));
+            }
+        }
+        let states = if groups { fold_runs(states) } else { states };
+        Ok(Some(json!({"states": states})))
+    }
+
+    /// `GET /ui/api/status/alerts/…`: alerts of the last `hours`, newest first.
+    /// `None` when the filtered server or service does not exist.
+    pub fn alert_list(&self, filter: AlertFilter, hours: u32) -> Result<Option<Value>> {
+        let now = self.now();
+        let conn = self.reader();
+        let exists = |sql: &str, id: i64| -> Result<bool> {
+            Ok(conn
+                .prepare_cached(sql)?
+                .query_row([id], |_| Ok(()))
+                .optional()?
+                .is_some())
+        };
+        let (cond, arg) = match filter {
+            AlertFilter::All => ("?1 = ?1", 0),
+            AlertFilter::Server(id) => {
+                if !exists("SELECT 1 FROM servers WHERE id = ?1", id)? {
+                    return Ok(None);
+                }
+                ("a.server_id = ?1", id)
+            }
+            AlertFilter::Service(id) => {
+                if !exists("SELECT 1 FROM services WHERE id = ?1", id)? {
+                    return Ok(None);
+                }
+                ("a.service_id = ?1", id)
+            }
+        };
+        let since = now - i64::from(hours) * 3_600_000;
+        let sql =
+            format!("{ALERT_COLUMNS} WHERE {cond} AND a.ctime >= ?2 ORDER BY a.id DESC LIMIT ?3");
+        let mut st = conn.prepare_cached(&sql)?;
+        let list = st
+            .query_map(params![arg, since, MAX_ALERTS], alert_json)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(Some(json!({"alerts": list})))
+    }
+
+    /// Count of rows in each table, for tests and diagnostics.
+    pub fn counts(&self) -> Result<TableCounts> {
+        let conn = self.reader();
+        let count = |t: &str| -> Result<i64> {
+            Ok(conn.query_row(&format!("SELECT COUNT(*) FROM {t}"), [], |r| r.get(0))?)
+        };
+        Ok(TableCounts {
+            servers: count("servers")?,
+            services: count("services")?,
+            states: count("states")?,
+            alerts: count("alerts")?,
+        })
+    }
+}
+
+/// Row counts per table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TableCounts {
+    /// Registered hosts.
+    pub servers: i64,
+    /// Known services.
+    pub services: i64,
+    /// History records.
+    pub states: i64,
+    /// Alerts.
+    pub alerts: i64,
+}
+
+/// Folds runs of three or more same-state records without alerts.
+fn fold_runs(states: Vec<Value>) -> Vec<Value> {
+    let foldable = |v: &Value| v["alerts"].as_array().is_some_and(|a| a.is_empty());
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < states.len() {
+        let mut j = i;
+        while foldable(&states[i])
+            && j + 1 < states.len()
+            && foldable(&states[j + 1])
+            && states[j + 1]["state"] == states[i]["state"]
+        {
+            j += 1;
+        }
+        if j - i + 1 >= 3 {
+            out.push(json!({
+                "id": states[i]["id"],
+                "state": states[i]["state"],
+                "group": format!("{}-{}", states[i]["id"], states[j]["id"]),
+                "group_count": j - i + 1,
+            }));
+            i = j + 1;
+        } else {
+            out.push(states[i].clone());
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(id: i64, state: &str, alerts: usize) -> Value {
+        json!({"id": id, "state": state, "alerts": vec![json!({}); alerts]})
+    }
+
+    #[test]
+    fn folds_runs_of_three_or_more_without_alerts() {
+        let got = fold_runs(vec![
+            st(9, "OK", 0),
+            st(8, "OK", 0),
+            st(7, "OK", 0),
+            st(6, "WARN", 1),
+            st(5, "WARN", 0),
+            st(4, "WARN", 0),
+            st(3, "OK", 0),
+            st(2, "OK", 0),
+        ]);
+        assert_eq!(got.len(), 6);
+        assert_eq!(got[0]["group"], "9-7");
+        assert_eq!(got[0]["group_count"], 3);
+        assert_eq!(got[1]["id"], 6);
+        assert!(got[2].get("group").is_none());
+        assert!(got[4].get("group").is_none());
+    }
+
+    #[test]
+    fn deadline_includes_period_and_grace() {
+        assert!(!timed_out(false, Some(60), Some(0), 0, 60_000));
+        assert!(timed_out(false, Some(60), Some(0), 0, 60_001));
+        assert!(!timed_out(false, Some(60), Some(0), 5_000, 65_000));
+        assert!(!timed_out(false, None, Some(0), 0, 1_000_000));
+        assert!(timed_out(true, None, None, 0, 0));
+    }
+}

@@ -1,0 +1,114 @@
+//! Schema creation and migrations, versioned with `PRAGMA user_version`.
+
+use rusqlite::Connection;
+
+use std::time::Duration;
+
+use crate::config::Durability;
+use crate::error::{Error, Result};
+
+/// Each entry migrates from version `index` to `index + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema. Times are unix milliseconds.
+    "CREATE TABLE servers(
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        title TEXT NOT NULL,
+        key_salt BLOB NOT NULL,
+        key_hash BLOB NOT NULL,
+        ip TEXT NOT NULL DEFAULT '',
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL
+    );
+    CREATE TABLE services(
+        id INTEGER PRIMARY KEY,
+        server_id INTEGER NOT NULL REFERENCES servers(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        title TEXT NOT NULL,
+        period INTEGER,
+        state TEXT,
+        info TEXT,
+        rtime INTEGER,
+        state_id INTEGER,
+        overdue INTEGER NOT NULL DEFAULT 0,
+        UNIQUE(server_id, name)
+    );
+    CREATE TABLE states(
+        id INTEGER PRIMARY KEY,
+        service_id INTEGER NOT NULL REFERENCES services(id) ON DELETE CASCADE,
+        rtime INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        info TEXT NOT NULL
+    );
+    CREATE INDEX states_by_service ON states(service_id, id);
+    CREATE TABLE alerts(
+        id INTEGER PRIMARY KEY,
+        server_id INTEGER REFERENCES servers(id) ON DELETE CASCADE,
+        service_id INTEGER REFERENCES services(id) ON DELETE CASCADE,
+        state_id INTEGER,
+        ctime INTEGER NOT NULL,
+        channel TEXT NOT NULL,
+        event TEXT NOT NULL,
+        message TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        state TEXT,
+        info TEXT,
+        delivered INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX alerts_by_time ON alerts(ctime);
+    CREATE INDEX alerts_by_server ON alerts(server_id, ctime);
+    CREATE INDEX alerts_by_service ON alerts(service_id, ctime);
+    CREATE INDEX alerts_undelivered ON alerts(next_attempt) WHERE delivered = 0;",
+];
+
+/// The schema version this build writes.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+fn common(conn: &Connection, lock_timeout: Duration) -> Result<()> {
+    conn.busy_timeout(lock_timeout)?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+/// Sets up the writer connection: journal, durability, and migrations.
+pub fn prepare(
+    conn: &mut Connection,
+    durability: Durability,
+    lock_timeout: Duration,
+) -> Result<()> {
+    common(conn, lock_timeout)?;
+    // Must precede the first table so that pruned pages can be given back.
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
+        log::warn!("SQLite journal mode is {mode}, not WAL");
+    }
+    let sync = match durability {
+        Durability::Disk => "FULL",
+        Durability::Process => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > VERSION {
+        return Err(Error::Storage(format!(
+            "database schema version {version} is newer than this overc understands ({VERSION}); \
+             use a newer overc-server"
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+        log::info!("database migrated to schema version {}", i + 1);
+    }
+    Ok(())
+}
+
+/// Sets up a read connection.
+pub fn prepare_reader(conn: &Connection, lock_timeout: Duration) -> Result<()> {
+    common(conn, lock_timeout)
+}

@@ -1,0 +1,174 @@
+//! Test harness: a real server on 127.0.0.1 port 0 over a temporary SQLite file.
+
+#![allow(dead_code)] // not every test module uses every helper
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use overc::{Clock, ManualClock, Server, ServerConfig};
+use serde_json::Value;
+
+pub struct TestServer {
+    pub server: Option<Server>,
+    pub dir: tempfile::TempDir,
+    pub config: ServerConfig,
+    pub clock: Option<ManualClock>,
+}
+
+/// Mid-November 2026, a fixed start for manual clocks.
+pub const T0: i64 = 1_795_000_000_000;
+
+pub fn config_in(dir: &Path) -> ServerConfig {
+    ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        database: dir.join("overc.db"),
+        base_dir: dir.to_path_buf(),
+        ..ServerConfig::default()
+    }
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        Self::start_with(|_| {})
+    }
+
+    pub fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config_in(dir.path());
+        adjust(&mut config);
+        let server = Server::start(config.clone()).unwrap();
+        TestServer {
+            server: Some(server),
+            dir,
+            config,
+            clock: None,
+        }
+    }
+
+    /// A server whose time only moves when the test says so.
+    pub fn start_manual(adjust: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config_in(dir.path());
+        adjust(&mut config);
+        let clock = ManualClock::new(T0);
+        let server =
+            Server::start_with_clock(config.clone(), Arc::new(clock.clone()) as Arc<dyn Clock>)
+                .unwrap();
+        TestServer {
+            server: Some(server),
+            dir,
+            config,
+            clock: Some(clock),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.server.as_ref().unwrap().url()
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.config.database.clone()
+    }
+
+    pub fn server(&self) -> &Server {
+        self.server.as_ref().unwrap()
+    }
+
+    /// Stops the server and starts a new one on the same database file.
+    pub fn restart(&mut self) {
+        self.server.take().unwrap().stop();
+        let server = match &self.clock {
+            Some(c) => {
+                Server::start_with_clock(self.config.clone(), Arc::new(c.clone()) as Arc<dyn Clock>)
+            }
+            None => Server::start(self.config.clone()),
+        };
+        self.server = Some(server.unwrap());
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        post_bytes(&self.url(), path, body.as_bytes())
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post(path, &body.to_string())
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        get(&self.url(), path)
+    }
+
+    pub fn status(&self) -> Value {
+        let (code, v) = self.get("/ui/api/status/");
+        assert_eq!(code, 200, "{v}");
+        v
+    }
+
+    /// The current state object of `server`/`service` from the read API.
+    pub fn service(&self, server: &str, service: &str) -> Option<Value> {
+        let status = self.status();
+        let srv = status["servers"]
+            .as_array()?
+            .iter()
+            .find(|s| s["name"] == server)?
+            .clone();
+        srv["services"]
+            .as_array()?
+            .iter()
+            .find(|s| s["name"] == service)
+            .cloned()
+    }
+
+    pub fn counts(&self) -> overc::store::TableCounts {
+        self.server().app().store().counts().unwrap()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.stop();
+        }
+    }
+}
+
+pub fn agent() -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build();
+    ureq::Agent::new_with_config(config)
+}
+
+fn answer(resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
+    let mut resp = resp.unwrap();
+    let code = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap();
+    (
+        code,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+pub fn post_bytes(url: &str, path: &str, body: &[u8]) -> (u16, Value) {
+    answer(
+        agent()
+            .post(format!("{url}{path}"))
+            .header("Content-Type", "application/json")
+            .send(body),
+    )
+}
+
+pub fn get(url: &str, path: &str) -> (u16, Value) {
+    answer(agent().get(format!("{url}{path}")).call())
+}
+
+/// A status report body for `server` with one service.
+pub fn report(server: &str, key: &str, service: &str, state: &str, info: &str) -> Value {
+    serde_json::json!({
+        "server": {"name": server, "key": key},
+        "period": 60,
+        "services": [{"name": service, "state": state, "info": info}],
+    })
+}

@@ -1,0 +1,434 @@
+//! The ingest endpoints over real HTTP: every row of SPEC §1's tables.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use serde_json::{Value, json};
+
+use crate::common::{TestServer, post_bytes, report};
+
+#[test]
+fn ping_registers_and_answers_pong() {
+    let t = TestServer::start();
+    let (code, v) = t.post("/api/ping", r#"{"server": {"name": "h", "key": "k"}}"#);
+    assert_eq!((code, v), (200, json!({"pong": 1})));
+    assert_eq!(t.counts().servers, 1);
+    let (code, v) = t.post("/api/ping", r#"{"server": {"name": "h", "key": "other"}}"#);
+    assert_eq!((code, v), (403, json!({"error": "Invalid server key"})));
+}
+
+#[test]
+fn status_report_is_stored_and_readable() {
+    let t = TestServer::start();
+    let (code, v) = t.post_json(
+        "/api/set/service/status",
+        &report("h", "k", "app", "OK", "fine"),
+    );
+    assert_eq!((code, v), (200, json!({"ok": 1})));
+    let s = t.service("h", "app").unwrap();
+    assert_eq!(s["state"]["state"], "OK");
+    assert_eq!(s["state"]["info"], "fine");
+    assert_eq!(s["period"], 60);
+    assert_eq!(s["state"]["timed_out"], false);
+}
+
+#[test]
+fn alerts_are_stored_with_api_channel() {
+    let t = TestServer::start();
+    let (code, v) = t.post(
+        "/api/set/alerts",
+        r#"{"server": {"name": "h", "key": "k"}, "alerts": [{"message": "m1"}, {"message": "m2", "service": "db"}]}"#,
+    );
+    assert_eq!((code, v), (200, json!({"ok": 1})));
+    let (_, list) = t.get("/ui/api/status/alerts/");
+    let alerts = list["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 2);
+    assert_eq!(alerts[0]["message"], "m2");
+    assert_eq!(alerts[0]["service"], "db");
+    assert_eq!(alerts[0]["channel"], "api");
+    assert_eq!(alerts[0]["event"], "alert");
+    assert_eq!(alerts[0]["severity"], "FAIL");
+    assert_eq!(alerts[1]["service"], Value::Null);
+    // A service named only in an alert exists, without a period, never overdue.
+    let db = t.service("h", "db").unwrap();
+    assert_eq!(db["period"], Value::Null);
+    assert_eq!(db["state"], Value::Null);
+}
+
+#[test]
+fn bad_requests_name_the_field() {
+    let t = TestServer::start();
+    let cases: &[(&str, &str, &str)] = &[
+        ("/api/ping", "{}", "Data: \"server\" key is missing"),
+        (
+            "/api/ping",
+            r#"{"server": {"name": "h", "key": 5}}"#,
+            "Data: \"server.key\" should be a string",
+        ),
+        (
+            "/api/ping",
+            r#"{"server": {"key": "k"}}"#,
+            "Data: \"server.name\" key is missing",
+        ),
+        (
+            "/api/set/service/status",
+            r#"{"server": {"name": "h", "key": "k"}, "services": []}"#,
+            "Data: \"period\" key is missing",
+        ),
+        (
+            "/api/set/service/status",
+            r#"{"server": {"name": "h", "key": "k"}, "period": 60, "services": {}}"#,
+            "Data: \"services\" should be a list",
+        ),
+        (
+            "/api/set/alerts",
+            r#"{"server": {"name": "h", "key": "k"}, "alerts": [{"message": 1}]}"#,
+            "Data: \"alerts[0].message\" should be a string",
+        ),
+    ];
+    for (path, body, message) in cases {
+        let (code, v) = t.post(path, body);
+        assert_eq!(code, 400, "{body}");
+        assert_eq!(v["error"], *message, "{body}");
+    }
+    assert_eq!(t.counts().servers, 0, "a refused request registers nothing");
+}
+
+#[test]
+fn malformed_bodies_get_400_json() {
+    let t = TestServer::start();
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let deep_obj = format!(
+        "{{\"server\": {}{}}}",
+        "{\"a\":".repeat(5_000),
+        "}".repeat(5_001)
+    );
+    let bodies: Vec<Vec<u8>> = vec![
+        b"not json".to_vec(),
+        b"[1, 2, 3]".to_vec(),
+        b"\"a string\"".to_vec(),
+        b"{\"server\": {\"name\": \"h\", \"key\": \"k\"".to_vec(),
+        b"{\"server\": {\"name\": \"\xff\xfe\", \"key\": \"k\"}}".to_vec(),
+        deep.into_bytes(),
+        deep_obj.into_bytes(),
+        Vec::new(),
+    ];
+    for body in bodies {
+        for path in ["/api/ping", "/api/set/service/status", "/api/set/alerts"] {
+            let (code, v) = post_bytes(&t.url(), path, &body);
+            assert_eq!(
+                code,
+                400,
+                "{path} {:?}",
+                String::from_utf8_lossy(&body[..body.len().min(40)])
+            );
+            assert!(v["error"].as_str().unwrap().starts_with("Data:"), "{v}");
+        }
+    }
+    // The server still works afterwards.
+    assert_eq!(
+        t.post_json("/api/set/service/status", &report("h", "k", "s", "OK", ""))
+            .0,
+        200
+    );
+}
+
+#[test]
+fn unknown_path_is_404_and_wrong_method_405() {
+    let t = TestServer::start();
+    let (code, v) = t.post("/api/nope", "{}");
+    assert_eq!(code, 404);
+    assert!(v["error"].is_string());
+    let (code, v) = t.get("/api/ping");
+    assert_eq!(code, 405);
+    assert!(v["error"].as_str().unwrap().contains("POST"));
+    let (code, _) = t.get("/definitely/not/here");
+    assert_eq!(code, 404);
+    let (code, _) = t.post("/ui/api/status/", "{}");
+    assert_eq!(code, 405);
+}
+
+#[test]
+fn body_over_the_limit_is_413() {
+    let t = TestServer::start_with(|c| c.max_body = 4096);
+    let info = "x".repeat(5000);
+    let (code, v) = t.post_json(
+        "/api/set/service/status",
+        &report("h", "k", "s", "OK", &info),
+    );
+    assert_eq!(code, 413);
+    assert!(v["error"].as_str().unwrap().contains("4096"));
+    assert_eq!(t.counts().servers, 0);
+
+    // Chunked bodies have no Content-Length; the limit still holds.
+    let mut sock = TcpStream::connect(t.server().addr()).unwrap();
+    let chunk = "y".repeat(3000);
+    let req = format!(
+        "POST /api/ping HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+         {:x}\r\n{chunk}\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+        chunk.len(),
+        chunk.len()
+    );
+    sock.write_all(req.as_bytes()).unwrap();
+    let mut answer = String::new();
+    sock.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+}
+
+#[test]
+fn wrong_key_stores_nothing() {
+    let t = TestServer::start();
+    assert_eq!(
+        t.post_json(
+            "/api/set/service/status",
+            &report("h", "right", "s", "OK", "first")
+        )
+        .0,
+        200
+    );
+    let before = t.counts();
+    let (code, v) = t.post_json(
+        "/api/set/service/status",
+        &report("h", "wrong", "s", "FAIL", "evil"),
+    );
+    assert_eq!((code, v), (403, json!({"error": "Invalid server key"})));
+    let (code, _) = t.post(
+        "/api/set/alerts",
+        r#"{"server": {"name": "h", "key": "wrong"}, "alerts": [{"message": "evil", "service": "new"}]}"#,
+    );
+    assert_eq!(code, 403);
+    assert_eq!(t.counts(), before);
+    assert_eq!(t.service("h", "s").unwrap()["state"]["info"], "first");
+    // The key is stored hashed, never in plain text.
+    let raw = std::fs::read(t.db_path()).unwrap_or_default();
+    let wal = std::fs::read(t.db_path().with_extension("db-wal")).unwrap_or_default();
+    for bytes in [raw, wal] {
+        assert!(
+            !bytes.windows(5).any(|w| w == b"right"),
+            "plain key found in the database"
+        );
+    }
+}
+
+#[test]
+fn validation_rules_apply_end_to_end() {
+    let t = TestServer::start();
+    let long = "é".repeat(10_000);
+    let body = json!({
+        "server": {"name": "h", "key": "k", "future": true},
+        "period": "30",
+        "extra": [1, 2],
+        "services": [
+            {"name": "lower", "state": "warn"},
+            {"name": "err", "state": "ERR", "info": "broken"},
+            {"name": "odd", "state": "BULLSHIT", "info": "what"},
+            {"name": "long", "state": "OK", "info": long},
+            {"name": "dup", "state": "OK", "info": "first"},
+            {"name": "dup", "state": "FAIL", "info": "second"},
+            {"name": "own", "state": "OK", "period": 5, "unknown": {}},
+        ],
+    });
+    assert_eq!(t.post_json("/api/set/service/status", &body).0, 200);
+    let get = |n: &str| t.service("h", n).unwrap();
+    assert_eq!(get("lower")["state"]["state"], "WARN");
+    assert_eq!(get("lower")["period"], 30);
+    assert_eq!(get("err")["state"]["state"], "FAIL");
+    assert_eq!(get("odd")["state"]["state"], "UNK");
+    assert_eq!(
+        get("odd")["state"]["info"],
+        "what (sent unsupported state: \"BULLSHIT\")"
+    );
+    let info = get("long")["state"]["info"].as_str().unwrap().to_owned();
+    assert!(
+        info.len() <= 16 * 1024 && info.starts_with("éé") && info.contains("cut"),
+        "{}",
+        info.len()
+    );
+    assert_eq!(get("long")["state"]["state"], "OK");
+    assert_eq!(get("dup")["state"]["state"], "FAIL");
+    assert_eq!(get("dup")["state"]["info"], "second");
+    assert_eq!(get("own")["period"], 5);
+    let dup_id = get("dup")["id"].as_i64().unwrap();
+    let (_, states) = t.get(&format!("/ui/api/status/service/{dup_id}/states"));
+    assert_eq!(
+        states["states"].as_array().unwrap().len(),
+        2,
+        "both duplicates are history"
+    );
+}
+
+#[test]
+fn limits_on_lists_and_names() {
+    let t = TestServer::start();
+    let services: Vec<Value> = (0..1000)
+        .map(|i| json!({"name": format!("s{i}"), "state": "OK"}))
+        .collect();
+    let body = json!({"server": {"name": "h", "key": "k"}, "period": 60, "services": services});
+    assert_eq!(t.post_json("/api/set/service/status", &body).0, 200);
+    assert_eq!(t.counts().services, 1000);
+    let services: Vec<Value> = (0..1001)
+        .map(|i| json!({"name": format!("s{i}"), "state": "OK"}))
+        .collect();
+    let body = json!({"server": {"name": "h", "key": "k"}, "period": 60, "services": services});
+    assert_eq!(t.post_json("/api/set/service/status", &body).0, 400);
+    let (code, v) = t.post_json(
+        "/api/ping",
+        &json!({"server": {"name": "n".repeat(65), "key": "k"}}),
+    );
+    assert_eq!(code, 400);
+    assert!(v["error"].as_str().unwrap().contains("server.name"));
+    let (code, _) = t.post_json(
+        "/api/ping",
+        &json!({"server": {"name": "h2", "key": "k".repeat(129)}}),
+    );
+    assert_eq!(code, 400);
+    let (code, _) = t.post_json(
+        "/api/set/service/status",
+        &json!({"server": {"name": "h", "key": "k"}, "period": 0, "services": []}),
+    );
+    assert_eq!(code, 400);
+}
+
+#[test]
+fn unicode_names_and_infos_round_trip() {
+    let t = TestServer::start();
+    let body = json!({
+        "server": {"name": "сервер-東京-🖥", "key": "ключ🔑"},
+        "period": 60,
+        "services": [{"name": "データベース", "state": "WARN", "info": "Ümlaut — \"quoted\" \\ back\nslash 🚀"}],
+    });
+    assert_eq!(t.post_json("/api/set/service/status", &body).0, 200);
+    let s = t.service("сервер-東京-🖥", "データベース").unwrap();
+    assert_eq!(s["state"]["info"], "Ümlaut — \"quoted\" \\ back\nslash 🚀");
+    let alert = json!({"server": {"name": "сервер-東京-🖥", "key": "ключ🔑"}, "alerts": [{"message": "Пожар 🔥", "service": "データベース"}]});
+    assert_eq!(t.post_json("/api/set/alerts", &alert).0, 200);
+    let (_, list) = t.get("/ui/api/status/alerts/");
+    assert_eq!(list["alerts"][0]["message"], "Пожар 🔥");
+    let wrong =
+        json!({"server": {"name": "сервер-東京-🖥", "key": "ключ"}, "period": 60, "services": []});
+    assert_eq!(t.post_json("/api/set/service/status", &wrong).0, 403);
+}
+
+#[test]
+fn data_survives_a_restart() {
+    let mut t = TestServer::start();
+    assert_eq!(
+        t.post_json(
+            "/api/set/service/status",
+            &report("h", "k", "app", "WARN", "before")
+        )
+        .0,
+        200
+    );
+    t.restart();
+    let s = t.service("h", "app").unwrap();
+    assert_eq!(s["state"]["state"], "WARN");
+    assert_eq!(s["state"]["info"], "before");
+    // The registered key still holds after the restart.
+    assert_eq!(
+        t.post_json(
+            "/api/set/service/status",
+            &report("h", "wrong", "app", "OK", "")
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        t.post_json(
+            "/api/set/service/status",
+            &report("h", "k", "app", "OK", "after")
+        )
+        .0,
+        200
+    );
+    let (_, alerts) = t.get("/ui/api/status/alerts/");
+    assert_eq!(
+        alerts["alerts"].as_array().unwrap().len(),
+        2,
+        "WARN on first report, then WARN -> OK"
+    );
+}
+
+#[test]
+fn many_concurrent_clients_are_all_stored() {
+    let t = TestServer::start();
+    let url = t.url();
+    let threads: Vec<_> = (0..32)
+        .map(|c| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let agent = crate::common::agent();
+                for i in 0..25 {
+                    let body = report(
+                        &format!("host{c}"),
+                        "k",
+                        "svc",
+                        "OK",
+                        &format!("report {i}"),
+                    );
+                    let mut resp = agent
+                        .post(format!("{url}/api/set/service/status"))
+                        .send(body.to_string().as_bytes())
+                        .unwrap();
+                    assert_eq!(
+                        resp.status().as_u16(),
+                        200,
+                        "{}",
+                        resp.body_mut().read_to_string().unwrap()
+                    );
+                }
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+    let counts = t.counts();
+    assert_eq!(counts.servers, 32);
+    assert_eq!(counts.states, 32 * 25);
+    for c in 0..32 {
+        assert_eq!(
+            t.service(&format!("host{c}"), "svc").unwrap()["state"]["info"],
+            "report 24"
+        );
+    }
+    let commits = t.server().app().store().commit_count();
+    assert!(commits > 0 && commits <= 32 * 25 + 1, "{commits}");
+}
+
+#[test]
+fn locked_database_answers_503_and_stores_nothing() {
+    let t = TestServer::start_with(|c| c.lock_timeout = std::time::Duration::from_millis(100));
+    assert_eq!(
+        t.post_json(
+            "/api/set/service/status",
+            &report("h", "k", "s", "OK", "one")
+        )
+        .0,
+        200
+    );
+    let before = t.counts();
+    let blocker = rusqlite::Connection::open(t.db_path()).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE; INSERT INTO servers(name, title, key_salt, key_hash, first_seen, last_seen) VALUES ('x','x',x'00',x'00',0,0);").unwrap();
+    let (code, v) = t.post_json(
+        "/api/set/service/status",
+        &report("h", "k", "s", "FAIL", "two"),
+    );
+    assert_eq!(code, 503);
+    let msg = v["error"].as_str().unwrap();
+    assert!(
+        !msg.contains("SQL") && !msg.contains(".db"),
+        "internals leaked: {msg}"
+    );
+    blocker.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(t.counts(), before, "nothing half-written");
+    assert_eq!(t.service("h", "s").unwrap()["state"]["info"], "one");
+    assert_eq!(
+        t.post_json(
+            "/api/set/service/status",
+            &report("h", "k", "s", "FAIL", "three")
+        )
+        .0,
+        200
+    );
+}

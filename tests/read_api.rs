@@ -1,0 +1,216 @@
+//! The `/ui/api/` read API: shapes, filters, deadlines and history folding.
+
+use serde_json::{Value, json};
+
+use crate::common::{T0, TestServer, report};
+
+fn svc_id(t: &TestServer, server: &str, service: &str) -> i64 {
+    t.service(server, service).unwrap()["id"].as_i64().unwrap()
+}
+
+#[test]
+fn status_shape_and_sorting() {
+    let t = TestServer::start_manual(|_| {});
+    for (srv, svc) in [("zeta", "b"), ("alpha", "z"), ("alpha", "a")] {
+        assert_eq!(
+            t.post_json("/api/set/service/status", &report(srv, "k", svc, "OK", "i"))
+                .0,
+            200
+        );
+    }
+    let v = t.status();
+    let names: Vec<&str> = v["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alpha", "zeta"]);
+    let alpha = &v["servers"][0];
+    assert_eq!(alpha["services"][0]["name"], "a");
+    assert_eq!(alpha["services"][1]["name"], "z");
+    assert_eq!(alpha["ip"], "127.0.0.1");
+    assert_eq!(alpha["title"], "alpha");
+    for key in ["id", "name", "title", "period", "n_alerts", "state"] {
+        assert!(alpha["services"][0].get(key).is_some(), "{key}");
+    }
+    let state = &alpha["services"][0]["state"];
+    assert_eq!(state["rtime"], overc::clock::iso8601(T0));
+    assert_eq!(state["seen_ago"], 0);
+    for key in ["n_alerts", "last_state_id", "supervisor_lag"] {
+        assert!(v["stats"].get(key).is_some(), "{key}");
+    }
+    assert_eq!(v["stats"]["last_state_id"], 3);
+
+    let alpha_id = alpha["id"].as_i64().unwrap();
+    let (code, one) = t.get(&format!("/ui/api/status/server/{alpha_id}"));
+    assert_eq!(code, 200);
+    assert_eq!(one["servers"].as_array().unwrap().len(), 1);
+    assert_eq!(one["servers"][0]["services"].as_array().unwrap().len(), 2);
+    let z = svc_id(&t, "alpha", "z");
+    let (_, one) = t.get(&format!("/ui/api/status/service/{z}"));
+    assert_eq!(one["servers"][0]["name"], "alpha");
+    assert_eq!(one["servers"][0]["services"].as_array().unwrap().len(), 1);
+    assert_eq!(one["servers"][0]["services"][0]["name"], "z");
+
+    for path in [
+        "/ui/api/status/server/999",
+        "/ui/api/status/service/999",
+        "/ui/api/status/server/abc",
+        "/ui/api/status/service/999/states",
+        "/ui/api/status/alerts/server/999",
+        "/ui/api/status/bogus",
+    ] {
+        let (code, v) = t.get(path);
+        assert_eq!(code, 404, "{path}");
+        assert!(v["error"].is_string());
+    }
+}
+
+#[test]
+fn timed_out_follows_the_deadline_with_grace() {
+    let t = TestServer::start_manual(|c| c.grace = 30);
+    let clock = t.clock.clone().unwrap();
+    assert_eq!(
+        t.post_json("/api/set/service/status", &report("h", "k", "s", "OK", ""))
+            .0,
+        200
+    );
+    clock.advance(60_000 + 30_000);
+    assert_eq!(
+        t.service("h", "s").unwrap()["state"]["timed_out"],
+        false,
+        "exactly at the deadline"
+    );
+    clock.advance(1);
+    let s = t.service("h", "s").unwrap();
+    assert_eq!(s["state"]["timed_out"], true);
+    assert_eq!(s["state"]["seen_ago"], 90);
+    assert_eq!(
+        t.post_json("/api/set/service/status", &report("h", "k", "s", "OK", ""))
+            .0,
+        200
+    );
+    assert_eq!(t.service("h", "s").unwrap()["state"]["timed_out"], false);
+}
+
+#[test]
+fn history_is_newest_first_and_folds_runs() {
+    let t = TestServer::start_manual(|_| {});
+    let clock = t.clock.clone().unwrap();
+    for state in ["OK", "OK", "OK", "OK", "WARN", "WARN", "OK"] {
+        assert_eq!(
+            t.post_json(
+                "/api/set/service/status",
+                &report("h", "k", "s", state, state)
+            )
+            .0,
+            200
+        );
+        clock.advance(1000);
+    }
+    let id = svc_id(&t, "h", "s");
+    let (code, v) = t.get(&format!("/ui/api/status/service/{id}/states?hours=24"));
+    assert_eq!(code, 200);
+    let states = v["states"].as_array().unwrap();
+    assert_eq!(states.len(), 7);
+    assert_eq!(states[0]["state"], "OK");
+    assert_eq!(states[0]["service"], "s");
+    assert_eq!(states[0]["service_id"], id);
+    assert_eq!(
+        states[0]["alerts"][0]["message"],
+        "State changed: \"WARN\" -> \"OK\""
+    );
+    assert!(states[0]["id"].as_i64() > states[1]["id"].as_i64());
+
+    let (_, v) = t.get(&format!("/ui/api/status/service/{id}/states?groups=1"));
+    let grouped = v["states"].as_array().unwrap();
+    // OK(alert), WARN, WARN(alert), then four OKs without alerts fold into one.
+    assert_eq!(grouped.len(), 4, "{v:#}");
+    let group = &grouped[3];
+    assert_eq!(group["group_count"], 4);
+    assert_eq!(group["state"], "OK");
+    assert_eq!(
+        group["group"],
+        format!("{}-{}", states[3]["id"], states[6]["id"])
+    );
+
+    // Older than the window is left out.
+    clock.advance(2 * 3_600_000);
+    let (_, v) = t.get(&format!("/ui/api/status/service/{id}/states?hours=1"));
+    assert_eq!(v["states"], json!([]));
+    let (code, _) = t.get(&format!("/ui/api/status/service/{id}/states?hours=-3"));
+    assert_eq!(code, 400);
+}
+
+#[test]
+fn alert_lists_filter_and_count_the_last_day() {
+    let t = TestServer::start_manual(|_| {});
+    let clock = t.clock.clone().unwrap();
+    let post_alert = |server: &str, service: Option<&str>, msg: &str| {
+        let mut a = json!({"message": msg});
+        if let Some(s) = service {
+            a["service"] = json!(s);
+        }
+        let body = json!({"server": {"name": server, "key": "k"}, "alerts": [a]});
+        assert_eq!(t.post_json("/api/set/alerts", &body).0, 200);
+    };
+    post_alert("a", Some("x"), "old");
+    clock.advance(25 * 3_600_000);
+    post_alert("a", Some("x"), "ax");
+    post_alert("a", None, "a-server");
+    post_alert("b", Some("y"), "by");
+
+    let (_, all) = t.get("/ui/api/status/alerts/");
+    let msgs: Vec<&str> = all["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(msgs, ["by", "a-server", "ax"]);
+    let first = &all["alerts"][0];
+    for key in [
+        "id",
+        "server",
+        "server_id",
+        "service",
+        "service_id",
+        "ctime",
+        "channel",
+        "event",
+        "message",
+        "severity",
+        "state_info",
+    ] {
+        assert!(first.get(key).is_some(), "{key}");
+    }
+    let (_, all48) = t.get("/ui/api/status/alerts/?hours=48");
+    assert_eq!(all48["alerts"].as_array().unwrap().len(), 4);
+
+    let v = t.status();
+    let a = v["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "a")
+        .unwrap()
+        .clone();
+    assert_eq!(a["n_alerts"], 2, "the 25 h old alert is not counted");
+    assert_eq!(a["services"][0]["n_alerts"], 1);
+    assert_eq!(v["stats"]["n_alerts"], 3);
+
+    let a_id = a["id"].as_i64().unwrap();
+    let (_, by_server) = t.get(&format!("/ui/api/status/alerts/server/{a_id}"));
+    assert_eq!(by_server["alerts"].as_array().unwrap().len(), 2);
+    let x_id = svc_id(&t, "a", "x");
+    let (_, by_service) = t.get(&format!("/ui/api/status/alerts/service/{x_id}"));
+    let list = by_service["alerts"].as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["message"], "ax");
+    assert_eq!(
+        list[0]["state_info"],
+        Value::Null,
+        "x never reported a state"
+    );
+}

@@ -1,0 +1,169 @@
+//! The real `overc-server` binary: flags, config errors, running with no
+//! config, and a clean stop on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use crate::common::{get, post_bytes, report};
+
+const BIN: &str = env!("CARGO_BIN_EXE_overc-server");
+
+fn run(args: &[&str], cwd: &Path) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("OVERC_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Starts the binary and waits for the line that says where it listens.
+// The child is handed back to the caller, which waits for it in `terminate`.
+#[allow(clippy::zombie_processes)]
+fn spawn(cmd: &mut Command) -> (Child, String) {
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if err.read_line(&mut line).unwrap_or(0) == 0 {
+            let status = child.wait();
+            panic!("server exited before listening: {status:?}");
+        }
+        if let Some(url) = line.trim().strip_prefix("overc-server listening on ") {
+            let url = url.to_owned();
+            // Keep draining stderr so the server never blocks on a full pipe.
+            std::thread::spawn(move || {
+                let mut sink = String::new();
+                while err.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+                    sink.clear();
+                }
+            });
+            return (child, url);
+        }
+    }
+}
+
+fn terminate(child: &mut Child) -> i32 {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    child.wait().unwrap().code().unwrap_or(-1)
+}
+
+#[test]
+fn help_and_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, _) = run(&["--help"], dir.path());
+    assert_eq!(code, 0);
+    for flag in ["--config", "--listen", "--database", "-v"] {
+        assert!(out.contains(flag), "{flag} missing from help");
+    }
+    let (code, out, _) = run(&["--version"], dir.path());
+    assert_eq!(code, 0);
+    assert!(out.starts_with("overc-server 0."), "{out}");
+    let (code, _, err) = run(&["--bogus"], dir.path());
+    assert_eq!(code, 2);
+    assert!(err.contains("--bogus"), "{err}");
+}
+
+#[test]
+fn bad_config_is_refused_naming_file_section_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("server.ini");
+    std::fs::write(&cfg, "[overc]\nhistory-limit = lots\n").unwrap();
+    let (code, _, err) = run(&["--config", cfg.to_str().unwrap()], dir.path());
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("server.ini") && err.contains("[overc]") && err.contains("history-limit"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["--config", "missing.ini"], dir.path());
+    assert_eq!(code, 2);
+    assert!(err.contains("missing.ini"), "{err}");
+}
+
+#[test]
+fn runs_without_config_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url) = spawn(
+        Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0"])
+            .current_dir(dir.path())
+            .env_remove("OVERC_CONFIG"),
+    );
+    let (code, _) = post_bytes(
+        &url,
+        "/api/set/service/status",
+        report("h", "k", "s", "OK", "hi").to_string().as_bytes(),
+    );
+    assert_eq!(code, 200);
+    assert_eq!(terminate(&mut child), 0);
+    assert!(
+        dir.path().join("overc.db").exists(),
+        "default database in the working directory"
+    );
+
+    // Started again on the same file, the report is still there.
+    let (mut child, url) = spawn(
+        Command::new(BIN)
+            .args(["-l", "127.0.0.1:0"])
+            .current_dir(dir.path())
+            .env_remove("OVERC_CONFIG"),
+    );
+    let (_, status) = get(&url, "/ui/api/status/");
+    assert_eq!(status["servers"][0]["services"][0]["state"]["info"], "hi");
+    assert_eq!(terminate(&mut child), 0);
+}
+
+#[test]
+fn config_file_and_environment_choose_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("server.ini");
+    std::fs::write(
+        &cfg,
+        "[overc]\nlisten = 127.0.0.1:0\ndatabase = sqlite:from-file.db\n",
+    )
+    .unwrap();
+    let (mut child, url) = spawn(
+        Command::new(BIN)
+            .current_dir(dir.path())
+            .env("OVERC_CONFIG", &cfg)
+            .env("OVERC_DATABASE", "from-env.db"),
+    );
+    let (code, _) = post_bytes(
+        &url,
+        "/api/ping",
+        br#"{"server": {"name": "h", "key": "k"}}"#,
+    );
+    assert_eq!(code, 200);
+    assert_eq!(terminate(&mut child), 0);
+    assert!(dir.path().join("from-env.db").exists());
+    assert!(!dir.path().join("from-file.db").exists());
+
+    let (mut child, _) = spawn(
+        Command::new(BIN)
+            .args([
+                "--config",
+                cfg.to_str().unwrap(),
+                "--database",
+                "from-flag.db",
+            ])
+            .current_dir(dir.path()),
+    );
+    assert_eq!(terminate(&mut child), 0);
+    assert!(dir.path().join("from-flag.db").exists());
+}

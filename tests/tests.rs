@@ -1,0 +1,8 @@
+//! All integration tests, as modules of one test binary (keeps link time low).
+
+mod common;
+
+mod client;
+mod ingest;
+mod read_api;
+mod server_bin;

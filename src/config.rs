@@ -59,6 +59,8 @@ pub struct ServerConfig {
     pub max_body: usize,
     /// Threads answering HTTP requests.
     pub workers: usize,
+    /// How long a connection may idle or stall mid-request before it is dropped.
+    pub client_timeout: Duration,
     /// How long a write waits for a database lock before answering 503.
     pub lock_timeout: Duration,
     /// The web page's login.
@@ -82,6 +84,7 @@ impl Default for ServerConfig {
             max_body: 1024 * 1024,
             workers: 32,
             lock_timeout: Duration::from_secs(5),
+            client_timeout: Duration::from_secs(10),
             ui: UiConfig::default(),
             alert_plugins: Vec::new(),
             base_dir: PathBuf::from("."),
@@ -101,6 +104,7 @@ pub const SERVER_KEYS: &[&str] = &[
     "max-body",
     "workers",
     "lock-timeout",
+    "client-timeout",
 ];
 
 /// Reads INI text without touching quotes or backslashes, so that commands
@@ -317,6 +321,13 @@ impl ServerConfig {
                     return Err(key_error(source, s, key, "should be 0.001 to 600 seconds"));
                 }
                 self.lock_timeout = Duration::from_secs_f64(secs);
+            }
+            "client-timeout" => {
+                let secs: f64 = parse_num(v, source, s, key)?;
+                if !(0.001..=3600.0).contains(&secs) {
+                    return Err(key_error(source, s, key, "should be 0.001 to 3600 seconds"));
+                }
+                self.client_timeout = Duration::from_secs_f64(secs);
             }
             _ => return Err(key_error(source, s, key, "unknown key")),
         }

@@ -432,3 +432,28 @@ fn locked_database_answers_503_and_stores_nothing() {
         200
     );
 }
+
+#[test]
+fn a_stalled_client_cannot_pin_the_only_worker() {
+    let t = TestServer::start_with(|c| {
+        c.workers = 1;
+        c.client_timeout = std::time::Duration::from_millis(300);
+    });
+    // Promises 2000 bytes of body and sends 10: the worker reading it must give up.
+    let mut stalled = TcpStream::connect(t.server().addr()).unwrap();
+    stalled
+        .write_all(
+            b"POST /api/ping HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n{\"server\":",
+        )
+        .unwrap();
+    // An idle connection that never sends anything holds no worker either.
+    let _idle = TcpStream::connect(t.server().addr()).unwrap();
+    let (code, _) = t.post("/api/ping", r#"{"server": {"name": "h", "key": "k"}}"#);
+    assert_eq!(code, 200);
+    let mut answer = String::new();
+    let _ = stalled.read_to_string(&mut answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+        "{answer}"
+    );
+}

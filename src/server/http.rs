@@ -11,9 +11,6 @@ use std::time::Duration;
 use super::{App, Request, Response};
 use crate::error::{Error, Result};
 
-/// How long a connection may sit idle or stall mid-request before it is
-/// dropped, so a slow or silent client cannot hold a worker.
-const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
 const WORKER_STACK: usize = 512 * 1024;
 
 pub(super) struct HttpServer {
@@ -25,18 +22,20 @@ pub(super) struct HttpServer {
 /// Binds `addr` with read and write timeouts that accepted sockets inherit
 /// (Linux copies `SO_RCVTIMEO`/`SO_SNDTIMEO` to them), because tiny_http
 /// itself never sets any.
-fn bind(addr: &str) -> Result<TcpListener> {
+/// The timeout (`client-timeout`) keeps a slow or silent client from holding
+/// a worker.
+fn bind(addr: &str, timeout: Duration) -> Result<TcpListener> {
     let listener = TcpListener::bind(addr)
         .map_err(|e| Error::Config(format!("cannot listen on {addr}: {e}")))?;
     let sock = TcpStream::from(OwnedFd::from(listener));
-    sock.set_read_timeout(Some(SOCKET_TIMEOUT))?;
-    sock.set_write_timeout(Some(SOCKET_TIMEOUT))?;
+    sock.set_read_timeout(Some(timeout))?;
+    sock.set_write_timeout(Some(timeout))?;
     Ok(TcpListener::from(OwnedFd::from(sock)))
 }
 
 impl HttpServer {
     pub(super) fn start(app: Arc<App>) -> Result<HttpServer> {
-        let listener = bind(&app.config.listen)?;
+        let listener = bind(&app.config.listen, app.config.client_timeout)?;
         let addr = listener.local_addr()?;
         let server = tiny_http::Server::from_listener(listener, None)
             .map_err(|e| Error::Config(format!("cannot listen on {addr}: {e}")))?;

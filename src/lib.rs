@@ -53,15 +53,18 @@
 //! # Ok::<(), overc::Error>(())
 //! ```
 
+pub mod alerts;
 mod basic_auth;
 mod client;
 pub mod clock;
+pub mod command;
 pub mod config;
 mod error;
 pub mod protocol;
 pub mod server;
 mod state;
 pub mod store;
+pub mod supervisor;
 
 pub use client::Client;
 pub use clock::{Clock, ManualClock, SystemClock};

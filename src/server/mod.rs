@@ -13,10 +13,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Value, json};
 
+use crate::alerts::{DeliveryReport, Outbox};
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServerConfig;
 use crate::error::Result;
 use crate::store::{Store, StoreOptions};
+use crate::supervisor::Supervisor;
 
 /// An HTTP request as the handler sees it, free of any socket.
 #[derive(Debug, Clone, Copy)]
@@ -82,11 +84,14 @@ pub(crate) struct Counters {
     pub reports: AtomicU64,
 }
 
-/// The request handler: routes, validates, stores and answers.
+/// The request handler: routes, validates, stores and answers; owns the
+/// supervisor and the alert outbox that act on what was stored.
 pub struct App {
     store: Arc<Store>,
     config: ServerConfig,
     counters: Counters,
+    supervisor: Supervisor,
+    outbox: Arc<Outbox>,
 }
 
 impl std::fmt::Debug for App {
@@ -96,13 +101,47 @@ impl std::fmt::Debug for App {
 }
 
 impl App {
-    /// A handler over an open store.
-    pub fn new(config: ServerConfig, store: Arc<Store>) -> App {
-        App {
+    /// A handler over an open store; starts the outbox and the supervisor.
+    pub fn new(config: ServerConfig, store: Arc<Store>, clock: Arc<dyn Clock>) -> Result<App> {
+        let outbox = Arc::new(Outbox::start(
+            store.clone(),
+            config.alert_plugins.clone(),
+            &config.base_dir,
+            clock.clone(),
+        )?);
+        let supervisor = Supervisor::start(store.clone(), outbox.clone(), config.grace, clock)?;
+        Ok(App {
             store,
             config,
             counters: Counters::default(),
-        }
+            supervisor,
+            outbox,
+        })
+    }
+
+    /// The overdue supervisor.
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.supervisor
+    }
+
+    /// The alert outbox.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// Processes every deadline due at the clock's time, then delivers every
+    /// alert due, and waits for both. Tests with a manual clock use this
+    /// instead of sleeping.
+    pub fn supervise_now(&self) -> Result<(usize, DeliveryReport)> {
+        let offline = self.supervisor.tick()?;
+        let delivered = self.outbox.deliver_now()?;
+        Ok((offline, delivered))
+    }
+
+    /// Stops the supervisor and the outbox (after their current pass).
+    fn stop(&self) {
+        self.supervisor.stop();
+        self.outbox.stop();
     }
 
     /// The store this handler writes to.
@@ -171,7 +210,7 @@ impl Server {
             lock_timeout: config.lock_timeout,
         };
         let store = Arc::new(Store::open(&config.database, &opts, clock.clone())?);
-        let app = Arc::new(App::new(config, store));
+        let app = Arc::new(App::new(config, store, clock)?);
         let http = http::HttpServer::start(app.clone())?;
         log::info!(
             "overc-server listening on http://{} with database {}",
@@ -199,6 +238,7 @@ impl Server {
     /// Stops accepting, finishes in-flight requests, commits, and closes.
     pub fn stop(self) {
         self.http.stop();
+        self.app.stop();
         self.app.store.close();
         log::info!("overc-server stopped");
     }

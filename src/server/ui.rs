@@ -57,7 +57,7 @@ pub(super) fn route(app: &App, req: &Request<'_>, path: &str) -> Response {
     let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
     let store = &app.store;
     let grace = app.config.grace;
-    let lag = 0.0;
+    let lag = app.supervisor.lag();
     let result = match parts.as_slice() {
         [] => store.status(StatusFilter::All, grace, lag),
         ["server", sid] => match id(sid) {

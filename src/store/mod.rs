@@ -8,6 +8,7 @@
 //! Each operation runs inside its own savepoint, so one refused operation
 //! (a wrong key) never disturbs the others in its batch.
 
+mod outbox;
 mod query;
 mod schema;
 mod writer;
@@ -25,6 +26,7 @@ use crate::config::Durability;
 use crate::error::{Error, Result};
 use crate::protocol::{AlertReport, Ping, StatusReport};
 
+pub use outbox::{AlertRecord, ServiceDeadline};
 pub use query::{AlertFilter, StatusFilter, TableCounts};
 pub use writer::{Applied, DeadlineChange};
 
@@ -59,6 +61,19 @@ pub(crate) enum Op {
     Alerts(AlertReport, String),
     /// Runs the retention rules now (tests and maintenance).
     Prune,
+    /// Flags services overdue (if they did not report since `rtime`) and
+    /// raises `plugin/offline` for each.
+    MarkOverdue(Vec<(i64, Millis)>),
+    /// At least one alert plugin took the alert.
+    Delivered(i64),
+    /// Every plugin failed: try again at the given time.
+    Defer(i64, Millis),
+    /// An alert of overc itself (no server), e.g. a failing alert plugin.
+    SystemAlert {
+        channel: String,
+        event: String,
+        message: String,
+    },
 }
 
 struct Job {
@@ -193,6 +208,31 @@ impl Store {
     /// Prunes history beyond `history-limit` and alerts past `retention-days` now.
     pub fn prune(&self) -> Result<Applied> {
         self.submit(Op::Prune)
+    }
+
+    /// Flags services overdue unless they reported after `rtime`, raising one
+    /// `plugin/offline` alert each; returns the new alert ids in `alerts`.
+    pub fn mark_overdue(&self, due: Vec<(i64, Millis)>) -> Result<Applied> {
+        self.submit(Op::MarkOverdue(due))
+    }
+
+    /// Marks an alert delivered.
+    pub fn mark_delivered(&self, alert_id: i64) -> Result<Applied> {
+        self.submit(Op::Delivered(alert_id))
+    }
+
+    /// Schedules another delivery attempt of an alert.
+    pub fn defer_delivery(&self, alert_id: i64, next_attempt: Millis) -> Result<Applied> {
+        self.submit(Op::Defer(alert_id, next_attempt))
+    }
+
+    /// Records an alert of overc itself (not about any host).
+    pub fn system_alert(&self, channel: &str, event: &str, message: &str) -> Result<Applied> {
+        self.submit(Op::SystemAlert {
+            channel: channel.to_owned(),
+            event: event.to_owned(),
+            message: message.to_owned(),
+        })
     }
 
     pub(crate) fn reader(&self) -> MutexGuard<'_, Connection> {

@@ -232,7 +232,7 @@ fn server_of(op: &Op) -> ServerIdOf<'_> {
         Op::Ping(p, _) => Some(&p.server.name),
         Op::Status(r, _) => Some(&r.server.name),
         Op::Alerts(r, _) => Some(&r.server.name),
-        Op::Prune => None,
+        _ => None,
     })
 }
 
@@ -248,6 +248,41 @@ fn apply(conn: &Connection, op: &Op, b: &mut Batch<'_>, opts: &StoreOptions) -> 
         Op::Status(r, ip) => apply_status(conn, r, ip, b),
         Op::Alerts(r, ip) => apply_alerts(conn, r, ip, b),
         Op::Prune => prune_all(conn, b.now, opts),
+        Op::MarkOverdue(due) => mark_overdue(conn, due, b.now),
+        Op::Delivered(id) => {
+            conn.prepare_cached(
+                "UPDATE alerts SET delivered = 1, attempts = attempts + 1 WHERE id = ?1",
+            )?
+            .execute([id])?;
+            Ok(Applied::default())
+        }
+        Op::Defer(id, at) => {
+            conn.prepare_cached(
+                "UPDATE alerts SET attempts = attempts + 1, next_attempt = ?2 WHERE id = ?1",
+            )?
+            .execute(params![id, at])?;
+            Ok(Applied::default())
+        }
+        Op::SystemAlert {
+            channel,
+            event,
+            message,
+        } => {
+            let alert = NewAlert {
+                server_id: None,
+                service_id: None,
+                state_id: None,
+                channel,
+                event,
+                message,
+                severity: State::Fail,
+                state: None,
+            };
+            Ok(Applied {
+                alerts: vec![insert_alert(conn, &alert, b.now)?],
+                ..Applied::default()
+            })
+        }
     }
 }
 
@@ -495,6 +530,42 @@ fn apply_alerts(
             state: current.as_ref().map(|(s, i)| (s.as_str(), i.as_str())),
         };
         applied.alerts.push(insert_alert(conn, &alert, b.now)?);
+    }
+    Ok(applied)
+}
+
+fn mark_overdue(conn: &Connection, due: &[(i64, Millis)], now: Millis) -> Result<Applied> {
+    let mut applied = Applied::default();
+    for &(service_id, rtime) in due {
+        let changed = conn
+            .prepare_cached(
+                "UPDATE services SET overdue = 1
+                 WHERE id = ?1 AND rtime = ?2 AND overdue = 0 AND period IS NOT NULL",
+            )?
+            .execute(params![service_id, rtime])?;
+        if changed == 0 {
+            // Reported again, deleted, or already flagged: nothing is overdue.
+            continue;
+        }
+        let (server_id, state, info, state_id): (i64, Option<String>, Option<String>, Option<i64>) =
+            conn.prepare_cached(
+                "SELECT server_id, state, info, state_id FROM services WHERE id = ?1",
+            )?
+            .query_row([service_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?;
+        let info = info.unwrap_or_default();
+        let alert = NewAlert {
+            server_id: Some(server_id),
+            service_id: Some(service_id),
+            state_id,
+            channel: "plugin",
+            event: "offline",
+            message: "Monitoring plugin offline",
+            severity: State::Fail,
+            state: state.as_deref().map(|s| (s, info.as_str())),
+        };
+        applied.alerts.push(insert_alert(conn, &alert, now)?);
     }
     Ok(applied)
 }

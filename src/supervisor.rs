@@ -1,0 +1,364 @@
+//! Overdue detection driven by deadlines.
+//!
+//! [`Deadlines`] is the pure part: a min-heap of (deadline, service) with
+//! lazy deletion, so each wake-up costs in proportion to the services that
+//! are due, not to all of them. [`Supervisor`] is the thin shell: a thread
+//! that sleeps until the next deadline or the next report, asks the store to
+//! flag what is due (raising `plugin/offline`), and wakes the outbox.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::alerts::Outbox;
+use crate::clock::{Clock, Millis};
+use crate::error::Result;
+use crate::store::{DeadlineChange, Store, lock};
+
+/// Deadlines of all supervised services.
+#[derive(Debug, Default)]
+pub struct Deadlines {
+    heap: BinaryHeap<Reverse<(Millis, i64, Millis)>>,
+    /// service → (deadline, report time): the heap entry that is current.
+    current: HashMap<i64, (Millis, Millis)>,
+}
+
+impl Deadlines {
+    /// An empty set.
+    pub fn new() -> Deadlines {
+        Deadlines::default()
+    }
+
+    /// Sets a service's deadline after a report at `rtime`. An update older
+    /// than the one already known (reordered delivery) is ignored.
+    pub fn set(&mut self, service_id: i64, rtime: Millis, deadline: Millis) {
+        if let Some(&(_, known)) = self.current.get(&service_id) {
+            if known > rtime {
+                return;
+            }
+        }
+        self.current.insert(service_id, (deadline, rtime));
+        self.heap.push(Reverse((deadline, service_id, rtime)));
+        // Replaced entries stay in the heap until popped; rebuild when they
+        // outnumber the live ones so memory stays proportional to services.
+        if self.heap.len() > 2 * self.current.len() + 1024 {
+            self.heap = self
+                .current
+                .iter()
+                .map(|(&id, &(d, r))| Reverse((d, id, r)))
+                .collect();
+        }
+    }
+
+    /// Stops supervising a service (deleted, or flagged overdue).
+    pub fn remove(&mut self, service_id: i64) {
+        self.current.remove(&service_id);
+    }
+
+    fn is_current(&self, entry: &(Millis, i64, Millis)) -> bool {
+        self.current.get(&entry.1) == Some(&(entry.0, entry.2))
+    }
+
+    /// The earliest live deadline.
+    pub fn next(&mut self) -> Option<Millis> {
+        while let Some(Reverse(top)) = self.heap.peek() {
+            if self.is_current(top) {
+                return Some(top.0);
+            }
+            self.heap.pop();
+        }
+        None
+    }
+
+    /// Removes and returns `(service, report time)` of every deadline before `now`.
+    pub fn pop_due(&mut self, now: Millis) -> Vec<(i64, Millis)> {
+        let mut due = Vec::new();
+        while let Some(Reverse(top)) = self.heap.peek() {
+            if top.0 >= now {
+                break;
+            }
+            let Some(Reverse(entry)) = self.heap.pop() else {
+                break;
+            };
+            if self.is_current(&entry) {
+                self.current.remove(&entry.1);
+                due.push((entry.1, entry.2));
+            }
+        }
+        due
+    }
+
+    /// Number of supervised services.
+    pub fn len(&self) -> usize {
+        self.current.len()
+    }
+
+    /// True when nothing is supervised.
+    pub fn is_empty(&self) -> bool {
+        self.current.is_empty()
+    }
+}
+
+enum Msg {
+    Changes(Vec<DeadlineChange>),
+    Remove(Vec<i64>),
+    Tick(mpsc::SyncSender<Result<usize>>),
+}
+
+/// The supervisor thread.
+pub struct Supervisor {
+    tx: Mutex<Option<mpsc::Sender<Msg>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    next_due: Arc<AtomicI64>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Supervisor")
+    }
+}
+
+struct Loop {
+    deadlines: Deadlines,
+    store: Arc<Store>,
+    outbox: Arc<Outbox>,
+    clock: Arc<dyn Clock>,
+    grace: Millis,
+    next_due: Arc<AtomicI64>,
+}
+
+impl Loop {
+    fn apply(&mut self, msg: Msg) -> Option<mpsc::SyncSender<Result<usize>>> {
+        match msg {
+            Msg::Changes(changes) => {
+                for c in changes {
+                    match c.due {
+                        Some(due) => self.deadlines.set(c.service_id, c.rtime, due + self.grace),
+                        None => self.deadlines.remove(c.service_id),
+                    }
+                }
+                None
+            }
+            Msg::Remove(ids) => {
+                for id in ids {
+                    self.deadlines.remove(id);
+                }
+                None
+            }
+            Msg::Tick(reply) => Some(reply),
+        }
+    }
+
+    fn fire(&mut self) -> Result<usize> {
+        let now = self.clock.now();
+        let due = self.deadlines.pop_due(now);
+        let mut raised = 0;
+        if !due.is_empty() {
+            let n = due.len();
+            match self.store.mark_overdue(due.clone()) {
+                Ok(applied) => {
+                    raised = applied.alerts.len();
+                    if raised > 0 {
+                        self.outbox.notify();
+                    }
+                    log::debug!("{n} deadlines passed, {raised} services went offline");
+                }
+                Err(e) => {
+                    // Put them back so they are flagged once storage recovers.
+                    for (id, rtime) in due {
+                        self.deadlines.set(id, rtime, now + 1000);
+                    }
+                    self.publish();
+                    return Err(e);
+                }
+            }
+        }
+        self.publish();
+        Ok(raised)
+    }
+
+    fn publish(&mut self) {
+        self.next_due.store(
+            self.deadlines.next().unwrap_or(Millis::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn run(mut self, rx: mpsc::Receiver<Msg>) {
+        loop {
+            let wait = match self.deadlines.next() {
+                // Wake just after the deadline: a service is overdue once it has passed.
+                Some(at) => (at + 1 - self.clock.now()).clamp(0, 60_000),
+                None => 60_000,
+            };
+            let mut replies = Vec::new();
+            match rx.recv_timeout(Duration::from_millis(wait as u64)) {
+                Ok(msg) => replies.extend(self.apply(msg)),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            while let Ok(msg) = rx.try_recv() {
+                replies.extend(self.apply(msg));
+            }
+            let result = self.fire();
+            if let Err(e) = &result {
+                log::error!("supervisor could not flag overdue services: {e}");
+            }
+            for r in replies {
+                let _ = r.send(match &result {
+                    Ok(n) => Ok(*n),
+                    Err(e) => Err(crate::Error::Storage(e.to_string())),
+                });
+            }
+        }
+    }
+}
+
+impl Supervisor {
+    /// Rebuilds the deadlines from the store and starts the thread. A deadline
+    /// that passed while the server was down moves to now + period, so hosts
+    /// get one period to reconnect.
+    pub fn start(
+        store: Arc<Store>,
+        outbox: Arc<Outbox>,
+        grace_s: u32,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Supervisor> {
+        let grace = Millis::from(grace_s) * 1000;
+        let now = clock.now();
+        let mut deadlines = Deadlines::new();
+        for s in store.service_deadlines()? {
+            let mut due = s.rtime + s.period * 1000 + grace;
+            if due < now {
+                due = now + s.period * 1000;
+            }
+            deadlines.set(s.service_id, s.rtime, due);
+        }
+        log::info!("supervising {} services", deadlines.len());
+        let next_due = Arc::new(AtomicI64::new(Millis::MAX));
+        let mut lp = Loop {
+            deadlines,
+            store,
+            outbox,
+            clock: clock.clone(),
+            grace,
+            next_due: next_due.clone(),
+        };
+        lp.publish();
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("overc-supervisor".into())
+            .spawn(move || lp.run(rx))?;
+        Ok(Supervisor {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+            next_due,
+            clock,
+        })
+    }
+
+    fn send(&self, msg: Msg) {
+        if let Some(tx) = lock(&self.tx).as_ref() {
+            let _ = tx.send(msg);
+        }
+    }
+
+    /// Services reported: move their deadlines.
+    pub fn changed(&self, changes: Vec<DeadlineChange>) {
+        if !changes.is_empty() {
+            self.send(Msg::Changes(changes));
+        }
+    }
+
+    /// Services deleted: stop supervising them.
+    pub fn removed(&self, service_ids: Vec<i64>) {
+        self.send(Msg::Remove(service_ids));
+    }
+
+    /// Processes everything due at the clock's current time and waits for it;
+    /// returns how many services went offline. Tests with a manual clock call
+    /// this instead of sleeping.
+    pub fn tick(&self) -> Result<usize> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(Msg::Tick(reply));
+        answer
+            .recv()
+            .map_err(|_| crate::Error::Storage("the supervisor has stopped".into()))?
+    }
+
+    /// Seconds the oldest unprocessed deadline is overdue (0 when keeping up).
+    pub fn lag(&self) -> f64 {
+        let next = self.next_due.load(Ordering::Relaxed);
+        let now = self.clock.now();
+        if next == Millis::MAX || next >= now {
+            0.0
+        } else {
+            (now - next) as f64 / 1000.0
+        }
+    }
+
+    /// Stops the thread.
+    pub fn stop(&self) {
+        lock(&self.tx).take();
+        if let Some(t) = lock(&self.thread).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pops_only_what_is_due_in_deadline_order() {
+        let mut d = Deadlines::new();
+        d.set(1, 0, 3000);
+        d.set(2, 0, 1000);
+        d.set(3, 0, 2000);
+        assert_eq!(d.next(), Some(1000));
+        assert_eq!(
+            d.pop_due(1000),
+            vec![],
+            "exactly at the deadline is not late"
+        );
+        assert_eq!(d.pop_due(2001), vec![(2, 0), (3, 0)]);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d.next(), Some(3000));
+    }
+
+    #[test]
+    fn a_new_report_replaces_the_old_deadline() {
+        let mut d = Deadlines::new();
+        d.set(1, 0, 1000);
+        d.set(1, 500, 5000);
+        assert_eq!(d.pop_due(2000), vec![]);
+        assert_eq!(d.next(), Some(5000));
+        // A stale update arriving late is ignored.
+        d.set(1, 100, 1500);
+        assert_eq!(d.pop_due(2000), vec![]);
+        d.remove(1);
+        assert_eq!(d.next(), None);
+        assert!(d.is_empty());
+    }
+
+    #[test]
+    fn replaced_entries_do_not_pile_up() {
+        let mut d = Deadlines::new();
+        for i in 0..100_000 {
+            d.set(i % 10, i, i + 60_000);
+        }
+        assert_eq!(d.len(), 10);
+        assert!(d.heap.len() <= 2 * 10 + 1025, "{}", d.heap.len());
+    }
+}

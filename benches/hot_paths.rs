@@ -32,5 +32,29 @@ fn store_report_in_memory(b: &mut Bencher) {
     b.iter(|| store.report(report.clone(), "127.0.0.1").unwrap());
 }
 
-benchmark_group!(benches, validate_report, store_report_in_memory);
+/// One supervisor step at 100,000 services: 100 deadlines are due.
+fn deadlines_pop_100_of_100k(b: &mut Bencher) {
+    use overc::supervisor::Deadlines;
+    let mut d = Deadlines::new();
+    for id in 0..100_000 {
+        d.set(id, 0, 1_000_000 + id);
+    }
+    let mut now = 1_000_000;
+    b.iter(|| {
+        now += 100;
+        let due = d.pop_due(now);
+        // Those services report again, a period later.
+        for &(id, _) in &due {
+            d.set(id, now, now + 100_000);
+        }
+        due.len()
+    });
+}
+
+benchmark_group!(
+    benches,
+    validate_report,
+    store_report_in_memory,
+    deadlines_pop_100_of_100k
+);
 benchmark_main!(benches);

@@ -132,6 +132,24 @@ pub fn failure_message(outcome: &PluginOutcome) -> String {
     )
 }
 
+/// Sends a test alert through every configured plugin (`overc-server
+/// test-alert`) and returns what each did. Nothing is stored.
+pub fn send_test_alert(config: &crate::config::ServerConfig) -> Vec<PluginOutcome> {
+    let alert = AlertRecord {
+        id: 0,
+        server: Some("overc".into()),
+        service: None,
+        channel: "overc".into(),
+        event: "test".into(),
+        message: "Test alert: if you read this, the alert plugin works".into(),
+        severity: "OK".into(),
+        state: None,
+        info: None,
+        attempts: 0,
+    };
+    run_plugins(&config.alert_plugins, &config.base_dir, &alert)
+}
+
 /// Summary of one delivery pass.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct DeliveryReport {
@@ -164,12 +182,22 @@ impl Delivery {
             let now = self.clock.now();
             let batch: Vec<AlertRecord> = self
                 .store
-                .undelivered(now, ignore_schedule, 100)?
+                .undelivered(now, ignore_schedule, 500)?
                 .into_iter()
                 .filter(|a| seen.insert(a.id))
                 .collect();
             if batch.is_empty() {
                 return Ok(report);
+            }
+            if self.plugins.is_empty() {
+                // Nothing to run: record them delivered in one commit.
+                for a in &batch {
+                    log::info!("alert {}: {}", a.id, a.text().replace('\n', " | "));
+                }
+                report.delivered += batch.len();
+                self.store
+                    .mark_delivered(batch.iter().map(|a| a.id).collect())?;
+                continue;
             }
             for alert in batch {
                 self.deliver(&alert, &mut report)?;
@@ -179,11 +207,6 @@ impl Delivery {
 
     fn deliver(&self, alert: &AlertRecord, report: &mut DeliveryReport) -> Result<()> {
         log::info!("alert {}: {}", alert.id, alert.text().replace('\n', " | "));
-        if self.plugins.is_empty() {
-            self.store.mark_delivered(alert.id)?;
-            report.delivered += 1;
-            return Ok(());
-        }
         let outcomes = run_plugins(&self.plugins, &self.cwd, alert);
         let is_failure_alert = (alert.channel.as_str(), alert.event.as_str()) == PLUGIN_FAILED;
         // Report a failing plugin once per alert, not on every retry, and
@@ -197,7 +220,7 @@ impl Delivery {
             }
         }
         if outcomes.iter().any(|o| o.failure.is_none()) {
-            self.store.mark_delivered(alert.id)?;
+            self.store.mark_delivered(vec![alert.id])?;
             report.delivered += 1;
         } else {
             let at = self.clock.now() + backoff(alert.attempts);

@@ -8,10 +8,11 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::alerts::Outbox;
 use crate::clock::{Clock, Millis};
@@ -63,7 +64,7 @@ impl Deadlines {
     }
 
     /// The earliest live deadline.
-    pub fn next(&mut self) -> Option<Millis> {
+    pub fn next_deadline(&mut self) -> Option<Millis> {
         while let Some(Reverse(top)) = self.heap.peek() {
             if self.is_current(top) {
                 return Some(top.0);
@@ -108,12 +109,34 @@ enum Msg {
     Tick(mpsc::SyncSender<Result<usize>>),
 }
 
+/// Work counters of the supervisor thread, for benchmarks and diagnostics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SupervisorStats {
+    /// Times the thread woke up and did work.
+    pub wakeups: u64,
+    /// Deadlines that passed (services flagged overdue or found reported).
+    pub fired: u64,
+    /// Total time spent working, in microseconds.
+    pub busy_us: u64,
+    /// Longest single wake-up, in microseconds.
+    pub max_busy_us: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    wakeups: AtomicU64,
+    fired: AtomicU64,
+    busy_us: AtomicU64,
+    max_busy_us: AtomicU64,
+}
+
 /// The supervisor thread.
 pub struct Supervisor {
     tx: Mutex<Option<mpsc::Sender<Msg>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     next_due: Arc<AtomicI64>,
     clock: Arc<dyn Clock>,
+    counters: Arc<Counters>,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -129,6 +152,7 @@ struct Loop {
     clock: Arc<dyn Clock>,
     grace: Millis,
     next_due: Arc<AtomicI64>,
+    counters: Arc<Counters>,
 }
 
 impl Loop {
@@ -156,6 +180,9 @@ impl Loop {
     fn fire(&mut self) -> Result<usize> {
         let now = self.clock.now();
         let due = self.deadlines.pop_due(now);
+        self.counters
+            .fired
+            .fetch_add(due.len() as u64, Ordering::Relaxed);
         let mut raised = 0;
         if !due.is_empty() {
             let n = due.len();
@@ -183,20 +210,22 @@ impl Loop {
 
     fn publish(&mut self) {
         self.next_due.store(
-            self.deadlines.next().unwrap_or(Millis::MAX),
+            self.deadlines.next_deadline().unwrap_or(Millis::MAX),
             Ordering::Relaxed,
         );
     }
 
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
         loop {
-            let wait = match self.deadlines.next() {
+            let wait = match self.deadlines.next_deadline() {
                 // Wake just after the deadline: a service is overdue once it has passed.
                 Some(at) => (at + 1 - self.clock.now()).clamp(0, 60_000),
                 None => 60_000,
             };
             let mut replies = Vec::new();
-            match rx.recv_timeout(Duration::from_millis(wait as u64)) {
+            let msg = rx.recv_timeout(Duration::from_millis(wait as u64));
+            let started = Instant::now();
+            match msg {
                 Ok(msg) => replies.extend(self.apply(msg)),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -205,6 +234,11 @@ impl Loop {
                 replies.extend(self.apply(msg));
             }
             let result = self.fire();
+            let busy = started.elapsed().as_micros() as u64;
+            let c = &self.counters;
+            c.wakeups.fetch_add(1, Ordering::Relaxed);
+            c.busy_us.fetch_add(busy, Ordering::Relaxed);
+            c.max_busy_us.fetch_max(busy, Ordering::Relaxed);
             if let Err(e) = &result {
                 log::error!("supervisor could not flag overdue services: {e}");
             }
@@ -240,7 +274,9 @@ impl Supervisor {
         }
         log::info!("supervising {} services", deadlines.len());
         let next_due = Arc::new(AtomicI64::new(Millis::MAX));
+        let counters = Arc::new(Counters::default());
         let mut lp = Loop {
+            counters: counters.clone(),
             deadlines,
             store,
             outbox,
@@ -258,7 +294,19 @@ impl Supervisor {
             thread: Mutex::new(Some(thread)),
             next_due,
             clock,
+            counters,
         })
+    }
+
+    /// Work counters since start.
+    pub fn stats(&self) -> SupervisorStats {
+        let c = &self.counters;
+        SupervisorStats {
+            wakeups: c.wakeups.load(Ordering::Relaxed),
+            fired: c.fired.load(Ordering::Relaxed),
+            busy_us: c.busy_us.load(Ordering::Relaxed),
+            max_busy_us: c.max_busy_us.load(Ordering::Relaxed),
+        }
     }
 
     fn send(&self, msg: Msg) {
@@ -326,7 +374,7 @@ mod tests {
         d.set(1, 0, 3000);
         d.set(2, 0, 1000);
         d.set(3, 0, 2000);
-        assert_eq!(d.next(), Some(1000));
+        assert_eq!(d.next_deadline(), Some(1000));
         assert_eq!(
             d.pop_due(1000),
             vec![],
@@ -334,7 +382,7 @@ mod tests {
         );
         assert_eq!(d.pop_due(2001), vec![(2, 0), (3, 0)]);
         assert_eq!(d.len(), 1);
-        assert_eq!(d.next(), Some(3000));
+        assert_eq!(d.next_deadline(), Some(3000));
     }
 
     #[test]
@@ -343,12 +391,12 @@ mod tests {
         d.set(1, 0, 1000);
         d.set(1, 500, 5000);
         assert_eq!(d.pop_due(2000), vec![]);
-        assert_eq!(d.next(), Some(5000));
+        assert_eq!(d.next_deadline(), Some(5000));
         // A stale update arriving late is ignored.
         d.set(1, 100, 1500);
         assert_eq!(d.pop_due(2000), vec![]);
         d.remove(1);
-        assert_eq!(d.next(), None);
+        assert_eq!(d.next_deadline(), None);
         assert!(d.is_empty());
     }
 

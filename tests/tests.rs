@@ -6,3 +6,4 @@ mod client;
 mod ingest;
 mod read_api;
 mod server_bin;
+mod supervision;

@@ -9,6 +9,7 @@ const HELP: &str = "\
 overc-server — push-based service monitoring server
 
 Usage: overc-server [OPTIONS]
+       overc-server test-alert --config FILE
 
 Options:
   -c, --config FILE     INI config file (also OVERC_CONFIG)
@@ -18,10 +19,14 @@ Options:
   -h, --help            print this help
   -V, --version         print the version
 
+test-alert sends a test alert through every [alert:NAME] plugin of the
+config and prints whether each worked (exit status 1 if any failed).
+
 Without a config it runs on ./overc.db at 127.0.0.1:5000.
 Any [overc] key can also be set as OVERC_<KEY>, e.g. OVERC_DATABASE.";
 
 struct Args {
+    test_alert: bool,
     config: Option<PathBuf>,
     listen: Option<String>,
     database: Option<PathBuf>,
@@ -36,6 +41,7 @@ enum Parsed {
 fn parse_args() -> Result<Parsed, lexopt::Error> {
     use lexopt::prelude::*;
     let mut args = Args {
+        test_alert: false,
         config: None,
         listen: None,
         database: None,
@@ -49,6 +55,7 @@ fn parse_args() -> Result<Parsed, lexopt::Error> {
             Short('d') | Long("database") => args.database = Some(parser.value()?.into()),
             Short('v') | Long("verbose") => args.verbose += 1,
             Short('h') | Long("help") => return Ok(Parsed::Exit(HELP)),
+            Value(v) if v == "test-alert" && !args.test_alert => args.test_alert = true,
             Short('V') | Long("version") => {
                 return Ok(Parsed::Exit(concat!(
                     "overc-server ",
@@ -70,7 +77,7 @@ fn init_logging(verbose: u8, configured: Option<&str>) {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default)).init();
 }
 
-fn try_main(args: Args) -> Result<(), overc::Error> {
+fn try_main(args: Args) -> Result<ExitCode, overc::Error> {
     let config_file = args
         .config
         .or_else(|| std::env::var_os("OVERC_CONFIG").map(PathBuf::from));
@@ -85,12 +92,45 @@ fn try_main(args: Args) -> Result<(), overc::Error> {
         config.database = db;
     }
     init_logging(args.verbose, config.loglevel.as_deref());
+    if args.test_alert {
+        return test_alert(&config, config_file.is_some());
+    }
+    let stop = overc::server::StopSignal::register()?;
     let server = Server::start(config)?;
     eprintln!("overc-server listening on {}", server.url());
-    overc::server::wait_for_stop_signal()?;
+    stop.wait();
     log::info!("stopping on signal");
     server.stop();
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+fn test_alert(config: &ServerConfig, has_file: bool) -> Result<ExitCode, overc::Error> {
+    if config.alert_plugins.is_empty() {
+        return Err(overc::Error::Config(if has_file {
+            "the config has no [alert:NAME] sections".into()
+        } else {
+            "test-alert needs --config FILE with [alert:NAME] sections".into()
+        }));
+    }
+    let outcomes = overc::alerts::send_test_alert(config);
+    let mut failed = 0;
+    for o in &outcomes {
+        match &o.failure {
+            None => println!("{}: ok", o.plugin),
+            Some(why) => {
+                failed += 1;
+                println!("{}: FAILED: {why}", o.plugin);
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!(
+            "overc-server: {failed} of {} alert plugins failed",
+            outcomes.len()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -106,7 +146,7 @@ fn main() -> ExitCode {
         }
     };
     match try_main(args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("overc-server: {e}");
             ExitCode::from(match e {

@@ -50,17 +50,21 @@ pub(super) fn route(app: &App, req: &Request<'_>, path: &str) -> Response {
         "/api/ping" => Ping::from_json(&body)
             .and_then(|p| store.ping(p, req.remote))
             .map(|_| json!({"pong": 1})),
-        "/api/set/service/status" => StatusReport::from_json(&body)
-            .and_then(|r| {
-                let n = r.services.len() as u64;
-                let applied = store.report(r, req.remote)?;
-                app.counters.reports.fetch_add(n, Ordering::Relaxed);
-                Ok(applied)
-            })
-            .map(|_| json!({"ok": 1})),
-        _ => AlertReport::from_json(&body)
-            .and_then(|r| store.alerts(r, req.remote))
-            .map(|_| json!({"ok": 1})),
+        "/api/set/service/status" => StatusReport::from_json(&body).and_then(|r| {
+            let n = r.services.len() as u64;
+            let applied = store.report(r, req.remote)?;
+            app.counters.reports.fetch_add(n, Ordering::Relaxed);
+            if !applied.alerts.is_empty() {
+                app.outbox.notify();
+            }
+            app.supervisor.changed(applied.deadlines);
+            Ok(json!({"ok": 1}))
+        }),
+        _ => AlertReport::from_json(&body).and_then(|r| {
+            store.alerts(r, req.remote)?;
+            app.outbox.notify();
+            Ok(json!({"ok": 1}))
+        }),
     };
     match result {
         Ok(v) => Response::json(200, &v),

@@ -64,8 +64,8 @@ pub(crate) enum Op {
     /// Flags services overdue (if they did not report since `rtime`) and
     /// raises `plugin/offline` for each.
     MarkOverdue(Vec<(i64, Millis)>),
-    /// At least one alert plugin took the alert.
-    Delivered(i64),
+    /// At least one alert plugin took these alerts.
+    Delivered(Vec<i64>),
     /// Every plugin failed: try again at the given time.
     Defer(i64, Millis),
     /// An alert of overc itself (no server), e.g. a failing alert plugin.
@@ -216,9 +216,9 @@ impl Store {
         self.submit(Op::MarkOverdue(due))
     }
 
-    /// Marks an alert delivered.
-    pub fn mark_delivered(&self, alert_id: i64) -> Result<Applied> {
-        self.submit(Op::Delivered(alert_id))
+    /// Marks alerts delivered.
+    pub fn mark_delivered(&self, alert_ids: Vec<i64>) -> Result<Applied> {
+        self.submit(Op::Delivered(alert_ids))
     }
 
     /// Schedules another delivery attempt of an alert.

@@ -249,11 +249,13 @@ fn apply(conn: &Connection, op: &Op, b: &mut Batch<'_>, opts: &StoreOptions) -> 
         Op::Alerts(r, ip) => apply_alerts(conn, r, ip, b),
         Op::Prune => prune_all(conn, b.now, opts),
         Op::MarkOverdue(due) => mark_overdue(conn, due, b.now),
-        Op::Delivered(id) => {
-            conn.prepare_cached(
+        Op::Delivered(ids) => {
+            let mut st = conn.prepare_cached(
                 "UPDATE alerts SET delivered = 1, attempts = attempts + 1 WHERE id = ?1",
-            )?
-            .execute([id])?;
+            )?;
+            for id in ids {
+                st.execute([id])?;
+            }
             Ok(Applied::default())
         }
         Op::Defer(id, at) => {

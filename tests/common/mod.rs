@@ -77,7 +77,18 @@ impl TestServer {
 
     /// Stops the server and starts a new one on the same database file.
     pub fn restart(&mut self) {
+        self.restart_after(0);
+    }
+
+    /// Stops the server, lets `down_ms` pass on the manual clock, starts again.
+    pub fn restart_after(&mut self, down_ms: i64) {
         self.server.take().unwrap().stop();
+        if down_ms > 0 {
+            self.clock
+                .as_ref()
+                .expect("a manual clock")
+                .advance(down_ms);
+        }
         let server = match &self.clock {
             Some(c) => {
                 Server::start_with_clock(self.config.clone(), Arc::new(c.clone()) as Arc<dyn Clock>)

@@ -1,0 +1,327 @@
+//! SPEC §3: alert rules, the deadline supervisor on a manual clock, real
+//! alert plugin processes, at-least-once delivery and restarts.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use overc::config::AlertPluginConfig;
+use serde_json::json;
+
+use crate::common::{TestServer, report};
+
+pub fn plugin(name: &str) -> String {
+    format!("{}/tests/plugins/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn alert_plugin(name: &str, command: &[&str], timeout: Duration) -> AlertPluginConfig {
+    AlertPluginConfig {
+        name: name.into(),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        timeout,
+    }
+}
+
+/// The alert records a `record.sh` plugin wrote so far.
+pub fn records(file: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    text.split("--\n")
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The text part of a record (without the env line).
+fn text(record: &str) -> String {
+    record
+        .lines()
+        .filter(|l| !l.starts_with("env: "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+struct Scenario {
+    t: TestServer,
+    out: PathBuf,
+    seen: usize,
+}
+
+impl Scenario {
+    fn new(extra: Vec<AlertPluginConfig>) -> Scenario {
+        let out_dir = tempfile::tempdir().unwrap().keep();
+        let out = out_dir.join("alerts.log");
+        let record = plugin("record.sh");
+        let out_s = out.to_str().unwrap().to_owned();
+        let t = TestServer::start_manual(move |c| {
+            c.alert_plugins.push(alert_plugin(
+                "log",
+                &[&record, &out_s],
+                Duration::from_secs(30),
+            ));
+            c.alert_plugins.extend(extra);
+        });
+        Scenario { t, out, seen: 0 }
+    }
+
+    fn send(&self, service: &str, state: &str, info: &str, period: u32) {
+        let mut body = report("h", "k", service, state, info);
+        body["period"] = json!(period);
+        assert_eq!(self.t.post_json("/api/set/service/status", &body).0, 200);
+    }
+
+    fn advance(&self, ms: i64) {
+        self.t.clock.as_ref().unwrap().advance(ms);
+    }
+
+    /// Runs the supervisor and delivery now; returns the alerts plugins got since the last call.
+    fn new_alerts(&mut self) -> Vec<String> {
+        self.t.server().app().supervise_now().unwrap();
+        let all = records(&self.out);
+        let fresh = all[self.seen..].to_vec();
+        self.seen = all.len();
+        fresh
+    }
+}
+
+#[test]
+fn the_originals_supervisor_scenario() {
+    let mut s = Scenario::new(vec![]);
+    s.send("a", "OK", "fine", 60);
+    assert_eq!(
+        s.new_alerts(),
+        Vec::<String>::new(),
+        "a first OK raises nothing"
+    );
+
+    s.send("b", "BULLSHIT", "x", 60);
+    let got = s.new_alerts();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        text(&got[0]),
+        "h b: [service:state/UNK] State changed: \"(?)\" -> \"UNK\"\nCurrent: UNK: x (sent unsupported state: \"BULLSHIT\")"
+    );
+    assert!(
+        got[0].contains("env: service:state/UNK severity=UNK server=h service=b state=UNK id="),
+        "{}",
+        got[0]
+    );
+
+    s.send("a", "WARN", "hot", 60);
+    let got = s.new_alerts();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        text(&got[0]),
+        "h a: [service:state/WARN] State changed: \"OK\" -> \"WARN\"\nCurrent: WARN: hot"
+    );
+    s.send("a", "WARN", "still hot", 60);
+    assert_eq!(s.new_alerts().len(), 0, "WARN -> WARN raises nothing");
+    s.send("a", "OK", "cool", 60);
+    let got = s.new_alerts();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].contains("\"WARN\" -> \"OK\""));
+
+    // Period 1, then silence: one offline alert, not repeated.
+    s.send("c", "OK", "alive", 1);
+    assert_eq!(s.new_alerts().len(), 0);
+    s.advance(1000);
+    assert_eq!(
+        s.new_alerts().len(),
+        0,
+        "exactly at the deadline is not late"
+    );
+    s.advance(1);
+    let got = s.new_alerts();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        text(&got[0]),
+        "h c: [plugin/offline] Monitoring plugin offline\nCurrent: OK: alive"
+    );
+    assert!(got[0].contains("severity=FAIL"));
+    assert_eq!(s.t.service("h", "c").unwrap()["state"]["timed_out"], true);
+    s.advance(3_600_000);
+    let got = s.new_alerts();
+    assert!(
+        got.iter().all(|r| !r.contains("h c:")),
+        "offline is raised once: {got:?}"
+    );
+    assert_eq!(got.len(), 2, "a and b missed their 60 s deadlines: {got:?}");
+
+    // Reports again: one online alert, not repeated.
+    s.send("c", "OK", "back", 1);
+    let got = s.new_alerts();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        text(&got[0]),
+        "h c: [plugin/online] Monitoring plugin back online\nCurrent: OK: back"
+    );
+    assert!(got[0].contains("severity=OK"));
+    s.send("c", "OK", "back", 1);
+    assert_eq!(s.new_alerts().len(), 0);
+
+    // Two posted alerts, with and without a service.
+    let body = json!({"server": {"name": "h", "key": "k"}, "alerts": [{"message": "m1"}, {"message": "m2", "service": "a"}]});
+    assert_eq!(s.t.post_json("/api/set/alerts", &body).0, 200);
+    let got = s.new_alerts();
+    assert_eq!(got.len(), 2);
+    assert_eq!(text(&got[0]), "h: [api/alert] m1");
+    assert_eq!(text(&got[1]), "h a: [api/alert] m2\nCurrent: OK: cool");
+
+    // Everything is marked delivered.
+    let (_, alerts) = s.t.get("/ui/api/status/alerts/");
+    assert!(
+        alerts["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["delivered"] == true)
+    );
+}
+
+#[test]
+fn failing_plugins_raise_one_more_alert_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Scenario::new(vec![
+        alert_plugin("bad", &[&plugin("fail.sh")], Duration::from_secs(30)),
+        alert_plugin("ghost", &["./no-such-plugin.sh"], Duration::from_secs(30)),
+        alert_plugin("slow", &[&plugin("hang.sh")], Duration::from_millis(500)),
+    ]);
+    let _ = dir;
+    s.send("a", "FAIL", "down", 60);
+    let got = s.new_alerts();
+    let texts: Vec<String> = got.iter().map(|r| text(r)).collect();
+    assert_eq!(texts.len(), 4, "{texts:#?}");
+    assert!(texts[0].starts_with("h a: [service:state/FAIL]"));
+    assert_eq!(
+        texts[1],
+        "[alert-plugin/failed] Alert plugin `bad` failed: exit status 1: mail server down"
+    );
+    assert!(
+        texts[2].starts_with(
+            "[alert-plugin/failed] Alert plugin `ghost` failed: cannot start ./no-such-plugin.sh: "
+        ),
+        "{}",
+        texts[2]
+    );
+    assert_eq!(
+        texts[3],
+        "[alert-plugin/failed] Alert plugin `slow` failed: timed out after 0.5s"
+    );
+    // The failure alerts failing again in the same plugins raise nothing more.
+    assert_eq!(s.new_alerts().len(), 0);
+}
+
+#[test]
+fn when_every_plugin_fails_delivery_is_retried_with_backoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("broken");
+    let out = dir.path().join("out.log");
+    std::fs::write(&flag, "").unwrap();
+    let (flag_s, out_s) = (
+        flag.to_str().unwrap().to_owned(),
+        out.to_str().unwrap().to_owned(),
+    );
+    let t = TestServer::start_manual(|c| {
+        c.alert_plugins.push(alert_plugin(
+            "flaky",
+            &[&plugin("flaky.sh"), &flag_s, &out_s],
+            Duration::from_secs(30),
+        ));
+    });
+    let clock = t.clock.clone().unwrap();
+    let body = json!({"server": {"name": "h", "key": "k"}, "alerts": [{"message": "important"}]});
+    assert_eq!(t.post_json("/api/set/alerts", &body).0, 200);
+    let (_, rep) = t.server().app().supervise_now().unwrap();
+    assert_eq!(records(&out).len(), 0);
+    assert_eq!(rep.delivered, 0);
+    let (_, alerts) = t.get("/ui/api/status/alerts/");
+    assert_eq!(alerts["alerts"][0]["delivered"], false, "{alerts}");
+
+    std::fs::remove_file(&flag).unwrap();
+    clock.advance(5_000);
+    t.server().app().supervise_now().unwrap();
+    assert_eq!(records(&out).len(), 0, "not before the backoff has passed");
+    clock.advance(5_001);
+    t.server().app().supervise_now().unwrap();
+    let got = records(&out);
+    let texts: Vec<String> = got.iter().map(|r| text(r)).collect();
+    assert!(
+        texts.contains(&"h: [api/alert] important".to_owned()),
+        "{texts:?}"
+    );
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("Alert plugin `flaky` failed: exit status 1: flag")),
+        "{texts:?}"
+    );
+}
+
+#[test]
+fn without_plugins_alerts_are_recorded_and_marked_delivered() {
+    let t = TestServer::start_manual(|_| {});
+    assert_eq!(
+        t.post_json(
+            "/api/set/service/status",
+            &report("h", "k", "s", "WARN", "")
+        )
+        .0,
+        200
+    );
+    let (_, rep) = t.server().app().supervise_now().unwrap();
+    let (_, alerts) = t.get("/ui/api/status/alerts/");
+    assert_eq!(alerts["alerts"].as_array().unwrap().len(), 1);
+    assert_eq!(alerts["alerts"][0]["delivered"], true);
+    assert!(rep.delivered <= 1);
+}
+
+#[test]
+fn deadlines_are_rebuilt_at_start_and_missed_ones_moved_by_a_period() {
+    let mut s = Scenario::new(vec![]);
+    s.send("a", "OK", "", 60);
+    // Down for two minutes, past the deadline.
+    s.t.restart_after(120_000);
+    assert_eq!(s.new_alerts().len(), 0, "hosts get one period to reconnect");
+    s.advance(59_000);
+    assert_eq!(s.new_alerts().len(), 0);
+    s.advance(1_001);
+    let got = s.new_alerts();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].contains("[plugin/offline]"));
+}
+
+#[test]
+fn supervisor_lag_shows_unprocessed_deadlines() {
+    let s = Scenario::new(vec![]);
+    s.send("a", "OK", "", 60);
+    s.t.server().app().supervise_now().unwrap();
+    assert_eq!(s.t.status()["stats"]["supervisor_lag"], 0.0);
+    // The supervisor thread sleeps on real time; the manual clock runs ahead of it.
+    s.advance(65_000);
+    assert_eq!(s.t.status()["stats"]["supervisor_lag"], 5.0);
+    s.t.server().app().supervise_now().unwrap();
+    assert_eq!(s.t.status()["stats"]["supervisor_lag"], 0.0);
+}
+
+#[test]
+fn grace_delays_the_offline_alert() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join("a.log");
+    let out_s = out.to_str().unwrap().to_owned();
+    let t = TestServer::start_manual(|c| {
+        c.grace = 10;
+        c.alert_plugins.push(alert_plugin(
+            "log",
+            &[&plugin("record.sh"), &out_s],
+            Duration::from_secs(30),
+        ));
+    });
+    let clock = t.clock.clone().unwrap();
+    let mut body = report("h", "k", "s", "OK", "");
+    body["period"] = json!(5);
+    assert_eq!(t.post_json("/api/set/service/status", &body).0, 200);
+    clock.advance(15_000);
+    t.server().app().supervise_now().unwrap();
+    assert_eq!(records(&out).len(), 0);
+    clock.advance(1);
+    t.server().app().supervise_now().unwrap();
+    assert_eq!(records(&out).len(), 1);
+}

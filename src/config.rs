@@ -335,6 +335,159 @@ impl ServerConfig {
     }
 }
 
+/// One `[service:NAME]` section of a monitor config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+    /// Service name as reported.
+    pub name: String,
+    /// Seconds between reports the server is promised.
+    pub period: u32,
+    /// Seconds reserved for the run and the trip to the server; 3 × the last
+    /// run time when not set.
+    pub max_lag: Option<f64>,
+    /// Plugin timeout (default: the period).
+    pub timeout: Duration,
+    /// Program and arguments, split with shell-like quoting.
+    pub command: Vec<String>,
+}
+
+/// An `overcli monitor` config: where to report, as whom, and what to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonitorConfig {
+    /// Server URL (`[overc] server`), if set.
+    pub server: Option<String>,
+    /// `[overc] my-name`.
+    pub name: Option<String>,
+    /// `[overc] my-key`.
+    pub key: Option<String>,
+    /// The services, in file order.
+    pub services: Vec<ServiceConfig>,
+    /// Folder plugin commands run in (the config file's folder).
+    pub base_dir: PathBuf,
+}
+
+impl MonitorConfig {
+    /// Reads a monitor config file.
+    pub fn from_file(path: &Path) -> Result<MonitorConfig> {
+        let text = read_file(path)?;
+        Self::from_ini_str(&text, &path.display().to_string(), &folder_of(path))
+    }
+
+    /// The pure twin of [`MonitorConfig::from_file`].
+    pub fn from_ini_str(text: &str, source: &str, base_dir: &Path) -> Result<MonitorConfig> {
+        let ini = parse_ini(text, source)?;
+        let mut cfg = MonitorConfig {
+            server: None,
+            name: None,
+            key: None,
+            services: Vec::new(),
+            base_dir: base_dir.to_path_buf(),
+        };
+        for (section, props) in ini.iter() {
+            let section = section.unwrap_or("");
+            if section.is_empty() {
+                if let Some((k, _)) = props.iter().next() {
+                    return Err(Error::Config(format!(
+                        "{source}: key {k:?} is outside of any section; put it under [overc]"
+                    )));
+                }
+            } else if section == "overc" {
+                for (k, v) in props.iter() {
+                    let v = Some(v.trim().to_owned()).filter(|v| !v.is_empty());
+                    match k {
+                        "server" => cfg.server = v,
+                        "my-name" => cfg.name = v,
+                        "my-key" => cfg.key = v,
+                        _ => return Err(key_error(source, section, k, "unknown key")),
+                    }
+                }
+            } else if let Some(name) = section.strip_prefix("service:") {
+                if name.is_empty() || name.chars().count() > 64 {
+                    return Err(Error::Config(format!(
+                        "{source}: [{section}]: the service name should be 1 to 64 characters"
+                    )));
+                }
+                if cfg.services.iter().any(|s| s.name == name) {
+                    return Err(Error::Config(format!(
+                        "{source}: [{section}] appears twice"
+                    )));
+                }
+                let mut period = None;
+                let mut max_lag = None;
+                let mut timeout = None;
+                let mut command = None;
+                for (k, v) in props.iter() {
+                    match k {
+                        "period" => {
+                            let p: u32 = parse_num(v, source, section, k)?;
+                            if !(1..=crate::protocol::MAX_PERIOD).contains(&p) {
+                                return Err(key_error(
+                                    source,
+                                    section,
+                                    k,
+                                    "should be 1 to 31536000 seconds",
+                                ));
+                            }
+                            period = Some(p);
+                        }
+                        "max-lag" => {
+                            let l: f64 = parse_num(v, source, section, k)?;
+                            if !(0.0..=86_400.0).contains(&l) {
+                                return Err(key_error(
+                                    source,
+                                    section,
+                                    k,
+                                    "should be 0 to 86400 seconds",
+                                ));
+                            }
+                            max_lag = Some(l);
+                        }
+                        "timeout" => {
+                            let t: f64 = parse_num(v, source, section, k)?;
+                            if !(t > 0.0 && t <= 86_400.0) {
+                                return Err(key_error(
+                                    source,
+                                    section,
+                                    k,
+                                    "should be more than 0 and at most 86400 seconds",
+                                ));
+                            }
+                            timeout = Some(Duration::from_secs_f64(t));
+                        }
+                        "command" => {
+                            command = Some(split_command(v).ok_or_else(|| {
+                                key_error(source, section, k, "empty or badly quoted command")
+                            })?)
+                        }
+                        _ => return Err(key_error(source, section, k, "unknown key")),
+                    }
+                }
+                let period =
+                    period.ok_or_else(|| key_error(source, section, "period", "missing"))?;
+                let command =
+                    command.ok_or_else(|| key_error(source, section, "command", "missing"))?;
+                cfg.services.push(ServiceConfig {
+                    name: name.to_owned(),
+                    period,
+                    max_lag,
+                    timeout: timeout.unwrap_or(Duration::from_secs(u64::from(period))),
+                    command,
+                });
+            } else {
+                return Err(Error::Config(format!(
+                    "{source}: unknown section [{section}] (expected [overc] or [service:NAME])"
+                )));
+            }
+        }
+        if cfg.services.is_empty() {
+            return Err(Error::Config(format!(
+                "{source}: no [service:NAME] sections"
+            )));
+        }
+        Ok(cfg)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,6 +555,52 @@ mod tests {
         assert!(e.contains("[alert:x] command"), "{e}");
         let e = parse("[bogus]\na = 1\n").unwrap_err().to_string();
         assert!(e.contains("unknown section [bogus]"), "{e}");
+    }
+
+    #[test]
+    fn monitor_config_as_in_the_spec() {
+        let cfg = MonitorConfig::from_ini_str(
+            "[overc]\nserver = http://user:password@mon.example.com:5000/\nmy-name = a.example.com\nmy-key = 1234\n\n\
+             [service:app]\nperiod = 5\nmax-lag = 3 ; optional\ntimeout = 5\ncommand = ./plugin.d/app.sh \"httpd\"\n\
+             [service:disk]\nperiod = 60\ncommand = check_disk -w 10%\n",
+            "monitor.ini",
+            Path::new("/etc/overc"),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.server.as_deref(),
+            Some("http://user:password@mon.example.com:5000/")
+        );
+        assert_eq!(cfg.name.as_deref(), Some("a.example.com"));
+        assert_eq!(cfg.key.as_deref(), Some("1234"));
+        assert_eq!(cfg.services[0].command, vec!["./plugin.d/app.sh", "httpd"]);
+        assert_eq!(cfg.services[0].max_lag, Some(3.0));
+        assert_eq!(
+            cfg.services[1].timeout,
+            Duration::from_secs(60),
+            "timeout defaults to the period"
+        );
+    }
+
+    #[test]
+    fn monitor_config_errors_name_file_section_and_key() {
+        let parse = |t: &str| {
+            MonitorConfig::from_ini_str(t, "m.ini", Path::new("."))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = parse("[service:a]\ncommand = x\n");
+        assert!(e.contains("m.ini: [service:a] period: missing"), "{e}");
+        let e = parse("[service:a]\nperiod = soon\ncommand = x\n");
+        assert!(e.contains("[service:a] period"), "{e}");
+        let e = parse("[service:a]\nperiod = 5\n");
+        assert!(e.contains("[service:a] command: missing"), "{e}");
+        let e = parse("[services:a]\nperiod = 5\n");
+        assert!(e.contains("unknown section [services:a]"), "{e}");
+        let e = parse("[overc]\nmy_name = x\n[service:a]\nperiod = 5\ncommand = x\n");
+        assert!(e.contains("[overc] my_name: unknown key"), "{e}");
+        let e = parse("[overc]\nserver = x\n");
+        assert!(e.contains("no [service:NAME]"), "{e}");
     }
 
     #[test]

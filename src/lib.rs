@@ -60,6 +60,8 @@ pub mod clock;
 pub mod command;
 pub mod config;
 mod error;
+pub mod monitor;
+pub mod perfdata;
 pub mod protocol;
 pub mod server;
 mod state;
@@ -68,7 +70,7 @@ pub mod supervisor;
 
 pub use client::Client;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{Durability, ServerConfig};
+pub use config::{Durability, MonitorConfig, ServerConfig};
 pub use error::{Error, Result};
 pub use protocol::{AlertMessage, ServerId, ServiceReport};
 pub use server::{App, Server};

@@ -4,6 +4,7 @@ mod common;
 
 mod client;
 mod ingest;
+mod overcli;
 mod read_api;
 mod server_bin;
 mod supervision;

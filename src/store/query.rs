@@ -143,13 +143,17 @@ impl Store {
                 let rtime: Option<Millis> = r.get(7)?;
                 let overdue: bool = r.get(8)?;
                 let state_json = match (&state, rtime) {
-                    (Some(s), Some(t)) => json!({
-                        "rtime": iso8601(t),
-                        "timed_out": timed_out(overdue, period, rtime, grace_ms, now),
-                        "seen_ago": ((now - t).max(0)) / 1000,
-                        "state": s,
-                        "info": r.get::<_, Option<String>>(6)?.unwrap_or_default(),
-                    }),
+                    (Some(s), Some(t)) => {
+                        let info = r.get::<_, Option<String>>(6)?.unwrap_or_default();
+                        json!({
+                            "rtime": iso8601(t),
+                            "timed_out": timed_out(overdue, period, rtime, grace_ms, now),
+                            "seen_ago": ((now - t).max(0)) / 1000,
+                            "state": s,
+                            "perfdata": perfdata_json(&info),
+                            "info": info,
+                        })
+                    }
                     _ => Value::Null,
                 };
                 services.entry(server_id).or_default().push(json!({
@@ -312,6 +316,34 @@ pub struct TableCounts {
     pub states: i64,
     /// Alerts.
     pub alerts: i64,
+}
+
+/// The perfdata found in a service's info, for charts and metrics.
+pub fn perfdata_json(info: &str) -> Value {
+    let range = |r: Option<crate::perfdata::Range>| match r {
+        Some(r) => json!({
+            "start": if r.start.is_finite() { json!(r.start) } else { Value::Null },
+            "end": if r.end.is_finite() { json!(r.end) } else { Value::Null },
+            "inside": r.inside,
+        }),
+        None => Value::Null,
+    };
+    let items: Vec<Value> = crate::perfdata::parse_output(info)
+        .perfdata
+        .into_iter()
+        .map(|p| {
+            json!({
+                "label": p.label,
+                "value": p.value,
+                "uom": p.uom,
+                "warn": range(p.warn),
+                "crit": range(p.crit),
+                "min": p.min,
+                "max": p.max,
+            })
+        })
+        .collect();
+    Value::Array(items)
 }
 
 /// Folds runs of three or more same-state records without alerts.

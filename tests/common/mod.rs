@@ -80,6 +80,23 @@ impl TestServer {
         self.restart_after(0);
     }
 
+    /// Keeps the port the server got, so it comes back on the same address.
+    pub fn pin_port(&mut self) {
+        self.config.listen = self.server().addr().to_string();
+    }
+
+    /// Stops the server (until [`TestServer::start_again`]).
+    pub fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.stop();
+        }
+    }
+
+    /// Starts again after [`TestServer::stop`], on the same config and file.
+    pub fn start_again(&mut self) {
+        self.server = Some(Server::start(self.config.clone()).unwrap());
+    }
+
     /// Stops the server, lets `down_ms` pass on the manual clock, starts again.
     pub fn restart_after(&mut self, down_ms: i64) {
         self.server.take().unwrap().stop();

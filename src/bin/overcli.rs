@@ -1,0 +1,223 @@
+//! `overcli`: parses arguments, then calls the overc library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use overc::monitor::{Monitor, check_all, check_table, worst};
+use overc::{Client, Error, MonitorConfig, ServerId, ServiceReport, State, SystemClock};
+
+const HELP: &str = "\
+overcli — report to an overc server, and run Nagios plugins for it
+
+Usage: overcli [-s URL] [-i NAME:KEY] [-v]... COMMAND [ARGS]
+
+Commands:
+  ping                                    check the server and the key
+  service-status PERIOD NAME STATE [INFO] report one service's state
+  alert [--service NAME] MESSAGE          send an alert
+  monitor CONFIG.ini                      run plugins continuously and report them
+  check CONFIG.ini                        run every plugin once, print a table
+
+Options:
+  -s, --server URL        server URL (or OVERC_SERVER); user:password@ sends Basic auth
+  -i, --server-id NAME:KEY  this host's identity (or OVERC_SERVER_ID)
+  -v, --verbose           more logging (repeat for more)
+  -h, --help              help (also after a command)
+  -V, --version           print the version
+
+Exit status: 0 success, 1 server unreachable or 5xx, 2 usage or config error,
+3 refused by the server (400/403).";
+
+const COMMAND_HELP: &[(&str, &str)] = &[
+    (
+        "ping",
+        "Usage: overcli -s URL -i NAME:KEY ping\n\nChecks the server is reachable and accepts this host's key.",
+    ),
+    (
+        "service-status",
+        "Usage: overcli -s URL -i NAME:KEY service-status PERIOD NAME STATE [INFO]\n\nReports one service. PERIOD: seconds until the next report is due.\nSTATE: OK, WARN, FAIL (or ERR) or UNK, in any case.",
+    ),
+    (
+        "alert",
+        "Usage: overcli -s URL -i NAME:KEY alert [--service NAME] MESSAGE\n\nSends an alert, optionally about a service.",
+    ),
+    (
+        "monitor",
+        "Usage: overcli [-s URL] [-i NAME:KEY] monitor CONFIG.ini\n\nRuns every [service:NAME] plugin of the config on its schedule and reports\nthe results. -s/-i override the config's [overc] server, my-name, my-key.\nKeeps running while the server is away; stops on SIGTERM/SIGINT.",
+    ),
+    (
+        "check",
+        "Usage: overcli check CONFIG.ini\n\nRuns every plugin of a monitor config once, prints a table, and exits with\nthe worst plugin's code (0 OK, 1 WARN, 2 FAIL, 3 UNK). Sends nothing.",
+    ),
+];
+
+#[derive(Default)]
+struct Args {
+    server: Option<String>,
+    id: Option<String>,
+    verbose: u8,
+    command: Option<String>,
+    service: Option<String>,
+    rest: Vec<String>,
+}
+
+fn usage(msg: impl Into<String>) -> Error {
+    Error::Config(msg.into())
+}
+
+fn parse_args() -> Result<Result<Args, String>, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut a = Args::default();
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('s') | Long("server") => a.server = Some(parser.value()?.string()?),
+            Short('i') | Long("server-id") => a.id = Some(parser.value()?.string()?),
+            Short('v') | Long("verbose") => a.verbose += 1,
+            Long("service") if a.command.as_deref() == Some("alert") => {
+                a.service = Some(parser.value()?.string()?)
+            }
+            Short('h') | Long("help") => {
+                let cmd = a.command.as_deref().unwrap_or("");
+                let text = COMMAND_HELP
+                    .iter()
+                    .find(|(c, _)| *c == cmd)
+                    .map(|(_, h)| *h)
+                    .unwrap_or(HELP);
+                return Ok(Err(text.to_owned()));
+            }
+            Short('V') | Long("version") => {
+                return Ok(Err(
+                    concat!("overcli ", env!("CARGO_PKG_VERSION")).to_owned()
+                ));
+            }
+            Value(v) if a.command.is_none() => a.command = Some(v.string()?),
+            Value(v) => a.rest.push(v.string()?),
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(Ok(a))
+}
+
+fn client(server: Option<String>, id: Option<String>) -> Result<Client, Error> {
+    let server = server
+        .or_else(|| std::env::var("OVERC_SERVER").ok())
+        .ok_or_else(|| usage("no server given: use -s URL or set OVERC_SERVER"))?;
+    let id = id
+        .or_else(|| std::env::var("OVERC_SERVER_ID").ok())
+        .ok_or_else(|| usage("no server id given: use -i NAME:KEY or set OVERC_SERVER_ID"))?;
+    Client::new(&server, ServerId::parse(&id)?)
+}
+
+fn try_main(a: Args) -> Result<ExitCode, Error> {
+    let cmd = a.command.clone().ok_or_else(|| usage("no command given"))?;
+    let arity = |min: usize, max: usize| {
+        if a.rest.len() < min || a.rest.len() > max {
+            Err(usage(format!(
+                "wrong number of arguments for {cmd}; see overcli {cmd} --help"
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    match cmd.as_str() {
+        "ping" => {
+            arity(0, 0)?;
+            client(a.server, a.id)?.ping()?;
+            println!("pong");
+        }
+        "service-status" => {
+            arity(3, 4)?;
+            let period: u32 = a.rest[0].parse().ok().filter(|p| *p >= 1).ok_or_else(|| {
+                usage(format!(
+                    "PERIOD should be a number of seconds, got {:?}",
+                    a.rest[0]
+                ))
+            })?;
+            let state = State::parse(&a.rest[2]).ok_or_else(|| {
+                usage(format!(
+                    "STATE should be OK, WARN, FAIL or UNK, got {:?}",
+                    a.rest[2]
+                ))
+            })?;
+            let report = ServiceReport {
+                name: a.rest[1].clone(),
+                state,
+                info: a.rest.get(3).cloned().unwrap_or_default(),
+                period: None,
+            };
+            client(a.server, a.id)?.report(period, vec![report])?;
+        }
+        "alert" => {
+            arity(1, 1)?;
+            client(a.server, a.id)?.alert(&a.rest[0], a.service.as_deref())?;
+        }
+        "check" => {
+            arity(1, 1)?;
+            let config = MonitorConfig::from_file(&PathBuf::from(&a.rest[0]))?;
+            let results = check_all(&config);
+            print!("{}", check_table(&results));
+            return Ok(ExitCode::from(worst(&results).exit_code() as u8));
+        }
+        "monitor" => {
+            arity(1, 1)?;
+            let config = MonitorConfig::from_file(&PathBuf::from(&a.rest[0]))?;
+            let id =
+                a.id.or_else(|| Some(format!("{}:{}", config.name.clone()?, config.key.clone()?)));
+            let client = client(a.server.or_else(|| config.server.clone()), id)?;
+            let stop = overc::server::StopSignal::register()?;
+            let monitor = Monitor::new(config, client.clone(), Arc::new(SystemClock));
+            let stopper = monitor.stopper();
+            std::thread::spawn(move || {
+                stop.wait();
+                stopper.stop();
+            });
+            if let Err(e) = monitor.run() {
+                // Tell the server why monitoring stopped, if it can hear it.
+                let _ = client.alert(&format!("overcli monitor stopped: {e}"), None);
+                return Err(e);
+            }
+        }
+        other => {
+            return Err(usage(format!(
+                "unknown command {other:?}; see overcli --help"
+            )));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(Ok(a)) => a,
+        Ok(Err(text)) => {
+            println!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("overcli: {e}\nTry 'overcli --help'.");
+            return ExitCode::from(2);
+        }
+    };
+    let level = ["warn", "info", "debug", "trace"][usize::from(args.verbose.min(3))];
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    match try_main(args) {
+        Ok(code) => code,
+        Err(e) => {
+            let code = match &e {
+                Error::Config(_) => 2,
+                Error::Refused { status, .. } if *status < 500 => 3,
+                _ => 1,
+            };
+            match &e {
+                Error::Config(m) => eprintln!("overcli: {m}"),
+                Error::Refused { status, message } => {
+                    eprintln!("overcli: the server answered {status}: {message}")
+                }
+                other => eprintln!("overcli: {other}"),
+            }
+            ExitCode::from(code)
+        }
+    }
+}

@@ -1,0 +1,511 @@
+//! `overcli`'s engine: the Nagios plugin runner, the monitor's schedule
+//! (pure, driven by `now`), the newest-unsent-state buffer, and the loop.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use crate::client::Client;
+use crate::clock::{Clock, Millis};
+use crate::command::{self, CommandSpec, Exit};
+use crate::config::{MonitorConfig, ServiceConfig};
+use crate::error::{Error, Result};
+use crate::protocol::ServiceReport;
+use crate::state::State;
+
+/// The result of running one Nagios plugin.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginRun {
+    /// Exit code mapped to a state (0 OK, 1 WARN, 2 FAIL, else UNK).
+    pub state: State,
+    /// What to report as `info`: stdout, then stderr, or why it failed.
+    pub info: String,
+    /// How it ended.
+    pub exit: Exit,
+    /// How long it ran.
+    pub duration: Duration,
+}
+
+/// Runs a plugin: no shell, `cwd` as working directory, killed with its
+/// children at `timeout`. Never fails: problems become `UNK` with the reason.
+pub fn run_plugin(argv: &[String], cwd: &Path, timeout: Duration) -> PluginRun {
+    let out = command::run(&CommandSpec::new(argv.to_vec(), cwd, timeout));
+    let mut info = out.stdout.trim_end().to_owned();
+    let stderr = out.stderr.trim_end();
+    if !stderr.is_empty() {
+        if !info.is_empty() {
+            info.push('\n');
+        }
+        info.push_str(stderr);
+    }
+    let state = match &out.exit {
+        Exit::Code(c) => State::from_exit_code(Some(*c)),
+        _ => State::Unk,
+    };
+    match &out.exit {
+        Exit::Code(_) => {}
+        other => {
+            let why = other.describe();
+            info = if info.is_empty() {
+                why
+            } else {
+                format!("{why}\n{info}")
+            };
+        }
+    }
+    PluginRun {
+        state,
+        info,
+        exit: out.exit,
+        duration: out.duration,
+    }
+}
+
+/// Seconds to wait after a report before running a service again:
+/// `period × 0.8 − (max-lag, or 3 × the last run time)`, never negative.
+pub fn next_run_delay(period: u32, max_lag: Option<f64>, last_run: Duration) -> Duration {
+    let lag = max_lag.unwrap_or(3.0 * last_run.as_secs_f64());
+    Duration::from_secs_f64((f64::from(period) * 0.8 - lag).max(0.0))
+}
+
+/// When each service runs next. Pure: every method takes `now`.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// `None` while the service is running.
+    next: Vec<Option<Millis>>,
+}
+
+impl Schedule {
+    /// Every one of `services` due at `now`.
+    pub fn new(services: usize, now: Millis) -> Schedule {
+        Schedule {
+            next: vec![Some(now); services],
+        }
+    }
+
+    /// Services due at `now`; they count as running until [`Schedule::finished`].
+    pub fn take_due(&mut self, now: Millis) -> Vec<usize> {
+        let mut due = Vec::new();
+        for (i, next) in self.next.iter_mut().enumerate() {
+            if next.is_some_and(|t| t <= now) {
+                *next = None;
+                due.push(i);
+            }
+        }
+        due
+    }
+
+    /// A run of service `i` ended at `now` after `run_time`.
+    pub fn finished(&mut self, i: usize, now: Millis, service: &ServiceConfig, run_time: Duration) {
+        let delay = next_run_delay(service.period, service.max_lag, run_time);
+        self.next[i] = Some(now + delay.as_millis() as Millis);
+    }
+
+    /// The earliest time a service is due (none while all are running).
+    pub fn next_due(&self) -> Option<Millis> {
+        self.next.iter().flatten().min().copied()
+    }
+}
+
+/// The newest unsent state of each service, and when to try sending.
+#[derive(Debug, Clone, Default)]
+pub struct Unsent {
+    states: BTreeMap<usize, ServiceReport>,
+    failures: u32,
+    retry_at: Millis,
+}
+
+/// Longest wait between attempts to reach an unreachable server.
+pub const MAX_RESEND_BACKOFF: Millis = 60_000;
+
+impl Unsent {
+    /// Keeps `report` as the newest state of service `i`, replacing an older one.
+    pub fn put(&mut self, i: usize, report: ServiceReport) {
+        self.states.insert(i, report);
+    }
+
+    /// The states to send at `now`, if any and if not backing off.
+    pub fn due(&self, now: Millis) -> Option<Vec<ServiceReport>> {
+        (!self.states.is_empty() && now >= self.retry_at)
+            .then(|| self.states.values().cloned().collect())
+    }
+
+    /// The server took them.
+    pub fn sent(&mut self) {
+        self.states.clear();
+        self.failures = 0;
+        self.retry_at = 0;
+    }
+
+    /// The server could not be reached: back off 1 s, 2 s, 4 s, … up to a minute.
+    pub fn failed(&mut self, now: Millis) -> Duration {
+        let wait = (1000 << self.failures.min(10)).min(MAX_RESEND_BACKOFF);
+        self.failures += 1;
+        self.retry_at = now + wait;
+        Duration::from_millis(wait as u64)
+    }
+
+    /// When the next send attempt is due, if anything is waiting.
+    pub fn next_attempt(&self) -> Option<Millis> {
+        (!self.states.is_empty()).then_some(self.retry_at)
+    }
+
+    /// Number of services with an unsent state.
+    pub fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    /// True when everything was sent.
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty()
+    }
+}
+
+enum Msg {
+    Done(usize, PluginRun),
+    Stop,
+}
+
+/// Stops a running [`Monitor`] from another thread (a signal handler, a test).
+#[derive(Debug, Clone)]
+pub struct MonitorStop(mpsc::Sender<Msg>);
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Msg")
+    }
+}
+
+impl MonitorStop {
+    /// Asks the monitor to send what it has and return.
+    pub fn stop(&self) {
+        let _ = self.0.send(Msg::Stop);
+    }
+}
+
+/// The continuous monitor: runs every service's plugin on its schedule and
+/// pushes the results, riding out an unreachable server.
+pub struct Monitor {
+    config: MonitorConfig,
+    client: Client,
+    clock: Arc<dyn Clock>,
+    tx: mpsc::Sender<Msg>,
+    rx: mpsc::Receiver<Msg>,
+}
+
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Monitor")
+            .field("services", &self.config.services.len())
+            .finish()
+    }
+}
+
+impl Monitor {
+    /// A monitor for `config` reporting through `client`.
+    pub fn new(config: MonitorConfig, client: Client, clock: Arc<dyn Clock>) -> Monitor {
+        let (tx, rx) = mpsc::channel();
+        Monitor {
+            config,
+            client,
+            clock,
+            tx,
+            rx,
+        }
+    }
+
+    /// A handle that stops [`Monitor::run`].
+    pub fn stopper(&self) -> MonitorStop {
+        MonitorStop(self.tx.clone())
+    }
+
+    /// Runs until stopped. Returns an error only for something it cannot
+    /// ride out; a server that is away is not one.
+    pub fn run(self) -> Result<()> {
+        let services = &self.config.services;
+        let mut schedule = Schedule::new(services.len(), self.clock.now());
+        let mut unsent = Unsent::default();
+        let mut stopping = false;
+        log::info!(
+            "monitoring {} services for {}",
+            services.len(),
+            self.client.server_id().name
+        );
+        while !stopping {
+            let now = self.clock.now();
+            for i in schedule.take_due(now) {
+                let s = &services[i];
+                let (argv, cwd, timeout, tx) = (
+                    s.command.clone(),
+                    self.config.base_dir.clone(),
+                    s.timeout,
+                    self.tx.clone(),
+                );
+                std::thread::Builder::new()
+                    .name(format!("plugin-{}", s.name))
+                    .stack_size(256 * 1024)
+                    .spawn(move || {
+                        let run = run_plugin(&argv, &cwd, timeout);
+                        let _ = tx.send(Msg::Done(i, run));
+                    })
+                    .map_err(|e| {
+                        Error::Io(std::io::Error::other(format!(
+                            "cannot start a plugin thread: {e}"
+                        )))
+                    })?;
+            }
+            if let Some(states) = unsent.due(now) {
+                self.send(&mut unsent, states, now);
+            }
+            let wake = [schedule.next_due(), unsent.next_attempt()]
+                .into_iter()
+                .flatten()
+                .min();
+            let wait = wake
+                .map(|t| (t - self.clock.now()).clamp(0, 60_000))
+                .unwrap_or(60_000);
+            let mut msg = self
+                .rx
+                .recv_timeout(Duration::from_millis(wait as u64))
+                .ok();
+            while let Some(m) = msg {
+                match m {
+                    Msg::Done(i, run) => {
+                        let s = &services[i];
+                        log::debug!(
+                            "{}: {} in {:.2}s",
+                            s.name,
+                            run.state,
+                            run.duration.as_secs_f64()
+                        );
+                        schedule.finished(i, self.clock.now(), s, run.duration);
+                        unsent.put(
+                            i,
+                            ServiceReport {
+                                name: s.name.clone(),
+                                state: run.state,
+                                info: run.info,
+                                period: Some(s.period),
+                            },
+                        );
+                    }
+                    Msg::Stop => stopping = true,
+                }
+                msg = self.rx.try_recv().ok();
+            }
+        }
+        // One last try so a clean stop does not throw away fresh results.
+        if let Some(states) = unsent.due(Millis::MAX) {
+            self.send(&mut unsent, states, self.clock.now());
+        }
+        log::info!("monitor stopped");
+        Ok(())
+    }
+
+    fn send(&self, unsent: &mut Unsent, states: Vec<ServiceReport>, now: Millis) {
+        let period = states.iter().filter_map(|s| s.period).min().unwrap_or(60);
+        let n = states.len();
+        match self.client.report(period, states) {
+            Ok(()) => {
+                log::debug!("sent {n} states");
+                unsent.sent();
+            }
+            Err(Error::Refused { status, message }) if status < 500 => {
+                // The server will never take these; keep running for the next ones.
+                log::error!("the server refused {n} states ({status}): {message}");
+                unsent.sent();
+            }
+            Err(e) => {
+                let wait = unsent.failed(now);
+                log::warn!(
+                    "cannot send {n} states, retrying in {} s: {e}",
+                    wait.as_secs()
+                );
+            }
+        }
+    }
+}
+
+/// One line of `overcli check`.
+#[derive(Debug, Clone)]
+pub struct CheckResult {
+    /// Service name.
+    pub service: String,
+    /// What the plugin said.
+    pub run: PluginRun,
+}
+
+/// Runs every service's plugin once, concurrently, in config order.
+pub fn check_all(config: &MonitorConfig) -> Vec<CheckResult> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = config
+            .services
+            .iter()
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    scope.spawn(|| run_plugin(&s.command, &config.base_dir, s.timeout)),
+                )
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(service, h)| CheckResult {
+                service,
+                run: h.join().unwrap_or_else(|_| PluginRun {
+                    state: State::Unk,
+                    info: "the plugin runner panicked".into(),
+                    exit: Exit::NotStarted("panic".into()),
+                    duration: Duration::ZERO,
+                }),
+            })
+            .collect()
+    })
+}
+
+/// `overcli check`'s table: service, state, run time, first line of output.
+pub fn check_table(results: &[CheckResult]) -> String {
+    let width = results
+        .iter()
+        .map(|r| r.service.chars().count())
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    let mut out = format!("{:<width$}  STATE  TIME     OUTPUT\n", "SERVICE");
+    for r in results {
+        let first = r.run.info.lines().next().unwrap_or("");
+        out.push_str(&format!(
+            "{:<width$}  {:<5}  {:>6.2}s  {}\n",
+            r.service,
+            r.run.state.as_str(),
+            r.run.duration.as_secs_f64(),
+            first
+        ));
+    }
+    out
+}
+
+/// The worst state among check results (OK when there are none).
+pub fn worst(results: &[CheckResult]) -> State {
+    results
+        .iter()
+        .map(|r| r.run.state)
+        .max()
+        .unwrap_or(State::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(period: u32, max_lag: Option<f64>) -> ServiceConfig {
+        ServiceConfig {
+            name: "s".into(),
+            period,
+            max_lag,
+            timeout: Duration::from_secs(5),
+            command: vec!["true".into()],
+        }
+    }
+
+    #[test]
+    fn delay_is_80_percent_of_period_minus_lag() {
+        assert_eq!(
+            next_run_delay(10, Some(3.0), Duration::from_secs(9)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            next_run_delay(10, None, Duration::from_millis(500)),
+            Duration::from_millis(6500)
+        );
+        assert_eq!(
+            next_run_delay(5, None, Duration::from_secs(2)),
+            Duration::ZERO,
+            "never negative"
+        );
+    }
+
+    #[test]
+    fn schedule_runs_due_services_once_until_they_finish() {
+        let mut s = Schedule::new(2, 1000);
+        assert_eq!(s.take_due(1000), vec![0, 1]);
+        assert_eq!(
+            s.take_due(5000),
+            Vec::<usize>::new(),
+            "running services are not due again"
+        );
+        assert_eq!(s.next_due(), None);
+        s.finished(0, 2000, &svc(10, Some(2.0)), Duration::from_secs(1));
+        assert_eq!(s.next_due(), Some(8000));
+        assert_eq!(s.take_due(7999), Vec::<usize>::new());
+        assert_eq!(s.take_due(8000), vec![0]);
+        s.finished(1, 3000, &svc(60, None), Duration::from_millis(100));
+        assert_eq!(s.next_due(), Some(3000 + 47_700));
+    }
+
+    #[test]
+    fn unsent_keeps_the_newest_state_and_backs_off() {
+        let r = |info: &str| ServiceReport {
+            name: "a".into(),
+            state: State::Ok,
+            info: info.into(),
+            period: Some(5),
+        };
+        let mut u = Unsent::default();
+        assert_eq!(u.due(0), None);
+        u.put(0, r("old"));
+        u.put(0, r("new"));
+        u.put(1, r("other"));
+        assert_eq!(u.due(0).unwrap().len(), 2);
+        assert_eq!(u.due(0).unwrap()[0].info, "new");
+        assert_eq!(u.failed(0), Duration::from_secs(1));
+        assert_eq!(u.due(999), None);
+        assert!(u.due(1000).is_some());
+        assert_eq!(u.failed(1000), Duration::from_secs(2));
+        for _ in 0..20 {
+            u.failed(0);
+        }
+        assert_eq!(u.next_attempt(), Some(MAX_RESEND_BACKOFF));
+        u.sent();
+        assert!(u.is_empty());
+        assert_eq!(u.next_attempt(), None);
+    }
+
+    #[test]
+    fn plugin_exit_codes_map_to_states() {
+        let sh = |script: &str, ms| {
+            run_plugin(
+                &["/bin/sh".into(), "-c".into(), script.into()],
+                Path::new("/"),
+                Duration::from_millis(ms),
+            )
+        };
+        assert_eq!(sh("echo fine; exit 0", 10_000).state, State::Ok);
+        assert_eq!(sh("exit 1", 10_000).state, State::Warn);
+        assert_eq!(sh("exit 2", 10_000).state, State::Fail);
+        assert_eq!(sh("exit 3", 10_000).state, State::Unk);
+        assert_eq!(sh("exit 42", 10_000).state, State::Unk);
+        let killed = sh("kill -TERM $$", 10_000);
+        assert_eq!(
+            (killed.state, killed.info.as_str()),
+            (State::Unk, "killed by signal 15")
+        );
+        let slow = sh("sleep 30", 200);
+        assert_eq!(slow.state, State::Unk);
+        assert!(
+            slow.info.starts_with("timed out after 0.2s"),
+            "{}",
+            slow.info
+        );
+        let both = sh("echo out; echo err >&2; exit 1", 10_000);
+        assert_eq!(both.info, "out\nerr");
+        let missing = run_plugin(&["./nope".into()], Path::new("/"), Duration::from_secs(1));
+        assert_eq!(missing.state, State::Unk);
+        assert!(
+            missing.info.contains("cannot start ./nope"),
+            "{}",
+            missing.info
+        );
+    }
+}

@@ -1,0 +1,412 @@
+//! The real `overcli` binary against a real server on 127.0.0.1.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::TestServer;
+use crate::supervision::plugin;
+
+const BIN: &str = env!("CARGO_BIN_EXE_overcli");
+
+fn overcli(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("OVERC_SERVER")
+        .env_remove("OVERC_SERVER_ID")
+        .output()
+        .unwrap()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Waits, bounded, until `f` holds; the monitor runs on real time.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn ping_and_its_exit_statuses() {
+    let t = TestServer::start();
+    let url = t.url();
+    let o = overcli(&["-s", &url, "-i", "h:k", "ping"]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).trim(), "pong");
+    let o = overcli(&["-s", &url, "-i", "h:wrong", "ping"]);
+    assert_eq!(code(&o), 3);
+    assert!(
+        text(&o.stderr).contains("Invalid server key"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = overcli(&["-i", "h:k", "ping"]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        text(&o.stderr).contains("OVERC_SERVER"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = overcli(&["-s", &url, "ping"]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        text(&o.stderr).contains("OVERC_SERVER_ID"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = overcli(&["-s", &url, "-i", "no-key", "ping"]);
+    assert_eq!(code(&o), 2);
+    let o = Command::new(BIN)
+        .arg("ping")
+        .env("OVERC_SERVER", &url)
+        .env("OVERC_SERVER_ID", "h:k")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "environment fallbacks");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let o = overcli(&[
+        "-s",
+        &format!("http://127.0.0.1:{port}"),
+        "-i",
+        "h:k",
+        "ping",
+    ]);
+    assert_eq!(code(&o), 1, "unreachable");
+    let o = overcli(&["-s", &url, "-i", "h:k", "frobnicate"]);
+    assert_eq!(code(&o), 2);
+    let o = overcli(&["--bogus"]);
+    assert_eq!(code(&o), 2);
+}
+
+#[test]
+fn service_status_and_alert_are_stored() {
+    let t = TestServer::start();
+    let url = t.url();
+    let o = overcli(&[
+        "-s",
+        &url,
+        "-i",
+        "h:k",
+        "service-status",
+        "30",
+        "db",
+        "warn",
+        "slow queries",
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let s = t.service("h", "db").unwrap();
+    assert_eq!(s["state"]["state"], "WARN");
+    assert_eq!(s["state"]["info"], "slow queries");
+    assert_eq!(s["period"], 30);
+    let o = overcli(&[
+        "-s",
+        &url,
+        "-i",
+        "h:k",
+        "alert",
+        "--service",
+        "db",
+        "disk replaced",
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let o = overcli(&["-s", &url, "-i", "h:k", "alert", "server-wide"]);
+    assert_eq!(code(&o), 0);
+    let (_, alerts) = t.get("/ui/api/status/alerts/");
+    let msgs: Vec<(&str, &Value)> = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["message"].as_str().unwrap(), &a["service"]))
+        .collect();
+    assert!(
+        msgs.contains(&("disk replaced", &Value::from("db"))),
+        "{msgs:?}"
+    );
+    assert!(msgs.contains(&("server-wide", &Value::Null)), "{msgs:?}");
+
+    for bad in [
+        vec!["service-status", "soon", "db", "OK"],
+        vec!["service-status", "30", "db", "MAYBE"],
+        vec!["service-status", "30", "db"],
+        vec!["alert"],
+    ] {
+        let mut args = vec!["-s", url.as_str(), "-i", "h:k"];
+        args.extend(bad.iter());
+        let o = overcli(&args);
+        assert_eq!(code(&o), 2, "{bad:?}: {}", text(&o.stderr));
+    }
+    let o = overcli(&[
+        "-s",
+        &url,
+        "-i",
+        "h:wrong",
+        "service-status",
+        "30",
+        "db",
+        "OK",
+    ]);
+    assert_eq!(code(&o), 3);
+}
+
+#[test]
+fn a_server_error_is_exit_status_1() {
+    let t = TestServer::start_with(|c| c.lock_timeout = Duration::from_millis(100));
+    let blocker = rusqlite::Connection::open(t.db_path()).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE; INSERT INTO servers(name, title, key_salt, key_hash, first_seen, last_seen) VALUES ('x','x',x'00',x'00',0,0);").unwrap();
+    let o = overcli(&[
+        "-s",
+        &t.url(),
+        "-i",
+        "h:k",
+        "service-status",
+        "30",
+        "db",
+        "OK",
+    ]);
+    assert_eq!(code(&o), 1, "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("503"), "{}", text(&o.stderr));
+    blocker.execute_batch("ROLLBACK").unwrap();
+}
+
+#[test]
+fn help_for_every_command_and_version() {
+    for cmd in ["ping", "service-status", "alert", "monitor", "check"] {
+        let o = overcli(&[cmd, "--help"]);
+        assert_eq!(code(&o), 0);
+        assert!(text(&o.stdout).starts_with("Usage: overcli"), "{cmd}");
+        assert!(text(&o.stdout).contains(cmd), "{cmd}");
+    }
+    let o = overcli(&["--help"]);
+    assert!(text(&o.stdout).contains("service-status PERIOD NAME STATE [INFO]"));
+    let o = overcli(&["--version"]);
+    assert!(text(&o.stdout).starts_with("overcli 0."));
+}
+
+fn write_config(dir: &Path, server: &str, services: &[(&str, u32, &str)]) -> std::path::PathBuf {
+    let mut ini = format!("[overc]\nserver = {server}\nmy-name = mon\nmy-key = secret\n");
+    for (name, period, command) in services {
+        ini.push_str(&format!(
+            "\n[service:{name}]\nperiod = {period}\ntimeout = 1\ncommand = {command}\n"
+        ));
+    }
+    let path = dir.join("monitor.ini");
+    std::fs::write(&path, ini).unwrap();
+    path
+}
+
+#[test]
+fn check_prints_a_table_and_exits_with_the_worst_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let exit = plugin("exit.sh");
+    let cfg = write_config(
+        dir.path(),
+        "http://127.0.0.1:9",
+        &[
+            ("ok", 60, &format!("{exit} 0 'all fine | t=1s'")),
+            ("warn", 60, &format!("{exit} 1 'a bit hot'")),
+        ],
+    );
+    let o = overcli(&["check", cfg.to_str().unwrap()]);
+    assert_eq!(code(&o), 1, "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(out.starts_with("SERVICE  STATE  TIME"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ok ") && l.contains(" OK ") && l.ends_with("all fine | t=1s")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("warn ") && l.contains("WARN") && l.ends_with("a bit hot")),
+        "{out}"
+    );
+    let cfg = write_config(
+        dir.path(),
+        "http://127.0.0.1:9",
+        &[
+            ("ok", 60, &format!("{exit} 0 fine")),
+            ("gone", 60, "./not-there.sh"),
+        ],
+    );
+    let o = overcli(&["check", cfg.to_str().unwrap()]);
+    assert_eq!(code(&o), 3);
+    assert!(
+        text(&o.stdout).contains("cannot start ./not-there.sh"),
+        "{}",
+        text(&o.stdout)
+    );
+    std::fs::write(dir.path().join("bad.ini"), "[service:x]\nperiod = 5\n").unwrap();
+    let o = overcli(&["check", dir.path().join("bad.ini").to_str().unwrap()]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        text(&o.stderr).contains("bad.ini: [service:x] command: missing"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+fn spawn_monitor(cfg: &Path) -> Child {
+    Command::new(BIN)
+        .args(["monitor", cfg.to_str().unwrap()])
+        .env_remove("OVERC_SERVER")
+        .env_remove("OVERC_SERVER_ID")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn terminate(child: &mut Child) -> i32 {
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    child.wait().unwrap().code().unwrap_or(-1)
+}
+
+#[test]
+fn monitor_reports_every_kind_of_plugin_outcome() {
+    let t = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let exit = plugin("exit.sh");
+    let cfg = write_config(
+        dir.path(),
+        &t.url(),
+        &[
+            ("ok", 2, &format!("{exit} 0 'OK - fine | load=0.5;1;2;0'")),
+            ("warn", 2, &format!("{exit} 1 'WARNING - hmm'")),
+            ("fail", 2, &format!("{exit} 2 'CRITICAL - down'")),
+            ("unk", 2, &format!("{exit} 3 'UNKNOWN - eh'")),
+            ("hang", 2, &plugin("hang.sh")),
+            ("signal", 2, &plugin("signal.sh")),
+            ("big", 2, &plugin("big.sh")),
+            ("missing", 2, "./plugin.d/missing.sh"),
+        ],
+    );
+    let mut child = spawn_monitor(&cfg);
+    eventually("all eight services to report", || {
+        t.service("mon", "hang")
+            .is_some_and(|s| !s["state"].is_null())
+            && ["ok", "warn", "fail", "unk", "signal", "big", "missing"]
+                .iter()
+                .all(|n| t.service("mon", n).is_some_and(|s| !s["state"].is_null()))
+    });
+    let state = |n: &str| t.service("mon", n).unwrap()["state"].clone();
+    assert_eq!(state("ok")["state"], "OK");
+    assert_eq!(state("ok")["info"], "OK - fine | load=0.5;1;2;0");
+    assert_eq!(state("warn")["state"], "WARN");
+    assert_eq!(state("fail")["state"], "FAIL");
+    assert_eq!(state("unk")["state"], "UNK");
+    assert_eq!(state("hang")["state"], "UNK");
+    assert!(
+        state("hang")["info"]
+            .as_str()
+            .unwrap()
+            .starts_with("timed out after 1s"),
+        "{}",
+        state("hang")
+    );
+    assert_eq!(state("signal")["state"], "UNK");
+    assert!(
+        state("signal")["info"]
+            .as_str()
+            .unwrap()
+            .starts_with("killed by signal 9"),
+        "{}",
+        state("signal")
+    );
+    assert_eq!(state("big")["state"], "OK");
+    let big = state("big")["info"].as_str().unwrap().to_owned();
+    assert!(
+        big.len() <= 16 * 1024 && big.contains("cut"),
+        "{}",
+        big.len()
+    );
+    assert_eq!(state("missing")["state"], "UNK");
+    assert!(
+        state("missing")["info"]
+            .as_str()
+            .unwrap()
+            .contains("cannot start ./plugin.d/missing.sh")
+    );
+    assert_eq!(t.service("mon", "ok").unwrap()["period"], 2);
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the monitor keeps running"
+    );
+    assert_eq!(terminate(&mut child), 0);
+}
+
+#[test]
+fn monitor_rides_out_a_server_that_goes_away() {
+    let mut t = TestServer::start();
+    t.pin_port();
+    let dir = tempfile::tempdir().unwrap();
+    let count_file = dir.path().join("count");
+    let cfg = write_config(
+        dir.path(),
+        &t.url(),
+        &[(
+            "counter",
+            1,
+            &format!("{} {}", plugin("counter.sh"), count_file.display()),
+        )],
+    );
+    let mut child = spawn_monitor(&cfg);
+    let count = || {
+        std::fs::read_to_string(&count_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    eventually("a first report", || {
+        t.service("mon", "counter")
+            .is_some_and(|s| !s["state"].is_null())
+    });
+
+    t.stop();
+    let at_stop = count();
+    eventually(
+        "the plugin to keep running while the server is away",
+        || count() >= at_stop + 3,
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the monitor must not exit while the server is away"
+    );
+    t.start_again();
+    let after = count();
+    eventually(
+        "the newest state to arrive after the server is back",
+        || {
+            t.service("mon", "counter")
+                .and_then(|s| s["state"]["info"].as_str().map(str::to_owned))
+                .and_then(|i| {
+                    i.strip_prefix("count ")?
+                        .split(' ')
+                        .next()?
+                        .parse::<u32>()
+                        .ok()
+                })
+                .is_some_and(|n| n >= after)
+        },
+    );
+    assert_eq!(terminate(&mut child), 0);
+}

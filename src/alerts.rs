@@ -5,6 +5,7 @@
 //! with growing backoff; a restart tries all undelivered alerts again.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -166,6 +167,7 @@ fn backoff(attempts: u32) -> Millis {
 }
 
 struct Delivery {
+    delivered: Arc<AtomicU64>,
     store: Arc<Store>,
     plugins: Vec<AlertPluginConfig>,
     cwd: std::path::PathBuf,
@@ -187,6 +189,8 @@ impl Delivery {
                 .filter(|a| seen.insert(a.id))
                 .collect();
             if batch.is_empty() {
+                self.delivered
+                    .fetch_add(report.delivered as u64, Ordering::Relaxed);
                 return Ok(report);
             }
             if self.plugins.is_empty() {
@@ -243,6 +247,7 @@ enum Msg {
 
 /// The delivery thread: wakes on new alerts and on retry times.
 pub struct Outbox {
+    delivered: Arc<AtomicU64>,
     tx: Mutex<Option<mpsc::Sender<Msg>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -262,7 +267,9 @@ impl Outbox {
         cwd: &Path,
         clock: Arc<dyn Clock>,
     ) -> Result<Outbox> {
+        let delivered = Arc::new(AtomicU64::new(0));
         let delivery = Delivery {
+            delivered: delivered.clone(),
             store,
             plugins,
             cwd: cwd.to_path_buf(),
@@ -308,9 +315,15 @@ impl Outbox {
                 }
             })?;
         Ok(Outbox {
+            delivered,
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
         })
+    }
+
+    /// Alerts delivered since start (a Prometheus counter).
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
     }
 
     /// New alerts are in the outbox.

@@ -24,7 +24,6 @@ pub(crate) fn base64_encode(data: &[u8]) -> String {
 }
 
 /// Decodes standard base64; `None` on anything malformed.
-#[allow(dead_code)] // used by the page's login check
 pub(crate) fn base64_decode(text: &str) -> Option<Vec<u8>> {
     let text = text.trim().trim_end_matches('=');
     let mut out = Vec::with_capacity(text.len() * 3 / 4);

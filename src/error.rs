@@ -10,6 +10,8 @@ pub enum Error {
     Invalid(String),
     /// The server name is registered with another key.
     Forbidden(String),
+    /// The server, service or alert asked for does not exist.
+    NotFound(String),
     /// A configuration file, flag or environment variable is wrong.
     Config(String),
     /// The database could not be used (disk full, locked, corrupt).
@@ -35,6 +37,7 @@ impl fmt::Display for Error {
         match self {
             Error::Invalid(m) => write!(f, "{m}"),
             Error::Forbidden(m) => write!(f, "{m}"),
+            Error::NotFound(m) => write!(f, "not found: {m}"),
             Error::Config(m) => write!(f, "config: {m}"),
             Error::Storage(m) => write!(f, "storage: {m}"),
             Error::Transport(m) => write!(f, "transport: {m}"),

@@ -15,6 +15,7 @@ pub(super) fn error_response(e: Error) -> Response {
     match e {
         Error::Invalid(m) => Response::error(400, &m),
         Error::Forbidden(m) => Response::error(403, &m),
+        Error::NotFound(m) => Response::error(404, &format!("Not found: {m}")),
         Error::Storage(m) => {
             log::error!("storage unavailable: {m}");
             Response::error(503, "Storage unavailable; nothing was stored, please retry")

@@ -4,12 +4,19 @@
 //! to a [`Response`]; the tiny_http loop in `http.rs` only adapts sockets to it.
 
 mod api;
+mod auth;
 mod http;
+mod metrics;
 mod ui;
 
+pub use auth::ACTION_HEADER;
+pub use metrics::escape_label;
+
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 
 use serde_json::{Value, json};
 
@@ -17,7 +24,7 @@ use crate::alerts::{DeliveryReport, Outbox};
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServerConfig;
 use crate::error::Result;
-use crate::store::{Store, StoreOptions};
+use crate::store::{Store, StoreOptions, lock};
 use crate::supervisor::Supervisor;
 
 /// An HTTP request as the handler sees it, free of any socket.
@@ -80,8 +87,24 @@ impl Response {
 /// Counters exposed later through `/metrics`.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub requests: AtomicU64,
+    pub http: Mutex<BTreeMap<(&'static str, u16), u64>>,
     pub reports: AtomicU64,
+}
+
+/// The endpoint label of a path for the request counter (bounded set).
+fn endpoint_label(path: &str) -> &'static str {
+    let p = path.trim_end_matches('/');
+    match p {
+        "/api/ping" => "/api/ping",
+        "/api/set/service/status" => "/api/set/service/status",
+        "/api/set/alerts" => "/api/set/alerts",
+        "/metrics" => "/metrics",
+        "" | "/ui" => "/",
+        _ if p.starts_with("/ui/api/status") => "/ui/api/status",
+        _ if p.starts_with("/ui/api/") => "/ui/api/actions",
+        _ if p.starts_with("/ui/") => "/ui/assets",
+        _ => "other",
+    }
 }
 
 /// The request handler: routes, validates, stores and answers; owns the
@@ -157,15 +180,36 @@ impl App {
     /// Answers one request. Never panics on client input; a storage problem
     /// is a 503 and an unexpected one a 500 whose details go to the log only.
     pub fn handle(&self, req: &Request<'_>) -> Response {
-        self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let path = req.url.split('?').next().unwrap_or("");
+        let page = path == "/" || path == "/metrics" || path.starts_with("/ui/") || path == "/ui";
         let response = if path.starts_with("/api/") {
             api::route(self, req, path)
-        } else if path.starts_with("/ui/") || path == "/" {
-            ui::route(self, req, path)
-        } else {
+        } else if !page {
             Response::error(404, "Not found")
+        } else if let Some(refused) = auth::require_login(req, &self.config.ui) {
+            refused
+        } else if path == "/metrics" {
+            if req.method != "GET" {
+                api::method_not_allowed("GET")
+            } else {
+                match metrics::render(self) {
+                    Ok(text) => Response {
+                        status: 200,
+                        headers: vec![(
+                            "Content-Type".into(),
+                            "text/plain; version=0.0.4; charset=utf-8".into(),
+                        )],
+                        body: text.into_bytes(),
+                    },
+                    Err(e) => api::error_response(e),
+                }
+            }
+        } else {
+            ui::route(self, req, path)
         };
+        *lock(&self.counters.http)
+            .entry((endpoint_label(path), response.status))
+            .or_insert(0) += 1;
         log::debug!(
             "{} {} {} from {} -> {}",
             req.method,
@@ -211,6 +255,11 @@ impl Server {
         };
         let store = Arc::new(Store::open(&config.database, &opts, clock.clone())?);
         let app = Arc::new(App::new(config, store, clock)?);
+        if app.config.ui.password.is_none() {
+            log::warn!(
+                "no [ui] password is set: the page is read-only and open to anyone who can reach it"
+            );
+        }
         let http = http::HttpServer::start(app.clone())?;
         log::info!(
             "overc-server listening on http://{} with database {}",

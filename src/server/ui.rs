@@ -1,12 +1,18 @@
-//! The JSON read API under `/ui/api/` (and, later, the page itself).
+//! The web page (embedded assets), its JSON read API and its actions.
+
+use serde_json::{Value, json};
 
 use super::api::{error_response, method_not_allowed};
-use super::{App, Request, Response};
+use super::{App, Request, Response, auth};
 use crate::store::{AlertFilter, StatusFilter};
 
 /// Default and largest look-back of the history and alert listings, in hours.
 const DEFAULT_HOURS: u32 = 24;
 const MAX_HOURS: u32 = 24 * 366;
+
+const INDEX_HTML: &str = include_str!("assets/index.html");
+const APP_JS: &str = include_str!("assets/app.js");
+const STYLE_CSS: &str = include_str!("assets/style.css");
 
 fn query_param<'a>(url: &'a str, name: &str) -> Option<&'a str> {
     let query = url.split_once('?')?.1;
@@ -35,23 +41,70 @@ fn id(s: &str) -> Result<i64, Response> {
         .map_err(|_| Response::error(404, "Not found: the id should be a number"))
 }
 
+fn asset(content_type: &str, body: &str) -> Response {
+    Response {
+        status: 200,
+        headers: vec![
+            ("Content-Type".into(), content_type.into()),
+            ("Cache-Control".into(), "no-cache".into()),
+            ("X-Content-Type-Options".into(), "nosniff".into()),
+            ("Content-Security-Policy".into(), "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'".into()),
+        ],
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+fn answer(result: crate::Result<Option<Value>>) -> Response {
+    match result {
+        Ok(Some(v)) => Response::json(200, &v),
+        Ok(None) => Response::error(404, "Not found: no such server or service"),
+        Err(e) => error_response(e),
+    }
+}
+
 pub(super) fn route(app: &App, req: &Request<'_>, path: &str) -> Response {
-    if path == "/" {
-        if req.method != "GET" && req.method != "HEAD" {
+    let get = req.method == "GET" || req.method == "HEAD";
+    match path {
+        "/" | "/ui" | "/ui/" | "/ui/index.html" if get => {
+            return asset("text/html; charset=utf-8", INDEX_HTML);
+        }
+        "/ui/app.js" if get => return asset("text/javascript; charset=utf-8", APP_JS),
+        "/ui/style.css" if get => return asset("text/css; charset=utf-8", STYLE_CSS),
+        "/" | "/ui" | "/ui/" | "/ui/index.html" | "/ui/app.js" | "/ui/style.css" => {
             return method_not_allowed("GET");
         }
-        let mut r = Response {
-            status: 200,
-            headers: vec![("Content-Type".into(), "text/plain; charset=utf-8".into())],
-            body: b"overc server: the read API is at /ui/api/status/\n".to_vec(),
-        };
-        r.headers.push(("Cache-Control".into(), "no-store".into()));
-        return r;
+        "/ui/api/info" if get => {
+            return Response::json(
+                200,
+                &json!({
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "actions": app.config.ui.password.is_some(),
+                    "alert_plugins": app.config.alert_plugins.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
+                }),
+            );
+        }
+        _ => {}
+    }
+    if let Some(rest) = path.strip_prefix("/ui/api/item/") {
+        return action(app, req, rest);
+    }
+    if path.trim_end_matches('/') == "/ui/api/test-alert" {
+        if req.method != "POST" {
+            return method_not_allowed("POST");
+        }
+        if let Some(r) = auth::guard_action(req, &app.config.ui) {
+            return r;
+        }
+        let plugins: Vec<Value> = crate::alerts::send_test_alert(&app.config)
+            .into_iter()
+            .map(|o| json!({"plugin": o.plugin, "ok": o.failure.is_none(), "failure": o.failure}))
+            .collect();
+        return Response::json(200, &json!({ "plugins": plugins }));
     }
     let Some(rest) = path.strip_prefix("/ui/api/status") else {
         return Response::error(404, "Not found");
     };
-    if req.method != "GET" {
+    if !get {
         return method_not_allowed("GET");
     }
     let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
@@ -97,9 +150,68 @@ pub(super) fn route(app: &App, req: &Request<'_>, path: &str) -> Response {
         }
         _ => return Response::error(404, "Not found"),
     };
+    answer(result)
+}
+
+/// `DELETE /ui/api/item/{server,service}/<id>` and
+/// `POST /ui/api/item/{server,service}/<id>/title` with `{"title": "..."}`.
+fn action(app: &App, req: &Request<'_>, rest: &str) -> Response {
+    let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+    let (kind, sid, rename) = match parts.as_slice() {
+        [kind @ ("server" | "service"), sid] => (*kind, *sid, false),
+        [kind @ ("server" | "service"), sid, "title"] => (*kind, *sid, true),
+        _ => return Response::error(404, "Not found"),
+    };
+    let expected = if rename { "POST" } else { "DELETE" };
+    if req.method != expected {
+        return method_not_allowed(expected);
+    }
+    if let Some(r) = auth::guard_action(req, &app.config.ui) {
+        return r;
+    }
+    let id = match id(sid) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let store = &app.store;
+    let result = if rename {
+        let body = match crate::protocol::parse_object(req.body) {
+            Ok(b) => b,
+            Err(e) => return error_response(e),
+        };
+        let title = match body.get("title").and_then(Value::as_str).map(str::trim) {
+            Some(t)
+                if !t.is_empty()
+                    && t.chars().count() <= 128
+                    && !t.chars().any(char::is_control) =>
+            {
+                t.to_owned()
+            }
+            _ => {
+                return Response::error(
+                    400,
+                    "Data: \"title\" should be a string of 1 to 128 characters",
+                );
+            }
+        };
+        if kind == "server" {
+            store.rename_server(id, &title)
+        } else {
+            store.rename_service(id, &title)
+        }
+    } else {
+        let r = if kind == "server" {
+            store.delete_server(id)
+        } else {
+            store.delete_service(id)
+        };
+        if let Ok(applied) = &r {
+            app.supervisor.removed(applied.removed_services.clone());
+        }
+        r
+    };
     match result {
-        Ok(Some(v)) => Response::json(200, &v),
-        Ok(None) => Response::error(404, "Not found: no such server or service"),
+        Ok(_) => Response::json(200, &json!({"ok": 1})),
         Err(e) => error_response(e),
     }
 }

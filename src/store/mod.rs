@@ -28,6 +28,7 @@ use crate::protocol::{AlertReport, Ping, StatusReport};
 
 pub use outbox::{AlertRecord, ServiceDeadline};
 pub use query::{AlertFilter, StatusFilter, TableCounts};
+pub(crate) use writer::constant_time_eq;
 pub use writer::{Applied, DeadlineChange};
 
 /// Storage settings taken from the server config.
@@ -68,6 +69,16 @@ pub(crate) enum Op {
     Delivered(Vec<i64>),
     /// Every plugin failed: try again at the given time.
     Defer(i64, Millis),
+    /// Deletes a server with its services, history and alerts.
+    DeleteServer(i64),
+    /// Deletes a service with its history and alerts.
+    DeleteService(i64),
+    /// Sets the display title of a server (`service = false`) or service.
+    Rename {
+        service: bool,
+        id: i64,
+        title: String,
+    },
     /// An alert of overc itself (no server), e.g. a failing alert plugin.
     SystemAlert {
         channel: String,
@@ -88,6 +99,7 @@ pub struct Store {
     reader: Mutex<Connection>,
     clock: Arc<dyn Clock>,
     commits: Arc<AtomicU64>,
+    alerts_raised: Arc<AtomicU64>,
     path: PathBuf,
 }
 
@@ -142,7 +154,14 @@ impl Store {
         schema::prepare_reader(&rconn, opts.lock_timeout)?;
         let (tx, rx) = mpsc::channel::<Job>();
         let commits = Arc::new(AtomicU64::new(0));
-        let w = writer::Writer::new(wconn, opts.clone(), clock.clone(), commits.clone());
+        let alerts_raised = Arc::new(AtomicU64::new(0));
+        let w = writer::Writer::new(
+            wconn,
+            opts.clone(),
+            clock.clone(),
+            commits.clone(),
+            alerts_raised.clone(),
+        );
         let handle = std::thread::Builder::new()
             .name("overc-writer".into())
             .spawn(move || w.run(rx))?;
@@ -152,6 +171,7 @@ impl Store {
             reader: Mutex::new(rconn),
             clock,
             commits,
+            alerts_raised,
             path,
         })
     }
@@ -224,6 +244,42 @@ impl Store {
     /// Schedules another delivery attempt of an alert.
     pub fn defer_delivery(&self, alert_id: i64, next_attempt: Millis) -> Result<Applied> {
         self.submit(Op::Defer(alert_id, next_attempt))
+    }
+
+    /// Deletes a server with its services, their history and alerts.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when there is no such server.
+    pub fn delete_server(&self, id: i64) -> Result<Applied> {
+        self.submit(Op::DeleteServer(id))
+    }
+
+    /// Deletes a service with its history and alerts.
+    pub fn delete_service(&self, id: i64) -> Result<Applied> {
+        self.submit(Op::DeleteService(id))
+    }
+
+    /// Sets the display title of a server.
+    pub fn rename_server(&self, id: i64, title: &str) -> Result<Applied> {
+        self.submit(Op::Rename {
+            service: false,
+            id,
+            title: title.to_owned(),
+        })
+    }
+
+    /// Sets the display title of a service.
+    pub fn rename_service(&self, id: i64, title: &str) -> Result<Applied> {
+        self.submit(Op::Rename {
+            service: true,
+            id,
+            title: title.to_owned(),
+        })
+    }
+
+    /// Alerts written since the store was opened (a Prometheus counter).
+    pub fn alerts_raised(&self) -> u64 {
+        self.alerts_raised.load(Ordering::Relaxed)
     }
 
     /// Records an alert of overc itself (not about any host).

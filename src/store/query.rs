@@ -238,11 +238,13 @@ impl Store {
             let mut rows = st.query(params![service_id, since])?;
             while let Some(r) = rows.next()? {
                 let id: i64 = r.get(0)?;
+                let info: String = r.get(3)?;
                 states.push(json!({
                     "id": id,
                     "rtime": iso8601(r.get(1)?),
                     "state": r.get::<_, String>(2)?,
-                    "info": r.get::<_, String>(3)?,
+                    "perfdata": perfdata_json(&info),
+                    "info": info,
                     "alerts": alerts.remove(&id).unwrap_or_default(),
                     "service": name,
                     "service_id": service_id,

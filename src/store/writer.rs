@@ -32,6 +32,8 @@ pub struct Applied {
     pub alerts: Vec<i64>,
     /// Rows removed by pruning.
     pub pruned: u64,
+    /// Services deleted (to stop supervising them).
+    pub removed_services: Vec<i64>,
 }
 
 /// A service's new deadline after a report.
@@ -58,6 +60,7 @@ pub(super) struct Writer {
     opts: StoreOptions,
     clock: Arc<dyn Clock>,
     commits: Arc<AtomicU64>,
+    alerts_raised: Arc<AtomicU64>,
     servers: HashMap<String, KnownServer>,
     /// Reports stored per service since its history was last pruned.
     unpruned: HashMap<i64, u32>,
@@ -83,6 +86,8 @@ struct Batch<'a> {
     servers: &'a HashMap<String, KnownServer>,
     /// Hosts registered in this batch; trusted only once the batch commits.
     registered: HashMap<String, KnownServer>,
+    /// Hosts deleted in this batch; dropped from the key cache after commit.
+    forgotten: Vec<String>,
     touched: HashSet<i64>,
     now: Millis,
 }
@@ -93,12 +98,14 @@ impl Writer {
         opts: StoreOptions,
         clock: Arc<dyn Clock>,
         commits: Arc<AtomicU64>,
+        alerts_raised: Arc<AtomicU64>,
     ) -> Writer {
         Writer {
             conn,
             opts,
             clock,
             commits,
+            alerts_raised,
             servers: HashMap::new(),
             unpruned: HashMap::new(),
             last_maintenance: Millis::MIN,
@@ -169,6 +176,7 @@ impl Writer {
             servers,
             registered: HashMap::new(),
             touched: HashSet::new(),
+            forgotten: Vec::new(),
             now,
         };
         let outcome = (|| -> Result<()> {
@@ -205,10 +213,17 @@ impl Writer {
             Ok(())
         })();
         let registered = state.registered;
+        let forgotten = state.forgotten;
         match outcome {
             Ok(()) => {
                 self.commits.fetch_add(1, Ordering::Relaxed);
                 self.servers.extend(registered);
+                for name in forgotten {
+                    self.servers.remove(&name);
+                }
+                let raised: usize = results.iter().flatten().map(|a| a.alerts.len()).sum();
+                self.alerts_raised
+                    .fetch_add(raised as u64, Ordering::Relaxed);
                 for (job, result) in batch.into_iter().zip(results) {
                     let _ = job.reply.send(result);
                 }
@@ -248,6 +263,54 @@ fn apply(conn: &Connection, op: &Op, b: &mut Batch<'_>, opts: &StoreOptions) -> 
         Op::Status(r, ip) => apply_status(conn, r, ip, b),
         Op::Alerts(r, ip) => apply_alerts(conn, r, ip, b),
         Op::Prune => prune_all(conn, b.now, opts),
+        Op::DeleteServer(id) => {
+            let name: Option<String> = conn
+                .prepare_cached("SELECT name FROM servers WHERE id = ?1")?
+                .query_row([id], |r| r.get(0))
+                .optional()?;
+            let Some(name) = name else {
+                return Err(Error::NotFound("no such server".into()));
+            };
+            let services: Vec<i64> = conn
+                .prepare_cached("SELECT id FROM services WHERE server_id = ?1")?
+                .query_map([id], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            conn.prepare_cached("DELETE FROM servers WHERE id = ?1")?
+                .execute([id])?;
+            log::info!("deleted server {name:?} with {} services", services.len());
+            b.forgotten.push(name);
+            Ok(Applied {
+                server_id: Some(*id),
+                removed_services: services,
+                ..Applied::default()
+            })
+        }
+        Op::DeleteService(id) => {
+            let n = conn
+                .prepare_cached("DELETE FROM services WHERE id = ?1")?
+                .execute([id])?;
+            if n == 0 {
+                return Err(Error::NotFound("no such service".into()));
+            }
+            Ok(Applied {
+                removed_services: vec![*id],
+                ..Applied::default()
+            })
+        }
+        Op::Rename { service, id, title } => {
+            let sql = if *service {
+                "UPDATE services SET title = ?2 WHERE id = ?1"
+            } else {
+                "UPDATE servers SET title = ?2 WHERE id = ?1"
+            };
+            if conn.prepare_cached(sql)?.execute(params![id, title])? == 0 {
+                return Err(Error::NotFound(format!(
+                    "no such {}",
+                    if *service { "service" } else { "server" }
+                )));
+            }
+            Ok(Applied::default())
+        }
         Op::MarkOverdue(due) => mark_overdue(conn, due, b.now),
         Op::Delivered(ids) => {
             let mut st = conn.prepare_cached(

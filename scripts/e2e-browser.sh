@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The web page in a real browser: headless Chromium against a real server with
+# data pushed through the real API. Screenshots go to $OUT (default
+# target/e2e-browser); UPDATE_DOCS=1 copies the services page to docs/.
+# Needs: Debian's chromium, python3, curl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v chromium >/dev/null || { echo "needs chromium (apt-get install chromium)"; exit 1; }
+cargo build --quiet --bin overc-server
+bin="$PWD/target/debug/overc-server"
+out="${OUT:-$PWD/target/e2e-browser}"
+work=$(mktemp -d)
+pid=
+cleanup() { [[ -n "$pid" ]] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+cd "$work"
+"$bin" --listen 127.0.0.1:0 2>"$work/log" &
+pid=$!
+for _ in $(seq 100); do
+    url=$(sed -n 's/^overc-server listening on //p' "$work/log")
+    [[ -n "$url" ]] && break
+    sleep 0.1
+done
+[[ -n "$url" ]] || { echo "server did not start"; cat "$work/log"; exit 1; }
+
+push() { curl -sf "$url/api/set/service/status" -d "$1" > /dev/null; }
+for i in 1 2 3 4 5; do
+    push '{"server": {"name": "web1", "key": "k1"}, "period": 60, "services": [
+      {"name": "load", "state": "OK", "info": "LOAD OK - load average: 0.'$i'2 | load1=0.'$i'2;4;8;0 load5=0.30;3;6;0"},
+      {"name": "disk", "state": "OK", "info": "DISK OK - free space: / 3326 MB (56%) | /=2643MB;5948;5958;0;5968"},
+      {"name": "nginx", "state": "OK", "info": "PROCS OK: 4 processes"}]}'
+done
+push '{"server": {"name": "db1", "key": "k2"}, "period": 1, "services": [
+  {"name": "postgres", "state": "FAIL", "info": "CRITICAL - connection refused"}]}'
+push '{"server": {"name": "db1", "key": "k2"}, "period": 60, "services": [
+  {"name": "backup", "state": "WARN", "info": "last backup 30 h ago"}]}'
+curl -sf "$url/api/set/alerts" -d '{"server": {"name": "db1", "key": "k2"},
+  "alerts": [{"message": "backup failed: tape full", "service": "backup"}]}' > /dev/null
+# postgres promised a report within 1 s: wait until the supervisor calls it offline.
+for _ in $(seq 100); do
+    curl -s "$url/ui/api/status/alerts/" | grep -q 'Monitoring plugin offline' && break
+    sleep 0.1
+done
+
+python3 "$OLDPWD/scripts/browser_test.py" "$url" "$out"
+if [[ "${UPDATE_DOCS:-}" == 1 ]]; then
+    cp "$out/services.png" "$OLDPWD/docs/services.png"
+fi

@@ -1,0 +1,200 @@
+//! `GET /metrics` in the Prometheus text exposition format.
+
+use std::collections::HashSet;
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use serde_json::Value;
+
+use super::App;
+use crate::error::Result;
+use crate::state::State;
+use crate::store::StatusFilter;
+
+/// Escapes a label value: backslash, double quote and newline.
+pub fn escape_label(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn head(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn num(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v}")
+    } else if v > 0.0 {
+        "+Inf".into()
+    } else if v < 0.0 {
+        "-Inf".into()
+    } else {
+        "NaN".into()
+    }
+}
+
+/// Renders every metric for the current data.
+pub(super) fn render(app: &App) -> Result<String> {
+    let status = app
+        .store
+        .status(StatusFilter::All, app.config.grace, app.supervisor.lag())?
+        .unwrap_or(Value::Null);
+    let mut rows = Vec::new();
+    for srv in status["servers"].as_array().into_iter().flatten() {
+        for svc in srv["services"].as_array().into_iter().flatten() {
+            if svc["state"].is_object() {
+                let labels = format!(
+                    "server=\"{}\",service=\"{}\"",
+                    escape_label(srv["name"].as_str().unwrap_or("")),
+                    escape_label(svc["name"].as_str().unwrap_or(""))
+                );
+                rows.push((labels, svc["state"].clone()));
+            }
+        }
+    }
+    let mut out = String::new();
+    head(
+        &mut out,
+        "overc_service_state",
+        "gauge",
+        "Current state of a service: 0 OK, 1 WARN, 2 FAIL, 3 UNK.",
+    );
+    for (l, st) in &rows {
+        let v = st["state"]
+            .as_str()
+            .and_then(State::parse)
+            .unwrap_or(State::Unk)
+            .value();
+        let _ = writeln!(out, "overc_service_state{{{l}}} {v}");
+    }
+    head(
+        &mut out,
+        "overc_service_overdue",
+        "gauge",
+        "1 when a service missed its deadline (last report + period + grace).",
+    );
+    for (l, st) in &rows {
+        let _ = writeln!(
+            out,
+            "overc_service_overdue{{{l}}} {}",
+            u8::from(st["timed_out"] == true)
+        );
+    }
+    head(
+        &mut out,
+        "overc_service_last_report_timestamp_seconds",
+        "gauge",
+        "Unix time of a service's last report.",
+    );
+    let now = app.store.now() as f64 / 1000.0;
+    for (l, st) in &rows {
+        let ago = st["seen_ago"].as_f64().unwrap_or(0.0);
+        let _ = writeln!(
+            out,
+            "overc_service_last_report_timestamp_seconds{{{l}}} {}",
+            (now - ago).floor()
+        );
+    }
+    head(
+        &mut out,
+        "overc_perfdata",
+        "gauge",
+        "Nagios performance data of a service's last report, in the plugin's unit.",
+    );
+    for (l, st) in &rows {
+        let mut seen = HashSet::new();
+        for p in st["perfdata"].as_array().into_iter().flatten() {
+            let (Some(label), Some(value)) = (p["label"].as_str(), p["value"].as_f64()) else {
+                continue;
+            };
+            let uom = p["uom"].as_str().unwrap_or("");
+            // Prometheus refuses duplicate series; the first item of a label wins.
+            if !seen.insert((label.to_owned(), uom.to_owned())) {
+                continue;
+            }
+            let _ = writeln!(
+                out,
+                "overc_perfdata{{{l},label=\"{}\",uom=\"{}\"}} {}",
+                escape_label(label),
+                escape_label(uom),
+                num(value)
+            );
+        }
+    }
+    head(
+        &mut out,
+        "overc_http_requests_total",
+        "counter",
+        "HTTP requests answered, by endpoint and status code.",
+    );
+    for ((endpoint, code), n) in super::lock(&app.counters.http).iter() {
+        let _ = writeln!(
+            out,
+            "overc_http_requests_total{{endpoint=\"{endpoint}\",code=\"{code}\"}} {n}"
+        );
+    }
+    head(
+        &mut out,
+        "overc_reports_total",
+        "counter",
+        "Service states accepted.",
+    );
+    let _ = writeln!(
+        out,
+        "overc_reports_total {}",
+        app.counters.reports.load(Ordering::Relaxed)
+    );
+    head(
+        &mut out,
+        "overc_alerts_raised_total",
+        "counter",
+        "Alerts written to the outbox.",
+    );
+    let _ = writeln!(
+        out,
+        "overc_alerts_raised_total {}",
+        app.store.alerts_raised()
+    );
+    head(
+        &mut out,
+        "overc_alerts_delivered_total",
+        "counter",
+        "Alerts taken by at least one alert plugin (or recorded, without plugins).",
+    );
+    let _ = writeln!(
+        out,
+        "overc_alerts_delivered_total {}",
+        app.outbox.delivered()
+    );
+    head(
+        &mut out,
+        "overc_supervisor_lag_seconds",
+        "gauge",
+        "How far overdue detection is behind.",
+    );
+    let _ = writeln!(
+        out,
+        "overc_supervisor_lag_seconds {}",
+        num(app.supervisor.lag())
+    );
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(escape_label("плюс/🚀"), "плюс/🚀");
+    }
+}

@@ -5,6 +5,7 @@ mod common;
 mod client;
 mod ingest;
 mod overcli;
+mod page;
 mod read_api;
 mod server_bin;
 mod supervision;

@@ -127,7 +127,27 @@ impl TestServer {
         get(&self.url(), path)
     }
 
+    /// GET with the page login of the tests (admin:secret).
+    pub fn get_auth(&self, path: &str) -> (u16, Value) {
+        let mut resp = agent()
+            .get(format!("{}{path}", self.url()))
+            .header("Authorization", "Basic YWRtaW46c2VjcmV0")
+            .call()
+            .unwrap();
+        let code = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap();
+        (
+            code,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
     pub fn status(&self) -> Value {
+        if self.config.ui.password.is_some() {
+            let (code, v) = self.get_auth("/ui/api/status/");
+            assert_eq!(code, 200, "{v}");
+            return v;
+        }
         let (code, v) = self.get("/ui/api/status/");
         assert_eq!(code, 200, "{v}");
         v

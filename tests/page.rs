@@ -1,0 +1,350 @@
+//! The page, its actions and auth, and /metrics, over real HTTP.
+
+use std::time::Duration;
+
+use overc::config::AlertPluginConfig;
+use serde_json::{Value, json};
+
+use crate::common::{TestServer, agent, report};
+
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+    let mut b = ureq::http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let mut resp = agent()
+        .run(b.body(body.as_bytes().to_vec()).unwrap())
+        .unwrap();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    Answer {
+        status: resp.status().as_u16(),
+        headers,
+        body: resp.body_mut().read_to_string().unwrap_or_default(),
+    }
+}
+
+/// `Authorization` for admin:secret.
+const LOGIN: (&str, &str) = ("Authorization", "Basic YWRtaW46c2VjcmV0");
+const ACTION: (&str, &str) = ("X-Overc-Action", "1");
+
+fn with_login() -> TestServer {
+    TestServer::start_manual(|c| {
+        c.ui.username = Some("admin".into());
+        c.ui.password = Some("secret".into());
+    })
+}
+
+#[test]
+fn a_password_protects_the_page_its_api_and_metrics_but_not_ingest() {
+    let t = with_login();
+    let url = t.url();
+    for path in [
+        "/",
+        "/ui/app.js",
+        "/ui/api/status/",
+        "/ui/api/status/alerts/",
+        "/metrics",
+    ] {
+        let a = request("GET", &format!("{url}{path}"), &[], "");
+        assert_eq!(a.status, 401, "{path}");
+        assert!(
+            a.header("WWW-Authenticate")
+                .unwrap()
+                .starts_with("Basic realm=\"overc\""),
+            "{path}"
+        );
+        let wrong = request(
+            "GET",
+            &format!("{url}{path}"),
+            &[("Authorization", "Basic YWRtaW46c2VjcmVY")],
+            "",
+        );
+        assert_eq!(wrong.status, 401, "{path}");
+        let ok = request("GET", &format!("{url}{path}"), &[LOGIN], "");
+        assert_eq!(ok.status, 200, "{path}");
+    }
+    assert_eq!(
+        t.post_json("/api/set/service/status", &report("h", "k", "s", "OK", ""))
+            .0,
+        200,
+        "ingest uses server keys only"
+    );
+    let page = request("GET", &format!("{url}/"), &[LOGIN], "");
+    assert!(
+        page.header("Content-Type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(page.body.contains("<script src=\"/ui/app.js\">"));
+    let js = request("GET", &format!("{url}/ui/app.js"), &[LOGIN], "");
+    assert!(
+        js.header("Content-Type")
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    assert!(js.body.contains("refresh"));
+}
+
+#[test]
+fn without_a_password_the_page_is_read_only() {
+    let t = TestServer::start();
+    assert_eq!(
+        t.post_json("/api/set/service/status", &report("h", "k", "s", "OK", ""))
+            .0,
+        200
+    );
+    let url = t.url();
+    assert_eq!(request("GET", &format!("{url}/"), &[], "").status, 200);
+    assert_eq!(
+        request("GET", &format!("{url}/ui/api/info"), &[], "").json()["actions"],
+        false
+    );
+    for (method, path) in [
+        ("DELETE", "/ui/api/item/server/1"),
+        ("DELETE", "/ui/api/item/service/1"),
+        ("POST", "/ui/api/item/server/1/title"),
+        ("POST", "/ui/api/test-alert"),
+    ] {
+        let a = request(
+            method,
+            &format!("{url}{path}"),
+            &[ACTION],
+            r#"{"title": "x"}"#,
+        );
+        assert_eq!(a.status, 403, "{path}");
+        let msg = a.json()["error"].as_str().unwrap().to_owned();
+        assert!(msg.contains("read-only") && msg.contains("[ui]"), "{msg}");
+    }
+    assert!(t.service("h", "s").is_some());
+}
+
+#[test]
+fn cross_site_actions_are_refused() {
+    let t = with_login();
+    assert_eq!(
+        t.post_json("/api/set/service/status", &report("h", "k", "s", "OK", ""))
+            .0,
+        200
+    );
+    let url = t.url();
+    let host = url.trim_start_matches("http://").to_owned();
+    let path = format!("{url}/ui/api/item/service/1/title");
+    let body = r#"{"title": "renamed"}"#;
+    let refused: Vec<Vec<(&str, &str)>> = vec![
+        vec![LOGIN],
+        vec![LOGIN, ACTION, ("Sec-Fetch-Site", "cross-site")],
+        vec![LOGIN, ACTION, ("Sec-Fetch-Site", "same-site")],
+        vec![LOGIN, ACTION, ("Origin", "http://evil.example")],
+    ];
+    for headers in refused {
+        let a = request("POST", &path, &headers, body);
+        assert_eq!(a.status, 403, "{headers:?}");
+    }
+    assert_eq!(t.service("h", "s").unwrap()["title"], "s");
+    let origin = format!("http://{host}");
+    let a = request(
+        "POST",
+        &path,
+        &[
+            LOGIN,
+            ACTION,
+            ("Sec-Fetch-Site", "same-origin"),
+            ("Origin", &origin),
+        ],
+        body,
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(t.service("h", "s").unwrap()["title"], "renamed");
+}
+
+#[test]
+fn rename_and_delete_are_reflected_in_the_api() {
+    let t = with_login();
+    let url = t.url();
+    let mut body = report("h", "k", "s", "OK", "");
+    body["services"] =
+        json!([{"name": "s", "state": "OK"}, {"name": "gone", "state": "OK", "period": 1}]);
+    assert_eq!(t.post_json("/api/set/service/status", &body).0, 200);
+    let srv_id = t.status()["servers"][0]["id"].as_i64().unwrap();
+    let gone_id = t.service("h", "gone").unwrap()["id"].as_i64().unwrap();
+
+    let a = request(
+        "POST",
+        &format!("{url}/ui/api/item/server/{srv_id}/title"),
+        &[LOGIN, ACTION],
+        r#"{"title": "Web server 1"}"#,
+    );
+    assert_eq!((a.status, a.json()), (200, json!({"ok": 1})));
+    assert_eq!(t.status()["servers"][0]["title"], "Web server 1");
+    assert_eq!(t.status()["servers"][0]["name"], "h");
+    let a = request(
+        "POST",
+        &format!("{url}/ui/api/item/server/{srv_id}/title"),
+        &[LOGIN, ACTION],
+        r#"{"title": ""}"#,
+    );
+    assert_eq!(a.status, 400);
+    let a = request(
+        "POST",
+        &format!("{url}/ui/api/item/server/999/title"),
+        &[LOGIN, ACTION],
+        r#"{"title": "x"}"#,
+    );
+    assert_eq!(a.status, 404);
+
+    let a = request(
+        "DELETE",
+        &format!("{url}/ui/api/item/service/{gone_id}"),
+        &[LOGIN, ACTION],
+        "",
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(t.service("h", "gone").is_none());
+    assert_eq!(
+        request(
+            "DELETE",
+            &format!("{url}/ui/api/item/service/{gone_id}"),
+            &[LOGIN, ACTION],
+            ""
+        )
+        .status,
+        404
+    );
+    // A deleted service is no longer supervised: its deadline passes silently.
+    t.clock.as_ref().unwrap().advance(5_000);
+    t.server().app().supervise_now().unwrap();
+    let (_, alerts) = t.get_auth("/ui/api/status/alerts/");
+    assert!(
+        alerts["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["event"] != "offline"),
+        "{alerts}"
+    );
+
+    let a = request(
+        "DELETE",
+        &format!("{url}/ui/api/item/server/{srv_id}"),
+        &[LOGIN, ACTION],
+        "",
+    );
+    assert_eq!(a.status, 200);
+    assert_eq!(t.counts().servers, 0);
+    assert_eq!(t.counts().services, 0);
+    // The name is free again: the next request registers it with a new key.
+    assert_eq!(
+        t.post_json(
+            "/api/ping",
+            &json!({"server": {"name": "h", "key": "new-key"}})
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        t.post_json("/api/ping", &json!({"server": {"name": "h", "key": "k"}}))
+            .0,
+        403
+    );
+}
+
+#[test]
+fn test_alert_action_runs_the_plugins() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("a.log");
+    let out_s = out.to_str().unwrap().to_owned();
+    let t = TestServer::start_manual(|c| {
+        c.ui.password = Some("secret".into());
+        c.alert_plugins.push(AlertPluginConfig {
+            name: "log".into(),
+            command: vec![crate::supervision::plugin("record.sh"), out_s],
+            timeout: Duration::from_secs(10),
+        });
+    });
+    let a = request(
+        "POST",
+        &format!("{}/ui/api/test-alert", t.url()),
+        &[LOGIN, ACTION],
+        "{}",
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        a.json()["plugins"],
+        json!([{"plugin": "log", "ok": true, "failure": null}])
+    );
+    assert!(crate::supervision::records(&out)[0].starts_with("overc: [overc/test] Test alert"));
+}
+
+#[test]
+fn metrics_describe_the_known_data() {
+    let t = TestServer::start_manual(|_| {});
+    let body = json!({"server": {"name": "web\"1", "key": "k"}, "period": 60, "services": [
+        {"name": "load", "state": "WARN", "info": "LOAD WARNING | load1=3.5;3;6;0 load5=1.25;;;0 'dup'=1 'dup'=2 bad=x"},
+        {"name": "disk", "state": "OK", "info": "DISK OK | /=2643MB;5948;5958;0;5968"},
+        {"name": "late", "state": "FAIL", "info": "down", "period": 1},
+    ]});
+    assert_eq!(t.post_json("/api/set/service/status", &body).0, 200);
+    t.clock.as_ref().unwrap().advance(2_000);
+    t.server().app().supervise_now().unwrap();
+    let (_, _) = t.get("/ui/api/status/");
+    let a = request("GET", &format!("{}/metrics", t.url()), &[], "");
+    assert_eq!(a.status, 200);
+    assert!(
+        a.header("Content-Type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let m = a.body;
+    let has = |line: &str| assert!(m.lines().any(|l| l == line), "missing {line:?} in\n{m}");
+    has(r#"overc_service_state{server="web\"1",service="load"} 1"#);
+    has(r#"overc_service_state{server="web\"1",service="disk"} 0"#);
+    has(r#"overc_service_state{server="web\"1",service="late"} 2"#);
+    has(r#"overc_service_overdue{server="web\"1",service="late"} 1"#);
+    has(r#"overc_service_overdue{server="web\"1",service="load"} 0"#);
+    has(&format!(
+        r#"overc_service_last_report_timestamp_seconds{{server="web\"1",service="load"}} {}"#,
+        crate::common::T0 / 1000
+    ));
+    has(r#"overc_perfdata{server="web\"1",service="load",label="load1",uom=""} 3.5"#);
+    has(r#"overc_perfdata{server="web\"1",service="load",label="load5",uom=""} 1.25"#);
+    has(r#"overc_perfdata{server="web\"1",service="load",label="dup",uom=""} 1"#);
+    has(r#"overc_perfdata{server="web\"1",service="disk",label="/",uom="MB"} 2643"#);
+    assert!(!m.contains(r#"label="dup",uom=""} 2"#), "duplicate series");
+    assert!(!m.contains(r#"label="bad""#));
+    has("overc_reports_total 3");
+    // load WARN, late FAIL (first reports not OK), late offline.
+    has("overc_alerts_raised_total 3");
+    has("overc_alerts_delivered_total 3");
+    has(r#"overc_http_requests_total{endpoint="/api/set/service/status",code="200"} 1"#);
+    has(r#"overc_http_requests_total{endpoint="/ui/api/status",code="200"} 1"#);
+    for name in [
+        "overc_service_state",
+        "overc_perfdata",
+        "overc_http_requests_total",
+        "overc_alerts_raised_total",
+    ] {
+        assert!(m.contains(&format!("# TYPE {name} ")), "{name}");
+    }
+}

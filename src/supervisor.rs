@@ -104,7 +104,8 @@ impl Deadlines {
 }
 
 enum Msg {
-    Changes(Vec<DeadlineChange>),
+    /// New entries in the shared `pending` list.
+    Changes,
     Remove(Vec<i64>),
     Tick(mpsc::SyncSender<Result<usize>>),
 }
@@ -132,6 +133,9 @@ struct Counters {
 
 /// The supervisor thread.
 pub struct Supervisor {
+    /// Deadline changes not yet taken by the thread; one wake-up takes them
+    /// all, so a burst of reports costs one wake-up, not one each.
+    pending: Arc<Mutex<Vec<DeadlineChange>>>,
     tx: Mutex<Option<mpsc::Sender<Msg>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     next_due: Arc<AtomicI64>,
@@ -146,6 +150,7 @@ impl std::fmt::Debug for Supervisor {
 }
 
 struct Loop {
+    pending: Arc<Mutex<Vec<DeadlineChange>>>,
     deadlines: Deadlines,
     store: Arc<Store>,
     outbox: Arc<Outbox>,
@@ -158,15 +163,7 @@ struct Loop {
 impl Loop {
     fn apply(&mut self, msg: Msg) -> Option<mpsc::SyncSender<Result<usize>>> {
         match msg {
-            Msg::Changes(changes) => {
-                for c in changes {
-                    match c.due {
-                        Some(due) => self.deadlines.set(c.service_id, c.rtime, due + self.grace),
-                        None => self.deadlines.remove(c.service_id),
-                    }
-                }
-                None
-            }
+            Msg::Changes => None,
             Msg::Remove(ids) => {
                 for id in ids {
                     self.deadlines.remove(id);
@@ -177,7 +174,18 @@ impl Loop {
         }
     }
 
+    fn take_pending(&mut self) {
+        let changes = std::mem::take(&mut *lock(&self.pending));
+        for c in changes {
+            match c.due {
+                Some(due) => self.deadlines.set(c.service_id, c.rtime, due + self.grace),
+                None => self.deadlines.remove(c.service_id),
+            }
+        }
+    }
+
     fn fire(&mut self) -> Result<usize> {
+        self.take_pending();
         let now = self.clock.now();
         let due = self.deadlines.pop_due(now);
         self.counters
@@ -275,7 +283,9 @@ impl Supervisor {
         log::info!("supervising {} services", deadlines.len());
         let next_due = Arc::new(AtomicI64::new(Millis::MAX));
         let counters = Arc::new(Counters::default());
+        let pending = Arc::new(Mutex::new(Vec::new()));
         let mut lp = Loop {
+            pending: pending.clone(),
             counters: counters.clone(),
             deadlines,
             store,
@@ -290,6 +300,7 @@ impl Supervisor {
             .name("overc-supervisor".into())
             .spawn(move || lp.run(rx))?;
         Ok(Supervisor {
+            pending,
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
             next_due,
@@ -317,8 +328,15 @@ impl Supervisor {
 
     /// Services reported: move their deadlines.
     pub fn changed(&self, changes: Vec<DeadlineChange>) {
-        if !changes.is_empty() {
-            self.send(Msg::Changes(changes));
+        if changes.is_empty() {
+            return;
+        }
+        let mut pending = lock(&self.pending);
+        let wake = pending.is_empty();
+        pending.extend(changes);
+        drop(pending);
+        if wake {
+            self.send(Msg::Changes);
         }
     }
 

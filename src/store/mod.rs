@@ -155,7 +155,15 @@ impl Store {
         let (tx, rx) = mpsc::channel::<Job>();
         let commits = Arc::new(AtomicU64::new(0));
         let alerts_raised = Arc::new(AtomicU64::new(0));
+        // Only a real file has a WAL to fsync; an in-memory store has nothing to make durable.
+        let wal =
+            (opts.durability == Durability::Disk && path != Path::new(":memory:")).then(|| {
+                let mut p = path.clone().into_os_string();
+                p.push("-wal");
+                PathBuf::from(p)
+            });
         let w = writer::Writer::new(
+            wal,
             wconn,
             opts.clone(),
             clock.clone(),

@@ -53,15 +53,80 @@ struct KnownServer {
     id: i64,
     salt: [u8; 16],
     hash: [u8; 32],
+    /// Address and `last_seen` as last written, to skip rewriting them on
+    /// every request.
+    ip: String,
+    seen_written: Millis,
+}
+
+/// What the writer knows of a service without asking SQLite.
+#[derive(Clone)]
+struct KnownService {
+    id: i64,
+    state: Option<String>,
+    overdue: bool,
+}
+
+/// The writer's memory of rows it wrote. It is only ever a copy of committed
+/// data: after a failed operation or commit it is dropped and refilled from
+/// the database on demand.
+#[derive(Default)]
+struct Caches {
+    servers: HashMap<String, KnownServer>,
+    /// server id → service name → service.
+    services: HashMap<i64, HashMap<String, KnownService>>,
+}
+
+/// `last_seen` is rewritten at most this often per host.
+const SEEN_RESOLUTION: Millis = 1000;
+
+type Reply = (mpsc::SyncSender<Result<Applied>>, Result<Applied>);
+
+/// Makes committed batches durable and only then answers them.
+///
+/// The writer commits with `synchronous=NORMAL` (no fsync inside COMMIT) and
+/// hands the replies here; this thread fsyncs the WAL once for every batch
+/// queued meanwhile and then replies. A 200 thus still means "on disk", as
+/// with `synchronous=FULL`, but the writer executes the next batch while the
+/// disk is busy instead of waiting for it.
+fn sync_loop(wal: std::path::PathBuf, batches: mpsc::Receiver<Vec<Reply>>) {
+    let mut file: Option<std::fs::File> = None;
+    while let Ok(first) = batches.recv() {
+        let mut all = vec![first];
+        while let Ok(more) = batches.try_recv() {
+            all.push(more);
+        }
+        if file.is_none() {
+            file = std::fs::OpenOptions::new().write(true).open(&wal).ok();
+        }
+        let synced = match &file {
+            Some(f) => f.sync_data().map_err(|e| e.to_string()),
+            None => Err(format!("cannot open {}", wal.display())),
+        };
+        if let Err(e) = &synced {
+            log::error!("fsync of the write-ahead log failed: {e}");
+            file = None;
+        }
+        for (reply, result) in all.into_iter().flatten() {
+            let result = match &synced {
+                Ok(()) => result,
+                Err(e) => Err(Error::Storage(format!("fsync failed: {e}"))),
+            };
+            let _ = reply.send(result);
+        }
+    }
 }
 
 pub(super) struct Writer {
+    /// The WAL to fsync after each commit (`durability = disk`).
+    wal: Option<std::path::PathBuf>,
+    syncer: Option<mpsc::Sender<Vec<Reply>>>,
     conn: Connection,
     opts: StoreOptions,
     clock: Arc<dyn Clock>,
     commits: Arc<AtomicU64>,
     alerts_raised: Arc<AtomicU64>,
-    servers: HashMap<String, KnownServer>,
+    caches: Caches,
     /// Reports stored per service since its history was last pruned.
     unpruned: HashMap<i64, u32>,
     last_maintenance: Millis,
@@ -83,17 +148,14 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 struct Batch<'a> {
-    servers: &'a HashMap<String, KnownServer>,
-    /// Hosts registered in this batch; trusted only once the batch commits.
-    registered: HashMap<String, KnownServer>,
-    /// Hosts deleted in this batch; dropped from the key cache after commit.
-    forgotten: Vec<String>,
+    caches: &'a mut Caches,
     touched: HashSet<i64>,
     now: Millis,
 }
 
 impl Writer {
     pub(super) fn new(
+        wal: Option<std::path::PathBuf>,
         conn: Connection,
         opts: StoreOptions,
         clock: Arc<dyn Clock>,
@@ -101,18 +163,38 @@ impl Writer {
         alerts_raised: Arc<AtomicU64>,
     ) -> Writer {
         Writer {
+            wal,
+            syncer: None,
             conn,
             opts,
             clock,
             commits,
             alerts_raised,
-            servers: HashMap::new(),
+            caches: Caches::default(),
             unpruned: HashMap::new(),
             last_maintenance: Millis::MIN,
         }
     }
 
     pub(super) fn run(mut self, jobs: mpsc::Receiver<Job>) {
+        let mut sync_thread = None;
+        if let Some(wal) = self.wal.clone() {
+            let (tx, rx) = mpsc::channel();
+            match std::thread::Builder::new()
+                .name("overc-fsync".into())
+                .spawn(move || sync_loop(wal, rx))
+            {
+                Ok(h) => {
+                    self.syncer = Some(tx);
+                    sync_thread = Some(h);
+                }
+                // Without the thread, fall back to fsync inside every commit.
+                Err(e) => {
+                    log::warn!("no fsync thread ({e}); committing with synchronous=FULL");
+                    let _ = self.conn.pragma_update(None, "synchronous", "FULL");
+                }
+            }
+        }
         loop {
             let first = match jobs.recv_timeout(Duration::from_secs(60)) {
                 Ok(job) => job,
@@ -131,6 +213,10 @@ impl Writer {
             }
             self.commit(batch);
             self.maintain_if_due();
+        }
+        self.syncer = None;
+        if let Some(h) = sync_thread {
+            let _ = h.join();
         }
         log::debug!(
             "writer stopped after {} commits",
@@ -168,36 +254,29 @@ impl Writer {
         let Writer {
             conn,
             opts,
-            servers,
+            caches,
             unpruned,
             ..
         } = self;
         let mut state = Batch {
-            servers,
-            registered: HashMap::new(),
+            caches,
             touched: HashSet::new(),
-            forgotten: Vec::new(),
             now,
         };
         let outcome = (|| -> Result<()> {
-            let mut tx = conn.transaction()?;
+            let tx = conn.transaction()?;
             for job in &batch {
-                let sp = tx.savepoint()?;
-                let before = state.registered.len();
-                match apply(&sp, &job.op, &mut state, opts) {
-                    Ok(a) => {
-                        sp.commit()?;
-                        results.push(Ok(a));
+                match apply(&tx, &job.op, &mut state, opts) {
+                    Ok(a) => results.push(Ok(a)),
+                    // Refusals are decided before anything is written, so the
+                    // batch goes on without a savepoint per operation.
+                    Err(e @ (Error::Forbidden(_) | Error::Invalid(_) | Error::NotFound(_))) => {
+                        results.push(Err(e))
                     }
-                    Err(e) => {
-                        drop(sp);
-                        if state.registered.len() > before {
-                            if let ServerIdOf(Some(name)) = server_of(&job.op) {
-                                state.registered.remove(name);
-                            }
-                        }
-                        results.push(Err(e));
-                    }
+                    // Anything else may have left the operation half-done:
+                    // roll the whole batch back; every request in it gets a
+                    // 503 and retries.
+                    Err(e) => return Err(e),
                 }
             }
             let step = (opts.history_limit / 10).max(10);
@@ -212,20 +291,32 @@ impl Writer {
             tx.commit()?;
             Ok(())
         })();
-        let registered = state.registered;
-        let forgotten = state.forgotten;
+        // The caches may hold rows of the rolled-back transaction.
+        if outcome.is_err() {
+            self.caches = Caches::default();
+        }
         match outcome {
             Ok(()) => {
                 self.commits.fetch_add(1, Ordering::Relaxed);
-                self.servers.extend(registered);
-                for name in forgotten {
-                    self.servers.remove(&name);
-                }
                 let raised: usize = results.iter().flatten().map(|a| a.alerts.len()).sum();
                 self.alerts_raised
                     .fetch_add(raised as u64, Ordering::Relaxed);
-                for (job, result) in batch.into_iter().zip(results) {
-                    let _ = job.reply.send(result);
+                let replies: Vec<Reply> = batch.into_iter().map(|j| j.reply).zip(results).collect();
+                match &self.syncer {
+                    Some(syncer) => {
+                        if let Err(mpsc::SendError(replies)) = syncer.send(replies) {
+                            for (reply, _) in replies {
+                                let _ = reply.send(Err(Error::Storage(
+                                    "the fsync thread has stopped".into(),
+                                )));
+                            }
+                        }
+                    }
+                    None => {
+                        for (reply, result) in replies {
+                            let _ = reply.send(result);
+                        }
+                    }
                 }
             }
             Err(e) => {
@@ -238,17 +329,6 @@ impl Writer {
             }
         }
     }
-}
-
-struct ServerIdOf<'a>(Option<&'a str>);
-
-fn server_of(op: &Op) -> ServerIdOf<'_> {
-    ServerIdOf(match op {
-        Op::Ping(p, _) => Some(&p.server.name),
-        Op::Status(r, _) => Some(&r.server.name),
-        Op::Alerts(r, _) => Some(&r.server.name),
-        _ => None,
-    })
 }
 
 fn apply(conn: &Connection, op: &Op, b: &mut Batch<'_>, opts: &StoreOptions) -> Result<Applied> {
@@ -278,7 +358,8 @@ fn apply(conn: &Connection, op: &Op, b: &mut Batch<'_>, opts: &StoreOptions) -> 
             conn.prepare_cached("DELETE FROM servers WHERE id = ?1")?
                 .execute([id])?;
             log::info!("deleted server {name:?} with {} services", services.len());
-            b.forgotten.push(name);
+            b.caches.servers.remove(&name);
+            b.caches.services.remove(id);
             Ok(Applied {
                 server_id: Some(*id),
                 removed_services: services,
@@ -286,6 +367,9 @@ fn apply(conn: &Connection, op: &Op, b: &mut Batch<'_>, opts: &StoreOptions) -> 
             })
         }
         Op::DeleteService(id) => {
+            for names in b.caches.services.values_mut() {
+                names.retain(|_, known| known.id != *id);
+            }
             let n = conn
                 .prepare_cached("DELETE FROM services WHERE id = ?1")?
                 .execute([id])?;
@@ -311,7 +395,7 @@ fn apply(conn: &Connection, op: &Op, b: &mut Batch<'_>, opts: &StoreOptions) -> 
             }
             Ok(Applied::default())
         }
-        Op::MarkOverdue(due) => mark_overdue(conn, due, b.now),
+        Op::MarkOverdue(due) => mark_overdue(conn, due, b),
         Op::Delivered(ids) => {
             let mut st = conn.prepare_cached(
                 "UPDATE alerts SET delivered = 1, attempts = attempts + 1 WHERE id = ?1",
@@ -354,29 +438,44 @@ fn apply(conn: &Connection, op: &Op, b: &mut Batch<'_>, opts: &StoreOptions) -> 
 /// Registers a new host (trust on first use) or checks its key, and records
 /// where it called from. A wrong key is refused before anything is written.
 fn authenticate(conn: &Connection, server: &ServerId, ip: &str, b: &mut Batch<'_>) -> Result<i64> {
-    let known = match b
-        .registered
-        .get(&server.name)
-        .or_else(|| b.servers.get(&server.name))
-    {
-        Some(k) => Some(k.clone()),
-        None => conn
-            .prepare_cached("SELECT id, key_salt, key_hash FROM servers WHERE name = ?1")?
+    if !b.caches.servers.contains_key(&server.name) {
+        let row = conn
+            .prepare_cached(
+                "SELECT id, key_salt, key_hash, ip, last_seen FROM servers WHERE name = ?1",
+            )?
             .query_row([&server.name], |r| {
                 let salt: Vec<u8> = r.get(1)?;
                 let hash: Vec<u8> = r.get(2)?;
-                Ok((r.get::<_, i64>(0)?, salt, hash))
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    salt,
+                    hash,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Millis>(4)?,
+                ))
             })
-            .optional()?
-            .and_then(|(id, salt, hash)| {
-                Some(KnownServer {
+            .optional()?;
+        if let Some((id, salt, hash, ip, seen)) = row {
+            let (Ok(salt), Ok(hash)) = (salt.try_into(), hash.try_into()) else {
+                return Err(Error::Storage(format!(
+                    "corrupt key of server {:?}",
+                    server.name
+                )));
+            };
+            b.caches.servers.insert(
+                server.name.clone(),
+                KnownServer {
                     id,
-                    salt: salt.try_into().ok()?,
-                    hash: hash.try_into().ok()?,
-                })
-            }),
-    };
-    match known {
+                    salt,
+                    hash,
+                    ip,
+                    seen_written: seen,
+                },
+            );
+        }
+    }
+    let now = b.now;
+    match b.caches.servers.get_mut(&server.name) {
         Some(k) => {
             if !constant_time_eq(&key_hash(&k.salt, &server.key), &k.hash) {
                 log::warn!(
@@ -385,10 +484,11 @@ fn authenticate(conn: &Connection, server: &ServerId, ip: &str, b: &mut Batch<'_
                 );
                 return Err(Error::Forbidden("Invalid server key".into()));
             }
-            conn.prepare_cached("UPDATE servers SET ip = ?2, last_seen = ?3 WHERE id = ?1")?
-                .execute(params![k.id, ip, b.now])?;
-            if !b.servers.contains_key(&server.name) && !b.registered.contains_key(&server.name) {
-                b.registered.insert(server.name.clone(), k.clone());
+            if k.ip != ip || now - k.seen_written >= SEEN_RESOLUTION {
+                conn.prepare_cached("UPDATE servers SET ip = ?2, last_seen = ?3 WHERE id = ?1")?
+                    .execute(params![k.id, ip, now])?;
+                k.ip = ip.to_owned();
+                k.seen_written = now;
             }
             Ok(k.id)
         }
@@ -401,52 +501,67 @@ fn authenticate(conn: &Connection, server: &ServerId, ip: &str, b: &mut Batch<'_
                 "INSERT INTO servers(name, title, key_salt, key_hash, ip, first_seen, last_seen)
                  VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?5)",
             )?
-            .execute(params![server.name, &salt[..], &hash[..], ip, b.now])?;
+            .execute(params![server.name, &salt[..], &hash[..], ip, now])?;
             let id = conn.last_insert_rowid();
             log::info!("registered new server {:?} from {ip}", server.name);
-            b.registered
-                .insert(server.name.clone(), KnownServer { id, salt, hash });
+            b.caches.servers.insert(
+                server.name.clone(),
+                KnownServer {
+                    id,
+                    salt,
+                    hash,
+                    ip: ip.to_owned(),
+                    seen_written: now,
+                },
+            );
             Ok(id)
         }
     }
 }
 
-struct ServiceRow {
-    id: i64,
-    state: Option<String>,
-    overdue: bool,
-}
-
+/// Finds a service (in the cache or the database) or creates it.
 fn find_or_create_service(
     conn: &Connection,
+    b: &mut Batch<'_>,
     server_id: i64,
     name: &str,
     period: Option<u32>,
-) -> Result<ServiceRow> {
+) -> Result<KnownService> {
+    if let Some(known) = b.caches.services.get(&server_id).and_then(|m| m.get(name)) {
+        return Ok(known.clone());
+    }
     let row = conn
         .prepare_cached(
             "SELECT id, state, overdue FROM services WHERE server_id = ?1 AND name = ?2",
         )?
         .query_row(params![server_id, name], |r| {
-            Ok(ServiceRow {
+            Ok(KnownService {
                 id: r.get(0)?,
                 state: r.get(1)?,
                 overdue: r.get(2)?,
             })
         })
         .optional()?;
-    if let Some(row) = row {
-        return Ok(row);
-    }
-    conn.prepare_cached(
-        "INSERT INTO services(server_id, name, title, period) VALUES (?1, ?2, ?2, ?3)",
-    )?
-    .execute(params![server_id, name, period])?;
-    Ok(ServiceRow {
-        id: conn.last_insert_rowid(),
-        state: None,
-        overdue: false,
-    })
+    let known = match row {
+        Some(row) => row,
+        None => {
+            conn.prepare_cached(
+                "INSERT INTO services(server_id, name, title, period) VALUES (?1, ?2, ?2, ?3)",
+            )?
+            .execute(params![server_id, name, period])?;
+            KnownService {
+                id: conn.last_insert_rowid(),
+                state: None,
+                overdue: false,
+            }
+        }
+    };
+    b.caches
+        .services
+        .entry(server_id)
+        .or_default()
+        .insert(name.to_owned(), known.clone());
+    Ok(known)
 }
 
 /// What an alert is about and says; written to the outbox.
@@ -495,7 +610,7 @@ fn apply_status(
     };
     for s in &r.services {
         let period = s.period.unwrap_or(r.period);
-        let row = find_or_create_service(conn, server_id, &s.name, Some(period))?;
+        let row = find_or_create_service(conn, b, server_id, &s.name, Some(period))?;
         let state = s.state.as_str();
         conn.prepare_cached(
             "INSERT INTO states(service_id, rtime, state, info) VALUES (?1, ?2, ?3, ?4)",
@@ -550,6 +665,15 @@ fn apply_status(
             due: Some(b.now + i64::from(period) * 1000),
         });
         b.touched.insert(row.id);
+        if let Some(known) = b
+            .caches
+            .services
+            .get_mut(&server_id)
+            .and_then(|m| m.get_mut(&s.name))
+        {
+            known.state = Some(state.to_owned());
+            known.overdue = false;
+        }
     }
     Ok(applied)
 }
@@ -568,7 +692,7 @@ fn apply_alerts(
     for a in &r.alerts {
         let (service_id, current) = match &a.service {
             Some(name) => {
-                let row = find_or_create_service(conn, server_id, name, None)?;
+                let row = find_or_create_service(conn, b, server_id, name, None)?;
                 let current: Option<(String, String)> = conn
                     .prepare_cached(
                         "SELECT state, info FROM services WHERE id = ?1 AND state IS NOT NULL",
@@ -599,7 +723,8 @@ fn apply_alerts(
     Ok(applied)
 }
 
-fn mark_overdue(conn: &Connection, due: &[(i64, Millis)], now: Millis) -> Result<Applied> {
+fn mark_overdue(conn: &Connection, due: &[(i64, Millis)], b: &mut Batch<'_>) -> Result<Applied> {
+    let now = b.now;
     let mut applied = Applied::default();
     for &(service_id, rtime) in due {
         let changed = conn
@@ -612,13 +737,27 @@ fn mark_overdue(conn: &Connection, due: &[(i64, Millis)], now: Millis) -> Result
             // Reported again, deleted, or already flagged: nothing is overdue.
             continue;
         }
-        let (server_id, state, info, state_id): (i64, Option<String>, Option<String>, Option<i64>) =
-            conn.prepare_cached(
-                "SELECT server_id, state, info, state_id FROM services WHERE id = ?1",
+        let (server_id, name, state, info, state_id): (
+            i64,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+        ) = conn
+            .prepare_cached(
+                "SELECT server_id, name, state, info, state_id FROM services WHERE id = ?1",
             )?
             .query_row([service_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })?;
+        if let Some(known) = b
+            .caches
+            .services
+            .get_mut(&server_id)
+            .and_then(|m| m.get_mut(&name))
+        {
+            known.overdue = true;
+        }
         let info = info.unwrap_or_default();
         let alert = NewAlert {
             server_id: Some(server_id),

@@ -32,7 +32,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .app()
         .store()
         .status(overc::store::StatusFilter::All, 0, 0.0)?;
-    println!("{}", serde_json::to_string_pretty(&status)?);
+    for srv in status.iter().flat_map(|s| &s.servers) {
+        for svc in &srv.services {
+            let state = svc.state.as_ref().map(|s| s.state.as_str()).unwrap_or("-");
+            println!("{} / {}: {state}", srv.name, svc.name);
+        }
+    }
     server.stop();
     std::fs::remove_dir_all(&dir)?;
     Ok(())

@@ -4,7 +4,8 @@
 //!
 //! ```sh
 //! cargo run --release --example loadgen -- --url http://127.0.0.1:5000 \
-//!     --connections 64 --duration 10 [--servers-per-connection 20] [--ack-log FILE]
+//!     --connections 64 --duration 10 [--servers-per-connection 20] [--services 3]
+//!     [--pause-ms 0] [--ack-log FILE] [--prefix load]
 //! ```
 
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -19,6 +20,8 @@ struct Opts {
     servers: usize,
     ack_log: Option<String>,
     prefix: String,
+    services: usize,
+    pause: Duration,
 }
 
 fn parse() -> Result<Opts, lexopt::Error> {
@@ -30,6 +33,8 @@ fn parse() -> Result<Opts, lexopt::Error> {
         servers: 20,
         ack_log: None,
         prefix: "load".into(),
+        services: 3,
+        pause: Duration::ZERO,
     };
     let mut p = lexopt::Parser::from_env();
     while let Some(arg) = p.next()? {
@@ -48,6 +53,8 @@ fn parse() -> Result<Opts, lexopt::Error> {
             Long("servers-per-connection") => o.servers = p.value()?.parse()?,
             Long("ack-log") => o.ack_log = Some(p.value()?.string()?),
             Long("prefix") => o.prefix = p.value()?.string()?,
+            Long("services") => o.services = p.value()?.parse()?,
+            Long("pause-ms") => o.pause = Duration::from_millis(p.value()?.parse()?),
             _ => return Err(arg.unexpected()),
         }
     }
@@ -71,6 +78,11 @@ fn post(conn: &mut BufReader<TcpStream>, host: &str, body: &str) -> std::io::Res
     let s = conn.get_mut();
     s.write_all(head.as_bytes())?;
     s.write_all(body.as_bytes())?;
+    read_answer(conn)
+}
+
+/// Reads one response; returns its status code.
+fn read_answer(conn: &mut BufReader<TcpStream>) -> std::io::Result<u16> {
     let mut line = String::new();
     conn.read_line(&mut line)?;
     let status: u16 = line
@@ -116,22 +128,46 @@ fn pct(sorted: &[u64], p: f64) -> f64 {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let o = Arc::new(parse()?);
     let all = Arc::new(Mutex::new(Stats::default()));
-    let started = Instant::now();
-    let deadline = started + o.duration;
+    // Connections are opened and warmed up with one request before the clock
+    // starts, so connection set-up is not part of the figures.
+    let barrier = Arc::new(std::sync::Barrier::new(o.connections + 1));
     let threads: Vec<_> = (0..o.connections)
         .map(|t| {
-            let (o, all) = (o.clone(), all.clone());
+            let (o, all, barrier) = (o.clone(), all.clone(), barrier.clone());
             std::thread::spawn(move || {
                 let mut st = Stats::default();
                 let mut conn = connect(&o.host).ok();
+                if let Some(c) = conn.as_mut() {
+                    let warm = format!(r#"{{"server": {{"name": "{}-{t}-warm", "key": "k{t}"}}}}"#, o.prefix);
+                    let _ = c.get_mut().write_all(format!("POST /api/ping HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n{warm}", o.host, warm.len()).as_bytes());
+                    let _ = read_answer(c);
+                }
+                barrier.wait();
+                let deadline = Instant::now() + o.duration;
                 let mut seq = 0u64;
                 while Instant::now() < deadline {
                     let server = format!("{}-{t}-{}", o.prefix, seq as usize % o.servers);
                     let info = format!("c{t} n{seq}");
+                    let mut services = String::new();
+                    for i in 0..o.services {
+                        let (name, state, extra) = match i {
+                            0 => ("cpu".to_owned(), "OK", " | load=0.5;1;2;0"),
+                            1 => ("disk".to_owned(), "OK", ""),
+                            2 => ("app".to_owned(), "WARN", ""),
+                            n => (format!("svc{n}"), "OK", ""),
+                        };
+                        if i > 0 {
+                            services.push_str(", ");
+                        }
+                        services.push_str(&format!(r#"{{"name": "{name}", "state": "{state}", "info": "{info}{extra}"}}"#));
+                    }
                     let body = format!(
-                        r#"{{"server": {{"name": "{server}", "key": "k{t}"}}, "period": 300, "services": [{{"name": "cpu", "state": "OK", "info": "{info} | load=0.5;1;2;0"}}, {{"name": "disk", "state": "OK", "info": "{info}"}}, {{"name": "app", "state": "WARN", "info": "{info}"}}]}}"#
+                        r#"{{"server": {{"name": "{server}", "key": "k{t}"}}, "period": 300, "services": [{services}]}}"#
                     );
                     seq += 1;
+                    if !o.pause.is_zero() {
+                        std::thread::sleep(o.pause);
+                    }
                     let Some(c) = conn.as_mut() else {
                         st.errors += 1;
                         std::thread::sleep(Duration::from_millis(50));
@@ -164,6 +200,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
         })
         .collect();
+    barrier.wait();
+    let started = Instant::now();
     for t in threads {
         let _ = t.join();
     }
@@ -182,7 +220,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         o.connections,
         st.latencies_us.len(),
         n / elapsed,
-        3.0 * (n - st.non200 as f64) / elapsed,
+        o.services as f64 * (n - st.non200 as f64) / elapsed,
         pct(&st.latencies_us, 0.5),
         pct(&st.latencies_us, 0.9),
         pct(&st.latencies_us, 0.99),

@@ -4,8 +4,6 @@ use std::collections::HashSet;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
-use serde_json::Value;
-
 use super::App;
 use crate::error::Result;
 use crate::state::State;
@@ -45,18 +43,17 @@ fn num(v: f64) -> String {
 pub(super) fn render(app: &App) -> Result<String> {
     let status = app
         .store
-        .status(StatusFilter::All, app.config.grace, app.supervisor.lag())?
-        .unwrap_or(Value::Null);
+        .status(StatusFilter::All, app.config.grace, app.supervisor.lag())?;
     let mut rows = Vec::new();
-    for srv in status["servers"].as_array().into_iter().flatten() {
-        for svc in srv["services"].as_array().into_iter().flatten() {
-            if svc["state"].is_object() {
+    for srv in status.iter().flat_map(|s| &s.servers) {
+        for svc in &srv.services {
+            if let Some(state) = &svc.state {
                 let labels = format!(
                     "server=\"{}\",service=\"{}\"",
-                    escape_label(srv["name"].as_str().unwrap_or("")),
-                    escape_label(svc["name"].as_str().unwrap_or(""))
+                    escape_label(&srv.name),
+                    escape_label(&svc.name)
                 );
-                rows.push((labels, svc["state"].clone()));
+                rows.push((labels, state));
             }
         }
     }
@@ -68,11 +65,7 @@ pub(super) fn render(app: &App) -> Result<String> {
         "Current state of a service: 0 OK, 1 WARN, 2 FAIL, 3 UNK.",
     );
     for (l, st) in &rows {
-        let v = st["state"]
-            .as_str()
-            .and_then(State::parse)
-            .unwrap_or(State::Unk)
-            .value();
+        let v = State::parse(&st.state).unwrap_or(State::Unk).value();
         let _ = writeln!(out, "overc_service_state{{{l}}} {v}");
     }
     head(
@@ -85,7 +78,7 @@ pub(super) fn render(app: &App) -> Result<String> {
         let _ = writeln!(
             out,
             "overc_service_overdue{{{l}}} {}",
-            u8::from(st["timed_out"] == true)
+            u8::from(st.timed_out)
         );
     }
     head(
@@ -94,13 +87,12 @@ pub(super) fn render(app: &App) -> Result<String> {
         "gauge",
         "Unix time of a service's last report.",
     );
-    let now = app.store.now() as f64 / 1000.0;
+    let now = app.store.now() / 1000;
     for (l, st) in &rows {
-        let ago = st["seen_ago"].as_f64().unwrap_or(0.0);
         let _ = writeln!(
             out,
             "overc_service_last_report_timestamp_seconds{{{l}}} {}",
-            (now - ago).floor()
+            now - st.seen_ago
         );
     }
     head(
@@ -111,20 +103,17 @@ pub(super) fn render(app: &App) -> Result<String> {
     );
     for (l, st) in &rows {
         let mut seen = HashSet::new();
-        for p in st["perfdata"].as_array().into_iter().flatten() {
-            let (Some(label), Some(value)) = (p["label"].as_str(), p["value"].as_f64()) else {
-                continue;
-            };
-            let uom = p["uom"].as_str().unwrap_or("");
+        for p in &st.perfdata {
+            let Some(value) = p.value else { continue };
             // Prometheus refuses duplicate series; the first item of a label wins.
-            if !seen.insert((label.to_owned(), uom.to_owned())) {
+            if !seen.insert((p.label.as_str(), p.uom.as_str())) {
                 continue;
             }
             let _ = writeln!(
                 out,
                 "overc_perfdata{{{l},label=\"{}\",uom=\"{}\"}} {}",
-                escape_label(label),
-                escape_label(uom),
+                escape_label(&p.label),
+                escape_label(&p.uom),
                 num(value)
             );
         }

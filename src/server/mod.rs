@@ -73,6 +73,21 @@ impl Response {
         }
     }
 
+    /// A JSON response serialized straight from a typed value.
+    pub fn json_of<T: serde::Serialize>(status: u16, value: &T) -> Response {
+        match serde_json::to_vec(value) {
+            Ok(body) => Response {
+                status,
+                headers: vec![("Content-Type".into(), "application/json".into())],
+                body,
+            },
+            Err(e) => {
+                log::error!("cannot serialize a response: {e}");
+                Response::error(500, "Internal server error")
+            }
+        }
+    }
+
     /// A JSON `{"error": message}` response.
     pub fn error(status: u16, message: &str) -> Response {
         Response::json(status, &json!({ "error": message }))

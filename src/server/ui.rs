@@ -111,14 +111,19 @@ pub(super) fn route(app: &App, req: &Request<'_>, path: &str) -> Response {
     let store = &app.store;
     let grace = app.config.grace;
     let lag = app.supervisor.lag();
+    let status = |filter| match store.status(filter, grace, lag) {
+        Ok(Some(v)) => Response::json_of(200, &v),
+        Ok(None) => Response::error(404, "Not found: no such server or service"),
+        Err(e) => error_response(e),
+    };
     let result = match parts.as_slice() {
-        [] => store.status(StatusFilter::All, grace, lag),
+        [] => return status(StatusFilter::All),
         ["server", sid] => match id(sid) {
-            Ok(i) => store.status(StatusFilter::Server(i), grace, lag),
+            Ok(i) => return status(StatusFilter::Server(i)),
             Err(r) => return r,
         },
         ["service", sid] => match id(sid) {
-            Ok(i) => store.status(StatusFilter::Service(i), grace, lag),
+            Ok(i) => return status(StatusFilter::Service(i)),
             Err(r) => return r,
         },
         ["service", sid, "states"] => {

@@ -27,7 +27,10 @@ use crate::error::{Error, Result};
 use crate::protocol::{AlertReport, Ping, StatusReport};
 
 pub use outbox::{AlertRecord, ServiceDeadline};
-pub use query::{AlertFilter, StatusFilter, TableCounts};
+pub use query::{
+    AlertFilter, PerfdataView, RangeView, ServerView, ServiceView, StateView, StatsView,
+    StatusFilter, StatusView, TableCounts,
+};
 pub(crate) use writer::constant_time_eq;
 pub use writer::{Applied, DeadlineChange};
 

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use rusqlite::{OptionalExtension, Row, params};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::Store;
@@ -89,7 +90,7 @@ impl Store {
         filter: StatusFilter,
         grace_s: u32,
         supervisor_lag: f64,
-    ) -> Result<Option<Value>> {
+    ) -> Result<Option<StatusView>> {
         let now = self.now();
         let conn = self.reader();
         let grace_ms = i64::from(grace_s) * 1000;
@@ -121,13 +122,13 @@ impl Store {
                 total += n;
             }
         }
-        let mut services: HashMap<i64, Vec<Value>> = HashMap::new();
-        let mut service_alerts: HashMap<i64, i64> = HashMap::new();
-        for ((srv, svc), n) in &counts {
-            if let (Some(srv), Some(_)) = (srv, svc) {
-                *service_alerts.entry(*srv).or_default() += n;
+        let mut server_alerts: HashMap<i64, i64> = HashMap::new();
+        for ((srv, _), n) in &counts {
+            if let Some(srv) = srv {
+                *server_alerts.entry(*srv).or_default() += n;
             }
         }
+        let mut services: HashMap<i64, Vec<ServiceView>> = HashMap::new();
         {
             let sql = format!(
                 "SELECT id, server_id, name, title, period, state, info, rtime, overdue
@@ -142,28 +143,31 @@ impl Store {
                 let state: Option<String> = r.get(5)?;
                 let rtime: Option<Millis> = r.get(7)?;
                 let overdue: bool = r.get(8)?;
-                let state_json = match (&state, rtime) {
-                    (Some(s), Some(t)) => {
+                let state = match (state, rtime) {
+                    (Some(state), Some(t)) => {
                         let info = r.get::<_, Option<String>>(6)?.unwrap_or_default();
-                        json!({
-                            "rtime": iso8601(t),
-                            "timed_out": timed_out(overdue, period, rtime, grace_ms, now),
-                            "seen_ago": ((now - t).max(0)) / 1000,
-                            "state": s,
-                            "perfdata": perfdata_json(&info),
-                            "info": info,
+                        Some(StateView {
+                            rtime: iso8601(t),
+                            timed_out: timed_out(overdue, period, rtime, grace_ms, now),
+                            seen_ago: (now - t).max(0) / 1000,
+                            state,
+                            perfdata: perfdata_views(&info),
+                            info,
                         })
                     }
-                    _ => Value::Null,
+                    _ => None,
                 };
-                services.entry(server_id).or_default().push(json!({
-                    "id": id,
-                    "name": r.get::<_, String>(2)?,
-                    "title": r.get::<_, String>(3)?,
-                    "period": period,
-                    "n_alerts": counts.get(&(Some(server_id), Some(id))).copied().unwrap_or(0),
-                    "state": state_json,
-                }));
+                services.entry(server_id).or_default().push(ServiceView {
+                    id,
+                    name: r.get(2)?,
+                    title: r.get(3)?,
+                    period,
+                    n_alerts: counts
+                        .get(&(Some(server_id), Some(id)))
+                        .copied()
+                        .unwrap_or(0),
+                    state,
+                });
             }
         }
         let mut servers = Vec::new();
@@ -175,17 +179,16 @@ impl Store {
             let mut rows = st.query([arg])?;
             while let Some(r) = rows.next()? {
                 let id: i64 = r.get(0)?;
-                let own = counts.get(&(Some(id), None)).copied().unwrap_or(0);
-                servers.push(json!({
-                    "id": id,
-                    "name": r.get::<_, String>(1)?,
-                    "title": r.get::<_, String>(2)?,
-                    "ip": r.get::<_, String>(3)?,
-                    "first_seen": iso8601(r.get(4)?),
-                    "last_seen": iso8601(r.get(5)?),
-                    "n_alerts": own + service_alerts.get(&id).copied().unwrap_or(0),
-                    "services": services.remove(&id).unwrap_or_default(),
-                }));
+                servers.push(ServerView {
+                    id,
+                    name: r.get(1)?,
+                    title: r.get(2)?,
+                    ip: r.get(3)?,
+                    first_seen: iso8601(r.get(4)?),
+                    last_seen: iso8601(r.get(5)?),
+                    n_alerts: server_alerts.get(&id).copied().unwrap_or(0),
+                    services: services.remove(&id).unwrap_or_default(),
+                });
             }
         }
         if filter != StatusFilter::All && servers.is_empty() {
@@ -194,14 +197,14 @@ impl Store {
         let last_state_id: Option<i64> = conn
             .prepare_cached("SELECT MAX(id) FROM states")?
             .query_row([], |r| r.get(0))?;
-        Ok(Some(json!({
-            "stats": {
-                "n_alerts": total,
-                "last_state_id": last_state_id.unwrap_or(0),
-                "supervisor_lag": supervisor_lag,
+        Ok(Some(StatusView {
+            stats: StatsView {
+                n_alerts: total,
+                last_state_id: last_state_id.unwrap_or(0),
+                supervisor_lag,
             },
-            "servers": servers,
-        })))
+            servers,
+        }))
     }
 
     /// `GET /ui/api/status/service/<id>/states`: history newest first, with
@@ -307,6 +310,135 @@ impl Store {
     }
 }
 
+/// The body of `GET /ui/api/status/`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusView {
+    /// Totals.
+    pub stats: StatsView,
+    /// Servers sorted by name.
+    pub servers: Vec<ServerView>,
+}
+
+/// `stats` of [`StatusView`].
+#[derive(Debug, Clone, Serialize)]
+pub struct StatsView {
+    /// Alerts of the last 24 h.
+    pub n_alerts: i64,
+    /// Id of the newest history record.
+    pub last_state_id: i64,
+    /// Seconds overdue detection is behind.
+    pub supervisor_lag: f64,
+}
+
+/// A server in [`StatusView`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerView {
+    /// Server id.
+    pub id: i64,
+    /// Name it reports as.
+    pub name: String,
+    /// Display title.
+    pub title: String,
+    /// Address of its last request.
+    pub ip: String,
+    /// First request, ISO 8601.
+    pub first_seen: String,
+    /// Latest request, ISO 8601.
+    pub last_seen: String,
+    /// Alerts of the last 24 h, its services' included.
+    pub n_alerts: i64,
+    /// Services sorted by name.
+    pub services: Vec<ServiceView>,
+}
+
+/// A service in [`ServerView`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceView {
+    /// Service id.
+    pub id: i64,
+    /// Name it reports as.
+    pub name: String,
+    /// Display title.
+    pub title: String,
+    /// Promised seconds between reports; `None` for alert-only services.
+    pub period: Option<i64>,
+    /// Alerts of the last 24 h.
+    pub n_alerts: i64,
+    /// Current state; `None` before the first report.
+    pub state: Option<StateView>,
+}
+
+/// The current state in [`ServiceView`].
+#[derive(Debug, Clone, Serialize)]
+pub struct StateView {
+    /// When it was reported, ISO 8601.
+    pub rtime: String,
+    /// Overdue: flagged, or past last report + period + grace.
+    pub timed_out: bool,
+    /// Seconds since the report.
+    pub seen_ago: i64,
+    /// `OK`, `WARN`, `FAIL` or `UNK`.
+    pub state: String,
+    /// Nagios perfdata parsed from `info`.
+    pub perfdata: Vec<PerfdataView>,
+    /// The text as reported.
+    pub info: String,
+}
+
+/// One perfdata item in [`StateView`].
+#[derive(Debug, Clone, Serialize)]
+pub struct PerfdataView {
+    /// Label.
+    pub label: String,
+    /// Value (`None` for `U`).
+    pub value: Option<f64>,
+    /// Unit of measurement.
+    pub uom: String,
+    /// Warning range.
+    pub warn: Option<RangeView>,
+    /// Critical range.
+    pub crit: Option<RangeView>,
+    /// Minimum.
+    pub min: Option<f64>,
+    /// Maximum.
+    pub max: Option<f64>,
+}
+
+/// A threshold range; open ends are `None`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RangeView {
+    /// Lower bound.
+    pub start: Option<f64>,
+    /// Upper bound.
+    pub end: Option<f64>,
+    /// Alert inside rather than outside.
+    pub inside: bool,
+}
+
+/// The perfdata in an info text, as views.
+pub fn perfdata_views(info: &str) -> Vec<PerfdataView> {
+    let range = |r: Option<crate::perfdata::Range>| {
+        r.map(|r| RangeView {
+            start: r.start.is_finite().then_some(r.start),
+            end: r.end.is_finite().then_some(r.end),
+            inside: r.inside,
+        })
+    };
+    crate::perfdata::parse_output(info)
+        .perfdata
+        .into_iter()
+        .map(|p| PerfdataView {
+            label: p.label,
+            value: p.value,
+            uom: p.uom,
+            warn: range(p.warn),
+            crit: range(p.crit),
+            min: p.min,
+            max: p.max,
+        })
+        .collect()
+}
+
 /// Row counts per table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TableCounts {
@@ -320,32 +452,9 @@ pub struct TableCounts {
     pub alerts: i64,
 }
 
-/// The perfdata found in a service's info, for charts and metrics.
+/// The perfdata found in a service's info, as JSON.
 pub fn perfdata_json(info: &str) -> Value {
-    let range = |r: Option<crate::perfdata::Range>| match r {
-        Some(r) => json!({
-            "start": if r.start.is_finite() { json!(r.start) } else { Value::Null },
-            "end": if r.end.is_finite() { json!(r.end) } else { Value::Null },
-            "inside": r.inside,
-        }),
-        None => Value::Null,
-    };
-    let items: Vec<Value> = crate::perfdata::parse_output(info)
-        .perfdata
-        .into_iter()
-        .map(|p| {
-            json!({
-                "label": p.label,
-                "value": p.value,
-                "uom": p.uom,
-                "warn": range(p.warn),
-                "crit": range(p.crit),
-                "min": p.min,
-                "max": p.max,
-            })
-        })
-        .collect();
-    Value::Array(items)
+    serde_json::to_value(perfdata_views(info)).unwrap_or(Value::Array(Vec::new()))
 }
 
 /// Folds runs of three or more same-state records without alerts.

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Resident memory of overc-server with 10,000 services (1,000 servers x 10)
+# reporting, and of `overcli monitor` running 20 services.
+#   scripts/memory.sh            # 20 s of reporting
+#   SECONDS_LOAD=5 scripts/memory.sh
+# Targets (SPEC §8): server under 20 MiB, overcli under 8 MiB.
+# Needs: nothing beyond the Rust toolchain.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LOAD=${SECONDS_LOAD:-20}
+cargo build --release --quiet --bin overc-server --bin overcli --example loadgen
+R="$PWD/target/release"
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+
+cd "$work"
+"$R/overc-server" --listen 127.0.0.1:0 2>server.log &
+srv=$!; pids+=($srv)
+for _ in $(seq 100); do url=$(sed -n 's/^overc-server listening on //p' server.log); [[ -n "$url" ]] && break; sleep 0.1; done
+idle=$(rss_kib $srv)
+# 10 connections x 100 servers x 10 services = 10,000 services, paced so
+# every server reports about once a second.
+"$R/examples/loadgen" --url "$url" -c 10 --servers-per-connection 100 --services 10 --pause-ms 10 -d "$LOAD" --prefix mem > load.txt
+loaded=$(rss_kib $srv)
+services=$(curl -s "$url/ui/api/status/" 2>/dev/null | grep -o '"period"' | wc -l || true)
+after_read=$(rss_kib $srv)
+peak=$(hwm_kib $srv)
+db=$(du -k overc.db | awk '{print $1}')
+wal=$(du -k overc.db-wal 2>/dev/null | awk '{print $1}')
+echo "overc-server: $(cat load.txt)"
+echo "overc-server: services=${services:-?} rss_idle=$((idle / 1024)) MiB rss_after_load=$((loaded / 1024)) MiB rss_after_reading_status=$((after_read / 1024)) MiB peak=$((peak / 1024)) MiB database=$((db / 1024)) MiB wal=$((${wal:-0} / 1024)) MiB"
+
+mkdir plugins
+printf '#!/bin/sh\necho "OK - fine | t=1s"\n' > plugins/ok.sh
+chmod +x plugins/ok.sh
+{
+    printf '[overc]\nserver = %s\nmy-name = mem-monitor\nmy-key = k\n' "$url"
+    for i in $(seq 20); do printf '\n[service:s%d]\nperiod = 2\ncommand = ./plugins/ok.sh\n' "$i"; done
+} > monitor.ini
+"$R/overcli" monitor monitor.ini 2>monitor.log &
+mon=$!; pids+=($mon)
+sleep "$LOAD"
+mon_rss=$(rss_kib $mon); mon_peak=$(hwm_kib $mon)
+echo "overcli monitor: services=20 rss=$((mon_rss / 1024)) MiB peak=$((mon_peak / 1024)) MiB"
+kill -TERM $mon; wait $mon
+
+fail=0
+(( loaded < 20 * 1024 )) || { echo "FAIL: overc-server RSS $((loaded / 1024)) MiB is not under 20 MiB"; fail=1; }
+(( mon_rss < 8 * 1024 )) || { echo "FAIL: overcli RSS $((mon_rss / 1024)) MiB is not under 8 MiB"; fail=1; }
+exit $fail

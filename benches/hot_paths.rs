@@ -32,6 +32,40 @@ fn store_report_in_memory(b: &mut Bencher) {
     b.iter(|| store.report(report.clone(), "127.0.0.1").unwrap());
 }
 
+/// Applying a batch of 100 three-service reports to a real SQLite file
+/// (durability = disk): they share commits through the group-commit writer.
+fn store_batch_of_100(b: &mut Bencher) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        &dir.path().join("bench.db"),
+        &StoreOptions::default(),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let report = StatusReport::from_json(&parse_object(REPORT).unwrap()).unwrap();
+    let mut n = 0u64;
+    b.iter(|| {
+        let batch: Vec<(StatusReport, String)> = (0..100)
+            .map(|i| {
+                let mut r = report.clone();
+                r.server.name = format!("web{}", (n + i) % 1000);
+                (r, "127.0.0.1".to_owned())
+            })
+            .collect();
+        n += 100;
+        store.report_many(batch).into_iter().all(|r| r.is_ok())
+    });
+}
+
+/// Parsing a plugin's output with long text and two perfdata blocks.
+fn perfdata_parse(b: &mut Bencher) {
+    let out = "DISK OK - free space: / 3326 MB (56%); | /=2643MB;5948;5958;0;5968\n\
+               / 15272 MB (77%);\n/boot 68 MB (69%); | /boot=68MB;88;93;0;98\n\
+               'home dir'=69357MB;253404;253409;0;253414 load=0.5;@1:3;~:5;0; t=U";
+    b.bytes = out.len() as u64;
+    b.iter(|| overc::perfdata::parse_output(out));
+}
+
 /// One supervisor step at 100,000 services: 100 deadlines are due.
 fn deadlines_pop_100_of_100k(b: &mut Bencher) {
     use overc::supervisor::Deadlines;
@@ -55,6 +89,8 @@ benchmark_group!(
     benches,
     validate_report,
     store_report_in_memory,
+    store_batch_of_100,
+    perfdata_parse,
     deadlines_pop_100_of_100k
 );
 benchmark_main!(benches);

@@ -3,9 +3,11 @@
 mod common;
 
 mod client;
+mod fuzz;
 mod ingest;
 mod overcli;
 mod page;
 mod read_api;
 mod server_bin;
+mod storage;
 mod supervision;

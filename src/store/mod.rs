@@ -231,6 +231,36 @@ impl Store {
         self.submit(Op::Status(report, ip.to_owned()))
     }
 
+    /// Stores many reports at once: they are handed to the writer together, so
+    /// they share commits, and the call returns when all are durable. Results
+    /// are in the order given.
+    pub fn report_many(&self, reports: Vec<(StatusReport, String)>) -> Vec<Result<Applied>> {
+        let mut answers = Vec::with_capacity(reports.len());
+        {
+            let jobs = lock(&self.jobs);
+            for (report, ip) in reports {
+                let (reply, answer) = mpsc::sync_channel(1);
+                let sent = match jobs.as_ref() {
+                    Some(jobs) => jobs
+                        .send(Job {
+                            op: Op::Status(report, ip),
+                            reply,
+                        })
+                        .is_ok(),
+                    None => false,
+                };
+                answers.push(sent.then_some(answer));
+            }
+        }
+        answers
+            .into_iter()
+            .map(|a| {
+                a.and_then(|a| a.recv().ok())
+                    .unwrap_or_else(|| Err(Error::Storage("the writer thread has stopped".into())))
+            })
+            .collect()
+    }
+
     /// Stores posted alerts (channel `api`, event `alert`); durable on return.
     pub fn alerts(&self, report: AlertReport, ip: &str) -> Result<Applied> {
         self.submit(Op::Alerts(report, ip.to_owned()))

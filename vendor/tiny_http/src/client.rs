@@ -46,6 +46,11 @@ enum ReadError {
     ReadIoError(IoError),
 }
 
+/// overc patch: longest request or header line accepted, in bytes.
+const MAX_LINE: usize = 16 * 1024;
+/// overc patch: most headers accepted in one request.
+const MAX_HEADERS: usize = 128;
+
 impl ClientConnection {
     /// Creates a new `ClientConnection` that takes ownership of the `TcpStream`.
     pub fn new(
@@ -97,12 +102,18 @@ impl ClientConnection {
 
             prev_byte_was_cr = byte == b'\r';
 
+            // overc patch: bound a request or header line, so a client cannot
+            // grow this buffer without end (upstream had no limit).
+            if buf.len() >= MAX_LINE {
+                return Err(IoError::new(ErrorKind::InvalidData, "header line too long"));
+            }
             buf.push(byte);
         }
     }
 
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
+    ///
     fn read(&mut self) -> Result<Request, ReadError> {
         let (method, path, version, headers) = {
             // reading the request line
@@ -123,6 +134,10 @@ impl ClientConnection {
                     if line.is_empty() {
                         break;
                     };
+                    // overc patch: bound the number of headers as well.
+                    if headers.len() >= MAX_HEADERS {
+                        return Err(ReadError::WrongHeader(version));
+                    }
                     headers.push(match FromStr::from_str(line.as_str().trim()) {
                         // TODO: remove this conversion
                         Ok(h) => h,

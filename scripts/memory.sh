@@ -26,13 +26,14 @@ idle=$(rss_kib $srv)
 # every server reports about once a second.
 "$R/examples/loadgen" --url "$url" -c 10 --servers-per-connection 100 --services 10 --pause-ms 10 -d "$LOAD" --prefix mem > load.txt
 loaded=$(rss_kib $srv)
-services=$(curl -s "$url/ui/api/status/" 2>/dev/null | grep -o '"period"' | wc -l || true)
+curl -s -o status.json -w "%{http_code}" "$url/ui/api/status/" > status.code || true
+services=$(grep -o '"period"' status.json | wc -l || true)
 after_read=$(rss_kib $srv)
 peak=$(hwm_kib $srv)
 db=$(du -k overc.db | awk '{print $1}')
 wal=$(du -k overc.db-wal 2>/dev/null | awk '{print $1}')
 echo "overc-server: $(cat load.txt)"
-echo "overc-server: services=${services:-?} rss_idle=$((idle / 1024)) MiB rss_after_load=$((loaded / 1024)) MiB rss_after_reading_status=$((after_read / 1024)) MiB peak=$((peak / 1024)) MiB database=$((db / 1024)) MiB wal=$((${wal:-0} / 1024)) MiB"
+echo "overc-server: status=$(cat status.code) services=${services:-?} rss_idle=$((idle / 1024)) MiB rss_after_load=$((loaded / 1024)) MiB rss_after_reading_status=$((after_read / 1024)) MiB peak=$((peak / 1024)) MiB database=$((db / 1024)) MiB wal=$((${wal:-0} / 1024)) MiB"
 
 mkdir plugins
 printf '#!/bin/sh\necho "OK - fine | t=1s"\n' > plugins/ok.sh
@@ -47,6 +48,7 @@ sleep "$LOAD"
 mon_rss=$(rss_kib $mon); mon_peak=$(hwm_kib $mon)
 echo "overcli monitor: services=20 rss=$((mon_rss / 1024)) MiB peak=$((mon_peak / 1024)) MiB"
 kill -TERM $mon; wait $mon
+grep -E '^\[[^]]* (WARN|ERROR) ' server.log | grep -v "no \[ui\] password" | head -5 || true
 
 fail=0
 (( loaded < 20 * 1024 )) || { echo "FAIL: overc-server RSS $((loaded / 1024)) MiB is not under 20 MiB"; fail=1; }

@@ -457,3 +457,23 @@ fn a_stalled_client_cannot_pin_the_only_worker() {
         "{answer}"
     );
 }
+
+/// Regression: the listening socket carries the client timeout (so accepted
+/// sockets inherit it), and tiny_http used to stop accepting for good when
+/// accept() reported that timeout after a quiet period.
+#[test]
+fn accepting_continues_after_a_quiet_period() {
+    let t = TestServer::start_with(|c| c.client_timeout = std::time::Duration::from_millis(100));
+    assert_eq!(
+        t.post("/api/ping", r#"{"server": {"name": "h", "key": "k"}}"#)
+            .0,
+        200
+    );
+    // The condition under test is time without connections, so time passes here.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        t.post("/api/ping", r#"{"server": {"name": "h", "key": "k"}}"#)
+            .0,
+        200
+    );
+}

@@ -97,6 +97,7 @@ struct Job {
 
 /// The overc database: one writer thread with group commit, and a read connection.
 pub struct Store {
+    checkpointer: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     reader: Mutex<Connection>,
@@ -176,7 +177,27 @@ impl Store {
         let handle = std::thread::Builder::new()
             .name("overc-writer".into())
             .spawn(move || w.run(rx))?;
+        // Checkpoints copy the WAL back into the database file. Done by a
+        // connection of their own (PASSIVE: never blocking the writer), the
+        // writer does not stall while tens of MiB are copied and synced.
+        let (stop_ckpt, ckpt_rx) = mpsc::channel::<()>();
+        let checkpointer = match (path != Path::new(":memory:")).then(&open) {
+            Some(Ok(conn)) => {
+                schema::prepare_reader(&conn, opts.lock_timeout)?;
+                Some(
+                    std::thread::Builder::new()
+                        .name("overc-checkpoint".into())
+                        .spawn(move || checkpoint_loop(conn, ckpt_rx))?,
+                )
+            }
+            Some(Err(e)) => {
+                log::warn!("no checkpoint connection ({e}); the writer checkpoints itself");
+                None
+            }
+            None => None,
+        };
         Ok(Store {
+            checkpointer: Mutex::new(checkpointer.map(|h| (stop_ckpt, h))),
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             reader: Mutex::new(rconn),
@@ -342,12 +363,32 @@ impl Store {
         if let Some(h) = lock(&self.writer).take() {
             let _ = h.join();
         }
+        if let Some((stop, h)) = lock(&self.checkpointer).take() {
+            drop(stop);
+            let _ = h.join();
+        }
     }
 }
 
 impl Drop for Store {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// How often the checkpointer looks at the WAL.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        let r = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        });
+        match r {
+            Ok((log, done)) if log > 0 => log::trace!("checkpoint: {done} of {log} WAL frames"),
+            Ok(_) => {}
+            Err(e) => log::debug!("checkpoint failed: {e}"),
+        }
     }
 }
 

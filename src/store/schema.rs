@@ -91,9 +91,11 @@ pub fn prepare(
     // gives the same guarantee while the next batch is already executing.
     let _ = durability;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    // Fewer, larger checkpoints: a page rewritten by many commits (the
-    // services table under steady reporting) is copied back once per checkpoint.
-    conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
+    // Checkpoints run on a connection of their own (see Store::start); the
+    // writer only checkpoints itself if that one falls far behind.
+    conn.pragma_update(None, "wal_autocheckpoint", 16384)?;
+    // The WAL file is reused, not shrunk, after a checkpoint; cap what it keeps.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > VERSION {
         return Err(Error::Storage(format!(

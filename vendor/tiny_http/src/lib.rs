@@ -341,10 +341,20 @@ impl Server {
                         }));
                     }
 
+                    // overc patch: upstream stopped accepting for good on the
+                    // first accept error. A listening socket with a receive
+                    // timeout (which accepted sockets inherit) reports
+                    // EAGAIN when idle; running out of file descriptors
+                    // (EMFILE) passes too. Keep listening instead.
                     Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
+                        use std::io::ErrorKind::*;
+                        match e.kind() {
+                            WouldBlock | TimedOut | Interrupted | ConnectionAborted => {}
+                            _ => {
+                                log::error!("Error accepting new client: {}", e);
+                                thread::sleep(std::time::Duration::from_millis(50));
+                            }
+                        }
                     }
                 }
             }

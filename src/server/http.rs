@@ -12,8 +12,6 @@ use super::{App, Request, Response};
 use crate::error::{Error, Result};
 
 const WORKER_STACK: usize = 512 * 1024;
-/// Nice value of the HTTP threads, relative to the writer's 0.
-const HTTP_NICE: i32 = 5;
 
 pub(super) struct HttpServer {
     server: Arc<tiny_http::Server>,
@@ -38,22 +36,7 @@ fn bind(addr: &str, timeout: Duration) -> Result<TcpListener> {
 impl HttpServer {
     pub(super) fn start(app: Arc<App>) -> Result<HttpServer> {
         let listener = bind(&app.config.listen, app.config.client_timeout)?;
-        // Threads inherit their creator's nice value, so everything the HTTP
-        // side spawns (tiny_http's accept and connection threads, our
-        // workers) is created from a thread running at a lower priority.
-        // Under load the single writer thread then gets the CPU first: it
-        // is the one stage every request passes through.
-        std::thread::Builder::new()
-            .name("overc-http".into())
-            .spawn(move || {
-                // On Linux this changes only the calling thread.
-                if let Err(e) = rustix::process::setpriority_process(None, HTTP_NICE) {
-                    log::debug!("could not lower the HTTP threads' priority: {e}");
-                }
-                Self::start_here(app, listener)
-            })?
-            .join()
-            .map_err(|_| Error::Io(std::io::Error::other("the HTTP start-up thread panicked")))?
+        Self::start_here(app, listener)
     }
 
     fn start_here(app: Arc<App>, listener: TcpListener) -> Result<HttpServer> {

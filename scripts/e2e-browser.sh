@@ -5,6 +5,7 @@
 # Needs: Debian's chromium, python3, curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 command -v chromium >/dev/null || { echo "needs chromium (apt-get install chromium)"; exit 1; }
 cargo build --quiet --bin overc-server
 bin="$PWD/target/debug/overc-server"
@@ -15,14 +16,8 @@ cleanup() { [[ -n "$pid" ]] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
 cd "$work"
-"$bin" --listen 127.0.0.1:0 2>"$work/log" &
-pid=$!
-for _ in $(seq 100); do
-    url=$(sed -n 's/^overc-server listening on //p' "$work/log")
-    [[ -n "$url" ]] && break
-    sleep 0.1
-done
-[[ -n "$url" ]] || { echo "server did not start"; cat "$work/log"; exit 1; }
+start_overc "$bin" "$work/log"
+pid=$OVERC_PID url=$OVERC_URL
 
 push() { curl -sf "$url/api/set/service/status" -d "$1" > /dev/null; }
 for i in 1 2 3 4 5; do

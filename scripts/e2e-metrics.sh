@@ -3,6 +3,7 @@
 # Needs: promtool (Debian package `prometheus`) and curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 command -v promtool >/dev/null || { echo "needs promtool (apt-get install prometheus)"; exit 1; }
 cargo build --quiet --bin overc-server
 bin="$PWD/target/debug/overc-server"
@@ -13,14 +14,8 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
 cd "$work"
-"$bin" --listen 127.0.0.1:0 2>"$work/log" &
-pid=$!
-for _ in $(seq 100); do
-    url=$(sed -n 's/^overc-server listening on //p' "$work/log")
-    [[ -n "$url" ]] && break
-    sleep 0.1
-done
-[[ -n "$url" ]] || fail "server did not start"
+start_overc "$bin" "$work/log"
+pid=$OVERC_PID url=$OVERC_URL
 
 curl -sf "$url/api/set/service/status" -d '{"server": {"name": "web \"one\"\\prod", "key": "k"}, "period": 60, "services": [
   {"name": "load", "state": "WARN", "info": "LOAD WARNING | load1=3.5;3;6;0 load5=U;;;0 '"'"'with space'"'"'=1s"},

@@ -4,6 +4,7 @@
 # check_disk, check_procs in /usr/lib/nagios/plugins), curl and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 P=/usr/lib/nagios/plugins
 [[ -x $P/check_dummy ]] || { echo "needs monitoring-plugins-basic (apt-get install monitoring-plugins-basic)"; exit 1; }
 cargo build --quiet --bin overc-server --bin overcli
@@ -16,15 +17,9 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
 cd "$work"
-"$server_bin" --listen 127.0.0.1:0 2>"$work/server.log" &
-pids+=($!)
-url=
-for _ in $(seq 100); do
-    url=$(sed -n 's/^overc-server listening on //p' "$work/server.log")
-    [[ -n "$url" ]] && break
-    sleep 0.1
-done
-[[ -n "$url" ]] || fail "server did not start: $(cat "$work/server.log")"
+start_overc "$server_bin" "$work/server.log"
+pids+=("$OVERC_PID")
+url=$OVERC_URL
 
 cat > monitor.ini <<INI
 [overc]

@@ -3,6 +3,7 @@
 # Needs: curl (Debian package `curl`) and the Rust toolchain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 cargo build --quiet --bin overc-server
 bin="$PWD/target/debug/overc-server"
 work=$(mktemp -d)
@@ -11,14 +12,8 @@ cleanup() { [[ -n "$pid" ]] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
 cd "$work"
-"$bin" --listen 127.0.0.1:0 2>"$work/log" &
-pid=$!
-for _ in $(seq 100); do
-    url=$(sed -n 's/^overc-server listening on //p' "$work/log")
-    [[ -n "$url" ]] && break
-    sleep 0.1
-done
-[[ -n "$url" ]] || { echo "server did not start"; cat "$work/log"; exit 1; }
+start_overc "$bin" "$work/log"
+pid=$OVERC_PID url=$OVERC_URL
 
 fail() { echo "FAIL: $*"; exit 1; }
 expect() { # expect WHAT GOT

@@ -6,6 +6,7 @@
 # Needs: nothing beyond the Rust toolchain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 cargo build --release --quiet --bin overc-server --example hostile
 R="$PWD/target/release"
 work=$(mktemp -d)
@@ -13,9 +14,8 @@ pid=
 cleanup() { [[ -n "$pid" ]] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 cd "$work"
-"$R/overc-server" --listen 127.0.0.1:0 2>server.log &
-pid=$!
-for _ in $(seq 100); do url=$(sed -n 's/^overc-server listening on //p' server.log); [[ -n "$url" ]] && break; sleep 0.1; done
+start_overc "$R/overc-server" server.log
+pid=$OVERC_PID url=$OVERC_URL
 "$R/examples/hostile" --url "$url" --pid "$pid" --seconds "${ATTACK_SECONDS:-10}" --idle "${IDLE:-500}"
 if grep -q "panicked" server.log; then echo "FAIL: the server panicked"; grep panicked server.log; exit 1; fi
 kill -TERM "$pid"; wait "$pid" || { echo "FAIL: the server did not stop cleanly"; exit 1; }

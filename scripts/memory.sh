@@ -7,6 +7,7 @@
 # Needs: nothing beyond the Rust toolchain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 LOAD=${SECONDS_LOAD:-20}
 cargo build --release --quiet --bin overc-server --bin overcli --example loadgen
 R="$PWD/target/release"
@@ -18,9 +19,9 @@ rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 
 cd "$work"
-"$R/overc-server" --listen 127.0.0.1:0 2>server.log &
-srv=$!; pids+=($srv)
-for _ in $(seq 100); do url=$(sed -n 's/^overc-server listening on //p' server.log); [[ -n "$url" ]] && break; sleep 0.1; done
+start_overc "$R/overc-server" server.log
+srv=$OVERC_PID url=$OVERC_URL
+pids+=("$srv")
 idle=$(rss_kib $srv)
 # 10 connections x 100 servers x 10 services = 10,000 services, paced so
 # every server reports about once a second.

@@ -173,11 +173,15 @@ fn object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>> {
 }
 
 /// Cuts `text` to at most [`MAX_INFO_BYTES`] at a UTF-8 boundary, marking a cut.
-pub fn cut_text(mut text: String) -> String {
-    if text.len() <= MAX_INFO_BYTES {
+pub fn cut_text(text: String) -> String {
+    cut_text_to(text, MAX_INFO_BYTES)
+}
+
+fn cut_text_to(mut text: String, max: usize) -> String {
+    if text.len() <= max {
         return text;
     }
-    let mut end = MAX_INFO_BYTES - CUT_MARK.len();
+    let mut end = max.saturating_sub(CUT_MARK.len());
     while !text.is_char_boundary(end) {
         end -= 1;
     }
@@ -262,15 +266,16 @@ impl StatusReport {
                 Some(v) => Some(self::period(v, &format!("{path}.period"))?),
                 None => None,
             };
-            let mut info = cut_text(info);
-            let state = match State::parse(sent) {
-                Some(s) => s,
+            let (state, suffix) = match State::parse(sent) {
+                Some(s) => (s, String::new()),
                 None => {
                     let shown: String = sent.chars().take(MAX_NAME_CHARS).collect();
-                    info.push_str(&format!(" (sent unsupported state: {shown:?})"));
-                    State::Unk
+                    (State::Unk, format!(" (sent unsupported state: {shown:?})"))
                 }
             };
+            // The suffix survives a cut: the text is shortened to leave room for it.
+            let mut info = cut_text_to(info, MAX_INFO_BYTES - suffix.len());
+            info.push_str(&suffix);
             services.push(ServiceReport {
                 name,
                 state,
@@ -541,6 +546,16 @@ mod tests {
             "hi (sent unsupported state: \"BULLSHIT\")"
         );
         assert_eq!(r.services[3].period, Some(5));
+    }
+
+    #[test]
+    fn unsupported_state_suffix_survives_a_long_info() {
+        let info = "x".repeat(20_000);
+        let r = status(json!({"server": srv(), "period": 60, "services": [{"name": "a", "state": "NOPE", "info": info}]})).unwrap();
+        let got = &r.services[0].info;
+        assert!(got.len() <= MAX_INFO_BYTES, "{}", got.len());
+        assert!(got.ends_with(" (sent unsupported state: \"NOPE\")"));
+        assert!(got.contains(CUT_MARK));
     }
 
     #[test]

@@ -158,6 +158,8 @@ struct Loop {
     grace: Millis,
     next_due: Arc<AtomicI64>,
     counters: Arc<Counters>,
+    /// Deadline of the oldest overdue service not flagged because storage failed.
+    stuck_since: Option<Millis>,
 }
 
 impl Loop {
@@ -187,6 +189,7 @@ impl Loop {
     fn fire(&mut self) -> Result<usize> {
         self.take_pending();
         let now = self.clock.now();
+        let earliest = self.deadlines.next_deadline();
         let due = self.deadlines.pop_due(now);
         self.counters
             .fired
@@ -201,8 +204,14 @@ impl Loop {
                         self.outbox.notify();
                     }
                     log::debug!("{n} deadlines passed, {raised} services went offline");
+                    self.stuck_since = None;
                 }
                 Err(e) => {
+                    // The lag counts from the oldest deadline still not
+                    // processed, so the page shows an outage as it lasts.
+                    if let Some(t) = earliest {
+                        self.stuck_since = Some(self.stuck_since.map_or(t, |s| s.min(t)));
+                    }
                     // Put them back so they are flagged once storage recovers.
                     for (id, rtime) in due {
                         self.deadlines.set(id, rtime, now + 1000);
@@ -217,10 +226,9 @@ impl Loop {
     }
 
     fn publish(&mut self) {
-        self.next_due.store(
-            self.deadlines.next_deadline().unwrap_or(Millis::MAX),
-            Ordering::Relaxed,
-        );
+        let next = self.deadlines.next_deadline().unwrap_or(Millis::MAX);
+        let oldest = self.stuck_since.map_or(next, |s| s.min(next));
+        self.next_due.store(oldest, Ordering::Relaxed);
     }
 
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
@@ -276,7 +284,7 @@ impl Supervisor {
         for s in store.service_deadlines()? {
             let mut due = s.rtime + s.period * 1000 + grace;
             if due < now {
-                due = now + s.period * 1000;
+                due = now + s.period * 1000 + grace;
             }
             deadlines.set(s.service_id, s.rtime, due);
         }
@@ -293,6 +301,7 @@ impl Supervisor {
             clock: clock.clone(),
             grace,
             next_due: next_due.clone(),
+            stuck_since: None,
         };
         lp.publish();
         let (tx, rx) = mpsc::channel();

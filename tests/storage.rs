@@ -86,7 +86,7 @@ fn delivered_alerts_older_than_retention_are_pruned_in_the_background() {
 }
 
 #[test]
-fn undelivered_alerts_are_kept_past_retention() {
+fn undelivered_alerts_are_retried_within_retention_and_given_up_after_it() {
     let dir = tempfile::tempdir().unwrap();
     let flag = dir.path().join("down");
     std::fs::write(&flag, "").unwrap();
@@ -106,7 +106,7 @@ fn undelivered_alerts_are_kept_past_retention() {
     let body = json!({"server": {"name": "h", "key": "k"}, "alerts": [{"message": "must arrive"}]});
     assert_eq!(t.post_json("/api/set/alerts", &body).0, 200);
     t.server().app().supervise_now().unwrap();
-    t.clock.as_ref().unwrap().advance(3 * 86_400_000);
+    t.clock.as_ref().unwrap().advance(12 * 3_600_000);
     t.server().app().store().prune().unwrap();
     let (_, list) = t.get("/ui/api/status/alerts/?hours=8784");
     assert!(
@@ -114,6 +114,18 @@ fn undelivered_alerts_are_kept_past_retention() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|a| a["message"] == "must arrive" && a["delivered"] == false)
+            .any(|a| a["message"] == "must arrive" && a["delivered"] == false),
+        "kept while within retention-days"
+    );
+    t.clock.as_ref().unwrap().advance(2 * 86_400_000);
+    t.server().app().store().prune().unwrap();
+    let (_, list) = t.get("/ui/api/status/alerts/?hours=8784");
+    assert!(
+        list["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["message"] != "must arrive"),
+        "{list}"
     );
 }

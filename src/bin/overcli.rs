@@ -207,7 +207,10 @@ fn main() -> ExitCode {
         Err(e) => {
             let code = match &e {
                 Error::Config(_) => 2,
-                Error::Refused { status, .. } if *status < 500 => 3,
+                // SPEC §6: 3 is the server refusing the request itself.
+                Error::Refused {
+                    status: 400 | 403, ..
+                } => 3,
                 _ => 1,
             };
             match &e {

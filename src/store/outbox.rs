@@ -44,7 +44,7 @@ pub struct ServiceDeadline {
 
 impl Store {
     /// Undelivered alerts due for an attempt at `now` (all of them when
-    /// `ignore_schedule`, as at start-up), oldest first.
+    /// `ignore_schedule`, as at start-up): fresh ones before retries, oldest first.
     pub fn undelivered(
         &self,
         now: Millis,
@@ -58,7 +58,7 @@ impl Store {
                     a.info, a.attempts
              FROM alerts a LEFT JOIN servers sv ON sv.id = a.server_id
              LEFT JOIN services se ON se.id = a.service_id
-             WHERE a.delivered = 0 AND a.next_attempt <= ?1 ORDER BY a.id LIMIT ?2",
+             WHERE a.delivered = 0 AND a.next_attempt <= ?1 ORDER BY a.attempts, a.id LIMIT ?2",
         )?;
         let rows = st.query_map(params![until, limit as i64], |r| {
             Ok(AlertRecord {

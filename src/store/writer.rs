@@ -794,7 +794,18 @@ fn prune_all(conn: &Connection, now: Millis, opts: &StoreOptions) -> Result<Appl
         pruned += prune_history(conn, id, opts.history_limit)?;
     }
     let cutoff = now - i64::from(opts.retention_days) * 86_400_000;
-    // Undelivered alerts stay until delivered: the outbox must not lose them.
+    // An alert no plugin took within the whole retention period is given up
+    // too: otherwise a plugin that is broken for good grows the outbox forever.
+    let abandoned = conn
+        .prepare_cached("DELETE FROM alerts WHERE ctime < ?1 AND delivered = 0")?
+        .execute([cutoff])?;
+    if abandoned > 0 {
+        log::warn!(
+            "gave up {abandoned} alerts that no alert plugin took in {} days",
+            opts.retention_days
+        );
+    }
+    pruned += abandoned as u64;
     pruned += conn
         .prepare_cached("DELETE FROM alerts WHERE ctime < ?1 AND delivered = 1")?
         .execute([cutoff])? as u64;

@@ -477,3 +477,25 @@ fn accepting_continues_after_a_quiet_period() {
         200
     );
 }
+
+/// Regression: the fsync thread looked for the WAL next to the configured
+/// path, but SQLite puts it next to the file a symlink points to; every write
+/// then answered 503.
+#[test]
+fn a_database_behind_a_symlink_works() {
+    let real = tempfile::tempdir().unwrap();
+    let links = tempfile::tempdir().unwrap();
+    std::fs::File::create(real.path().join("overc.db")).unwrap();
+    let db = links.path().join("overc.db");
+    std::os::unix::fs::symlink(real.path().join("overc.db"), &db).unwrap();
+    let t = TestServer::start_with(|c| c.database = db.clone());
+    assert_eq!(
+        t.post_json(
+            "/api/set/service/status",
+            &report("h", "k", "s", "OK", "via link")
+        )
+        .0,
+        200
+    );
+    assert_eq!(t.service("h", "s").unwrap()["state"]["info"], "via link");
+}

@@ -18,7 +18,7 @@ pub(super) fn error_response(e: Error) -> Response {
         Error::NotFound(m) => Response::error(404, &format!("Not found: {m}")),
         Error::Storage(m) => {
             log::error!("storage unavailable: {m}");
-            Response::error(503, "Storage unavailable; nothing was stored, please retry")
+            Response::error(503, "Storage unavailable; please retry")
         }
         other => {
             log::error!("internal error: {other}");

@@ -153,19 +153,23 @@ impl Store {
         clock: Arc<dyn Clock>,
     ) -> Result<Store> {
         let mut wconn = open()?;
-        schema::prepare(&mut wconn, opts.durability, opts.lock_timeout)?;
+        let wal_mode = schema::prepare(&mut wconn, opts.durability, opts.lock_timeout)?;
         let rconn = open()?;
         schema::prepare_reader(&rconn, opts.lock_timeout)?;
         let (tx, rx) = mpsc::channel::<Job>();
         let commits = Arc::new(AtomicU64::new(0));
         let alerts_raised = Arc::new(AtomicU64::new(0));
-        // Only a real file has a WAL to fsync; an in-memory store has nothing to make durable.
+        // Only a real file in WAL mode has a WAL to fsync. SQLite puts the
+        // WAL beside the file a symlink points to, so resolve the path.
         let wal =
-            (opts.durability == Durability::Disk && path != Path::new(":memory:")).then(|| {
-                let mut p = path.clone().into_os_string();
-                p.push("-wal");
-                PathBuf::from(p)
-            });
+            (opts.durability == Durability::Disk && wal_mode && path != Path::new(":memory:"))
+                .then(|| {
+                    let mut p = std::fs::canonicalize(&path)
+                        .unwrap_or_else(|_| path.clone())
+                        .into_os_string();
+                    p.push("-wal");
+                    PathBuf::from(p)
+                });
         let w = writer::Writer::new(
             wal,
             wconn,

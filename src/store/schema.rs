@@ -78,19 +78,24 @@ pub fn prepare(
     conn: &mut Connection,
     durability: Durability,
     lock_timeout: Duration,
-) -> Result<()> {
+) -> Result<bool> {
     common(conn, lock_timeout)?;
     // Must precede the first table so that pruned pages can be given back.
     conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
+    let wal = mode.eq_ignore_ascii_case("wal");
+    if !wal && !mode.eq_ignore_ascii_case("memory") {
         log::warn!("SQLite journal mode is {mode}, not WAL");
     }
-    // `disk` durability does not use synchronous=FULL: the writer's syncer
-    // thread fsyncs the WAL after each commit instead (see writer.rs), which
-    // gives the same guarantee while the next batch is already executing.
-    let _ = durability;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // With a WAL, `disk` durability does not use synchronous=FULL: the
+    // writer's fsync thread syncs the WAL after each commit instead (see
+    // writer.rs), the same guarantee while the next batch already executes.
+    let sync = if durability == Durability::Disk && !wal {
+        "FULL"
+    } else {
+        "NORMAL"
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
     // Checkpoints run on a connection of their own (see Store::start); the
     // writer only checkpoints itself if that one falls far behind.
     conn.pragma_update(None, "wal_autocheckpoint", 16384)?;
@@ -110,7 +115,7 @@ pub fn prepare(
         tx.commit()?;
         log::info!("database migrated to schema version {}", i + 1);
     }
-    Ok(())
+    Ok(wal)
 }
 
 /// Sets up a read connection.

@@ -2,7 +2,7 @@
 //! (group commit), applies each inside its own savepoint, and prunes.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
@@ -89,23 +89,26 @@ type Reply = (mpsc::SyncSender<Result<Applied>>, Result<Applied>);
 /// queued meanwhile and then replies. A 200 thus still means "on disk", as
 /// with `synchronous=FULL`, but the writer executes the next batch while the
 /// disk is busy instead of waiting for it.
-fn sync_loop(wal: std::path::PathBuf, batches: mpsc::Receiver<Vec<Reply>>) {
-    let mut file: Option<std::fs::File> = None;
+fn sync_loop(file: std::fs::File, failed: Arc<AtomicBool>, batches: mpsc::Receiver<Vec<Reply>>) {
     while let Ok(first) = batches.recv() {
         let mut all = vec![first];
         while let Ok(more) = batches.try_recv() {
             all.push(more);
         }
-        if file.is_none() {
-            file = std::fs::OpenOptions::new().write(true).open(&wal).ok();
-        }
-        let synced = match &file {
-            Some(f) => f.sync_data().map_err(|e| e.to_string()),
-            None => Err(format!("cannot open {}", wal.display())),
+        // After a failed fsync the kernel may have dropped the dirty pages and
+        // a later fsync can succeed without them: nothing is acknowledged
+        // any more until a restart (recovery then reads what is on disk).
+        let synced = if failed.load(Ordering::SeqCst) {
+            Err("an earlier fsync failed".to_owned())
+        } else {
+            file.sync_data().map_err(|e| e.to_string())
         };
         if let Err(e) = &synced {
-            log::error!("fsync of the write-ahead log failed: {e}");
-            file = None;
+            if !failed.swap(true, Ordering::SeqCst) {
+                log::error!(
+                    "fsync of the write-ahead log failed: {e}; refusing writes until restart"
+                );
+            }
         }
         for (reply, result) in all.into_iter().flatten() {
             let result = match &synced {
@@ -121,6 +124,8 @@ pub(super) struct Writer {
     /// The WAL to fsync after each commit (`durability = disk`).
     wal: Option<std::path::PathBuf>,
     syncer: Option<mpsc::Sender<Vec<Reply>>>,
+    /// Set for good when an fsync failed.
+    sync_failed: Arc<AtomicBool>,
     conn: Connection,
     opts: StoreOptions,
     clock: Arc<dyn Clock>,
@@ -165,6 +170,7 @@ impl Writer {
         Writer {
             wal,
             syncer: None,
+            sync_failed: Arc::new(AtomicBool::new(false)),
             conn,
             opts,
             clock,
@@ -180,18 +186,28 @@ impl Writer {
         let mut sync_thread = None;
         if let Some(wal) = self.wal.clone() {
             let (tx, rx) = mpsc::channel();
-            match std::thread::Builder::new()
-                .name("overc-fsync".into())
-                .spawn(move || sync_loop(wal, rx))
-            {
+            let failed = self.sync_failed.clone();
+            let started = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&wal)
+                .map_err(|e| format!("cannot open {}: {e}", wal.display()))
+                .and_then(|file| {
+                    std::thread::Builder::new()
+                        .name("overc-fsync".into())
+                        .spawn(move || sync_loop(file, failed, rx))
+                        .map_err(|e| e.to_string())
+                });
+            match started {
                 Ok(h) => {
                     self.syncer = Some(tx);
                     sync_thread = Some(h);
                 }
-                // Without the thread, fall back to fsync inside every commit.
+                // Without the thread, fsync inside every commit instead.
                 Err(e) => {
                     log::warn!("no fsync thread ({e}); committing with synchronous=FULL");
-                    let _ = self.conn.pragma_update(None, "synchronous", "FULL");
+                    if let Err(e) = self.conn.pragma_update(None, "synchronous", "FULL") {
+                        log::error!("cannot set synchronous=FULL: {e}");
+                    }
                 }
             }
         }
@@ -249,6 +265,14 @@ impl Writer {
     }
 
     fn commit(&mut self, batch: Vec<Job>) {
+        if self.sync_failed.load(Ordering::SeqCst) {
+            for job in batch {
+                let _ = job.reply.send(Err(Error::Storage(
+                    "an fsync of the database failed; restart overc-server".into(),
+                )));
+            }
+            return;
+        }
         let now = self.clock.now();
         let mut results: Vec<Result<Applied>> = Vec::with_capacity(batch.len());
         let Writer {

@@ -5,7 +5,7 @@
 //! with growing backoff; a restart tries all undelivered alerts again.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -167,6 +167,11 @@ fn backoff(attempts: u32) -> Millis {
 }
 
 struct Delivery {
+    /// Set by [`Outbox::stop`]: finish the alert at hand, leave the rest.
+    stop: Arc<AtomicBool>,
+    /// Alerts a plugin took whose "delivered" mark could not be written yet;
+    /// marked first in the next pass instead of being sent again.
+    unmarked: Vec<i64>,
     delivered: Arc<AtomicU64>,
     store: Arc<Store>,
     plugins: Vec<AlertPluginConfig>,
@@ -177,8 +182,12 @@ struct Delivery {
 impl Delivery {
     /// Delivers every alert that is due; alerts raised during the pass
     /// (plugin failures) are delivered in the same pass.
-    fn pass(&self, ignore_schedule: bool) -> Result<DeliveryReport> {
+    fn pass(&mut self, ignore_schedule: bool) -> Result<DeliveryReport> {
         let mut report = DeliveryReport::default();
+        if !self.unmarked.is_empty() {
+            self.store.mark_delivered(self.unmarked.clone())?;
+            self.unmarked.clear();
+        }
         let mut seen = std::collections::HashSet::new();
         loop {
             let now = self.clock.now();
@@ -188,7 +197,7 @@ impl Delivery {
                 .into_iter()
                 .filter(|a| seen.insert(a.id))
                 .collect();
-            if batch.is_empty() {
+            if batch.is_empty() || self.stop.load(Ordering::Relaxed) {
                 self.delivered
                     .fetch_add(report.delivered as u64, Ordering::Relaxed);
                 return Ok(report);
@@ -204,12 +213,16 @@ impl Delivery {
                 continue;
             }
             for alert in batch {
+                if self.stop.load(Ordering::Relaxed) {
+                    // The rest stays in the outbox for the next start.
+                    break;
+                }
                 self.deliver(&alert, &mut report)?;
             }
         }
     }
 
-    fn deliver(&self, alert: &AlertRecord, report: &mut DeliveryReport) -> Result<()> {
+    fn deliver(&mut self, alert: &AlertRecord, report: &mut DeliveryReport) -> Result<()> {
         log::info!("alert {}: {}", alert.id, alert.text().replace('\n', " | "));
         let outcomes = run_plugins(&self.plugins, &self.cwd, alert);
         let is_failure_alert = (alert.channel.as_str(), alert.event.as_str()) == PLUGIN_FAILED;
@@ -224,7 +237,10 @@ impl Delivery {
             }
         }
         if outcomes.iter().any(|o| o.failure.is_none()) {
-            self.store.mark_delivered(vec![alert.id])?;
+            if let Err(e) = self.store.mark_delivered(vec![alert.id]) {
+                self.unmarked.push(alert.id);
+                return Err(e);
+            }
             report.delivered += 1;
         } else {
             let at = self.clock.now() + backoff(alert.attempts);
@@ -247,6 +263,7 @@ enum Msg {
 
 /// The delivery thread: wakes on new alerts and on retry times.
 pub struct Outbox {
+    stop: Arc<AtomicBool>,
     delivered: Arc<AtomicU64>,
     tx: Mutex<Option<mpsc::Sender<Msg>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -268,7 +285,10 @@ impl Outbox {
         clock: Arc<dyn Clock>,
     ) -> Result<Outbox> {
         let delivered = Arc::new(AtomicU64::new(0));
-        let delivery = Delivery {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut delivery = Delivery {
+            stop: stop.clone(),
+            unmarked: Vec::new(),
             delivered: delivered.clone(),
             store,
             plugins,
@@ -279,16 +299,23 @@ impl Outbox {
         let thread = std::thread::Builder::new()
             .name("overc-outbox".into())
             .spawn(move || {
+                // Consecutive passes that failed on storage; they back off so a
+                // broken disk does not turn into a storm of plugin runs.
+                let mut failures = 0u32;
                 if let Err(e) = delivery.pass(true) {
                     log::error!("alert delivery failed: {e}");
+                    failures = 1;
                 }
                 loop {
-                    let wait = match delivery.store.next_delivery_attempt() {
+                    let mut wait = match delivery.store.next_delivery_attempt() {
                         Ok(Some(at)) => Duration::from_millis(
                             (at - delivery.clock.now()).clamp(0, 60_000) as u64,
                         ),
                         _ => Duration::from_secs(60),
                     };
+                    if failures > 0 {
+                        wait = wait.max(Duration::from_millis(500 << failures.min(7)));
+                    }
                     let reply = match rx.recv_timeout(wait) {
                         Ok(Msg::Notify) => None,
                         Ok(Msg::Now(reply)) => Some(reply),
@@ -303,8 +330,12 @@ impl Outbox {
                         }
                     }
                     let result = delivery.pass(false);
-                    if let Err(e) = &result {
-                        log::error!("alert delivery failed: {e}");
+                    match &result {
+                        Ok(_) => failures = 0,
+                        Err(e) => {
+                            failures += 1;
+                            log::error!("alert delivery failed: {e}");
+                        }
                     }
                     for r in replies {
                         let _ = r.send(match &result {
@@ -315,6 +346,7 @@ impl Outbox {
                 }
             })?;
         Ok(Outbox {
+            stop,
             delivered,
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
@@ -344,8 +376,10 @@ impl Outbox {
             .map_err(|_| crate::Error::Storage("the outbox has stopped".into()))?
     }
 
-    /// Finishes the pass under way and stops.
+    /// Finishes the alert at hand and stops; undelivered alerts stay in the
+    /// outbox for the next start.
     pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
         lock(&self.tx).take();
         if let Some(t) = lock(&self.thread).take() {
             let _ = t.join();

@@ -499,3 +499,37 @@ fn a_database_behind_a_symlink_works() {
     );
     assert_eq!(t.service("h", "s").unwrap()["state"]["info"], "via link");
 }
+
+/// Regression: only each read had a timeout, so a client sending a byte now
+/// and then held a worker for as long as it liked.
+#[test]
+fn a_dribbling_client_is_cut_off_at_the_client_timeout() {
+    let t = TestServer::start_with(|c| {
+        c.workers = 1;
+        c.client_timeout = std::time::Duration::from_millis(300);
+    });
+    let addr = t.server().addr();
+    let dribbler = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"POST /api/ping HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n")
+            .unwrap();
+        // A byte every 50 ms would take 100 s to finish the body; 2 s of it
+        // is enough to show the worker is not held.
+        for _ in 0..40 {
+            if s.write_all(b" ").is_err() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let started = std::time::Instant::now();
+    let (code, _) = t.post("/api/ping", r#"{"server": {"name": "h", "key": "k"}}"#);
+    assert_eq!(code, 200);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    dribbler.join().unwrap();
+}

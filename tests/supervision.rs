@@ -325,3 +325,51 @@ fn grace_delays_the_offline_alert() {
     t.server().app().supervise_now().unwrap();
     assert_eq!(records(&out).len(), 1);
 }
+
+/// Regression: stopping the server waited for every pending alert to go
+/// through the plugins; now it finishes the alert at hand and leaves the rest
+/// in the outbox, delivered after the next start.
+#[test]
+fn stopping_leaves_pending_alerts_in_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("alerts.log");
+    let out_s = out.to_str().unwrap().to_owned();
+    let mut t = TestServer::start_manual(|c| {
+        c.alert_plugins.push(alert_plugin(
+            "slow",
+            &[&plugin("slow-record.sh"), &out_s],
+            Duration::from_secs(30),
+        ));
+    });
+    let alerts: Vec<_> = (0..6)
+        .map(|i| json!({"message": format!("m{i}")}))
+        .collect();
+    let body = json!({"server": {"name": "h", "key": "k"}, "alerts": alerts});
+    assert_eq!(t.post_json("/api/set/alerts", &body).0, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while records(&out).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no alert delivered");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    t.stop();
+    let delivered = records(&out).len();
+    assert!(
+        delivered < 6,
+        "the stop waited for every alert ({delivered})"
+    );
+    t.start_again();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while records(&out)
+        .iter()
+        .filter(|r| r.contains("[api/alert]"))
+        .count()
+        < 6
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pending alerts not delivered after restart: {:?}",
+            records(&out)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

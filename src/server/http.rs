@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{App, Request, Response};
 use crate::error::{Error, Result};
@@ -80,6 +80,34 @@ impl HttpServer {
     }
 }
 
+/// Reads at most `max` bytes of a body, giving up at `deadline`: the socket
+/// timeout only bounds each read, and a client dribbling a byte now and then
+/// must not hold a worker for longer than the client timeout.
+fn read_body(
+    mut r: impl Read,
+    body: &mut Vec<u8>,
+    max: usize,
+    deadline: Instant,
+) -> std::io::Result<()> {
+    let mut buf = [0u8; 16 * 1024];
+    while body.len() < max {
+        if Instant::now() > deadline {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the body took too long",
+            ));
+        }
+        let want = (max - body.len()).min(buf.len());
+        match r.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => body.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 fn serve(app: &App, mut rq: tiny_http::Request) {
     let limit = app.config.max_body;
     let remote = rq
@@ -92,7 +120,8 @@ fn serve(app: &App, mut rq: tiny_http::Request) {
         Response::error(413, &format!("Request body larger than {limit} bytes"))
     } else {
         let mut body = Vec::with_capacity(rq.body_length().unwrap_or(0).min(limit));
-        match rq.as_reader().take(limit as u64 + 1).read_to_end(&mut body) {
+        let deadline = Instant::now() + app.config.client_timeout;
+        match read_body(rq.as_reader(), &mut body, limit + 1, deadline) {
             Ok(_) if body.len() > limit => {
                 Response::error(413, &format!("Request body larger than {limit} bytes"))
             }

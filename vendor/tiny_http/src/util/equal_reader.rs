@@ -69,8 +69,12 @@ where
         // a buffer as large as the unread rest of the body on every read, so
         // refusing a 50 MiB body left tens of MiB in malloc's arenas.
         let mut buf = [0u8; 8192];
+        // overc patch: and give up after a second, so a client that sends its
+        // body a byte at a time cannot hold the thread; the connection then
+        // fails to parse the next request and is closed.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
 
-        while remaining_to_read > 0 {
+        while remaining_to_read > 0 && std::time::Instant::now() < deadline {
             let want = remaining_to_read.min(buf.len());
             match self.reader.read(&mut buf[..want]) {
                 Err(e) => {

@@ -56,7 +56,7 @@ pub fn run_plugin(argv: &[String], cwd: &Path, timeout: Duration) -> PluginRun {
     }
     PluginRun {
         state,
-        info,
+        info: crate::protocol::cut_text(info),
         exit: out.exit,
         duration: out.duration,
     }
@@ -109,12 +109,22 @@ impl Schedule {
 }
 
 /// The newest unsent state of each service, and when to try sending.
+///
+/// States are taken for sending and stay here until the answer comes: a
+/// state reported meanwhile replaces them and is sent next, and a failed send
+/// keeps them for the next attempt.
 #[derive(Debug, Clone, Default)]
 pub struct Unsent {
-    states: BTreeMap<usize, ServiceReport>,
+    /// service → (version, state)
+    states: BTreeMap<usize, (u64, ServiceReport)>,
+    version: u64,
+    in_flight: bool,
     failures: u32,
     retry_at: Millis,
 }
+
+/// What [`Unsent::take`] handed out: service, version, state.
+pub type Sending = Vec<(usize, u64, ServiceReport)>;
 
 /// Longest wait between attempts to reach an unreachable server.
 pub const MAX_RESEND_BACKOFF: Millis = 60_000;
@@ -122,33 +132,59 @@ pub const MAX_RESEND_BACKOFF: Millis = 60_000;
 impl Unsent {
     /// Keeps `report` as the newest state of service `i`, replacing an older one.
     pub fn put(&mut self, i: usize, report: ServiceReport) {
-        self.states.insert(i, report);
+        self.version += 1;
+        self.states.insert(i, (self.version, report));
     }
 
-    /// The states to send at `now`, if any and if not backing off.
-    pub fn due(&self, now: Millis) -> Option<Vec<ServiceReport>> {
-        (!self.states.is_empty() && now >= self.retry_at)
-            .then(|| self.states.values().cloned().collect())
+    /// The states to send at `now`, unless a send is under way, nothing waits,
+    /// or it is backing off.
+    pub fn take(&mut self, now: Millis) -> Option<Sending> {
+        if self.in_flight || self.states.is_empty() || now < self.retry_at {
+            return None;
+        }
+        self.in_flight = true;
+        Some(
+            self.states
+                .iter()
+                .map(|(i, (v, r))| (*i, *v, r.clone()))
+                .collect(),
+        )
+    }
+
+    /// Forgets what was sent, unless a newer state replaced it meanwhile.
+    fn forget(&mut self, sent: &Sending) {
+        for (i, v, _) in sent {
+            if self.states.get(i).is_some_and(|(cur, _)| cur == v) {
+                self.states.remove(i);
+            }
+        }
+        self.in_flight = false;
     }
 
     /// The server took them.
-    pub fn sent(&mut self) {
-        self.states.clear();
+    pub fn sent(&mut self, sent: &Sending) {
+        self.forget(sent);
         self.failures = 0;
         self.retry_at = 0;
     }
 
-    /// The server could not be reached: back off 1 s, 2 s, 4 s, … up to a minute.
+    /// The server refused them for good (400/403): they are dropped.
+    pub fn refused(&mut self, sent: &Sending) {
+        self.forget(sent);
+    }
+
+    /// The send failed: back off 1 s, 2 s, 4 s, … up to a minute.
     pub fn failed(&mut self, now: Millis) -> Duration {
         let wait = (1000 << self.failures.min(10)).min(MAX_RESEND_BACKOFF);
         self.failures += 1;
         self.retry_at = now + wait;
+        self.in_flight = false;
         Duration::from_millis(wait as u64)
     }
 
     /// When the next send attempt is due, if anything is waiting.
     pub fn next_attempt(&self) -> Option<Millis> {
-        (!self.states.is_empty()).then_some(self.retry_at)
+        (!self.states.is_empty() && !self.in_flight).then_some(self.retry_at)
     }
 
     /// Number of services with an unsent state.
@@ -162,8 +198,50 @@ impl Unsent {
     }
 }
 
+/// How a send ended, as the loop needs to know it.
+enum SendOutcome {
+    Sent,
+    Refused(String),
+    Failed(String),
+}
+
+/// Sends states in requests of at most about 256 KiB of info each, so that
+/// many large outputs never exceed the server's body limit.
+fn send_states(client: &Client, states: Vec<ServiceReport>) -> SendOutcome {
+    let mut chunks: Vec<Vec<ServiceReport>> = vec![Vec::new()];
+    let mut size = 0;
+    for s in states {
+        let len = s.info.len() + s.name.len() + 64;
+        if size + len > 256 * 1024 && !chunks.last().is_some_and(Vec::is_empty) {
+            chunks.push(Vec::new());
+            size = 0;
+        }
+        size += len;
+        if let Some(c) = chunks.last_mut() {
+            c.push(s);
+        }
+    }
+    for chunk in chunks.into_iter().filter(|c| !c.is_empty()) {
+        let period = chunk.iter().filter_map(|s| s.period).min().unwrap_or(60);
+        match client.report(period, chunk) {
+            Ok(()) => {}
+            // Only these mean the server will never take them; anything else
+            // (a proxy's 404/429, a 5xx) is worth another try.
+            Err(Error::Refused {
+                status: status @ (400 | 403),
+                message,
+            }) => {
+                return SendOutcome::Refused(format!("{status}: {message}"));
+            }
+            Err(e) => return SendOutcome::Failed(e.to_string()),
+        }
+    }
+    SendOutcome::Sent
+}
+
 enum Msg {
     Done(usize, PluginRun),
+    Sent(Sending, SendOutcome),
     Stop,
 }
 
@@ -255,8 +333,22 @@ impl Monitor {
                         )))
                     })?;
             }
-            if let Some(states) = unsent.due(now) {
-                self.send(&mut unsent, states, now);
+            // Sending runs beside the loop, so a server that hangs does not
+            // stop the checks; one send at a time.
+            if let Some(sending) = unsent.take(now) {
+                let (client, tx) = (self.client.clone(), self.tx.clone());
+                let states = sending.iter().map(|(_, _, r)| r.clone()).collect();
+                std::thread::Builder::new()
+                    .name("overc-send".into())
+                    .spawn(move || {
+                        let outcome = send_states(&client, states);
+                        let _ = tx.send(Msg::Sent(sending, outcome));
+                    })
+                    .map_err(|e| {
+                        Error::Io(std::io::Error::other(format!(
+                            "cannot start the send thread: {e}"
+                        )))
+                    })?;
             }
             let wake = [schedule.next_due(), unsent.next_attempt()]
                 .into_iter()
@@ -290,40 +382,44 @@ impl Monitor {
                             },
                         );
                     }
+                    Msg::Sent(sent, outcome) => {
+                        let n = sent.len();
+                        match outcome {
+                            SendOutcome::Sent => {
+                                log::debug!("sent {n} states");
+                                unsent.sent(&sent);
+                            }
+                            SendOutcome::Refused(why) => {
+                                // The server will never take these; the next ones may differ.
+                                log::error!("the server refused {n} states ({why})");
+                                unsent.refused(&sent);
+                            }
+                            SendOutcome::Failed(why) => {
+                                let wait = unsent.failed(self.clock.now());
+                                log::warn!(
+                                    "cannot send {n} states, retrying in {} s: {why}",
+                                    wait.as_secs()
+                                );
+                            }
+                        }
+                    }
                     Msg::Stop => stopping = true,
                 }
                 msg = self.rx.try_recv().ok();
             }
         }
-        // One last try so a clean stop does not throw away fresh results.
-        if let Some(states) = unsent.due(Millis::MAX) {
-            self.send(&mut unsent, states, self.clock.now());
+        // One last try so a clean stop does not throw away fresh results
+        // (unless a send is still under way).
+        if let Some(sending) = unsent.take(Millis::MAX) {
+            let states = sending.iter().map(|(_, _, r)| r.clone()).collect();
+            if let SendOutcome::Failed(why) | SendOutcome::Refused(why) =
+                send_states(&self.client, states)
+            {
+                log::warn!("could not send the last {} states: {why}", sending.len());
+            }
         }
         log::info!("monitor stopped");
         Ok(())
-    }
-
-    fn send(&self, unsent: &mut Unsent, states: Vec<ServiceReport>, now: Millis) {
-        let period = states.iter().filter_map(|s| s.period).min().unwrap_or(60);
-        let n = states.len();
-        match self.client.report(period, states) {
-            Ok(()) => {
-                log::debug!("sent {n} states");
-                unsent.sent();
-            }
-            Err(Error::Refused { status, message }) if status < 500 => {
-                // The server will never take these; keep running for the next ones.
-                log::error!("the server refused {n} states ({status}): {message}");
-                unsent.sent();
-            }
-            Err(e) => {
-                let wait = unsent.failed(now);
-                log::warn!(
-                    "cannot send {n} states, retrying in {} s: {e}",
-                    wait.as_secs()
-                );
-            }
-        }
     }
 }
 
@@ -453,21 +549,32 @@ mod tests {
             period: Some(5),
         };
         let mut u = Unsent::default();
-        assert_eq!(u.due(0), None);
+        assert!(u.take(0).is_none());
         u.put(0, r("old"));
         u.put(0, r("new"));
         u.put(1, r("other"));
-        assert_eq!(u.due(0).unwrap().len(), 2);
-        assert_eq!(u.due(0).unwrap()[0].info, "new");
+        let sending = u.take(0).unwrap();
+        assert_eq!(sending.len(), 2);
+        assert_eq!(sending[0].2.info, "new");
+        assert!(u.take(0).is_none(), "one send at a time");
+        assert_eq!(u.next_attempt(), None);
         assert_eq!(u.failed(0), Duration::from_secs(1));
-        assert_eq!(u.due(999), None);
-        assert!(u.due(1000).is_some());
-        assert_eq!(u.failed(1000), Duration::from_secs(2));
+        assert!(u.take(999).is_none(), "backing off");
+        let sending = u.take(1000).unwrap();
+        // A state reported while the send is under way is not lost by its success.
+        u.put(1, r("newer"));
+        u.sent(&sending);
+        assert_eq!(u.len(), 1);
+        assert_eq!(u.take(1000).unwrap()[0].2.info, "newer");
+        assert_eq!(u.failed(1000), Duration::from_secs(1));
         for _ in 0..20 {
+            let s = u.take(Millis::MAX).unwrap();
+            let _ = s;
             u.failed(0);
         }
         assert_eq!(u.next_attempt(), Some(MAX_RESEND_BACKOFF));
-        u.sent();
+        let s = u.take(Millis::MAX).unwrap();
+        u.refused(&s);
         assert!(u.is_empty());
         assert_eq!(u.next_attempt(), None);
     }

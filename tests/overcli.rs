@@ -410,3 +410,43 @@ fn monitor_rides_out_a_server_that_goes_away() {
     );
     assert_eq!(terminate(&mut child), 0);
 }
+
+/// Regression: sending ran on the scheduling thread, so a server that
+/// accepts connections but never answers stopped all checks for the length
+/// of the client timeout.
+#[test]
+fn monitor_keeps_checking_while_the_server_hangs() {
+    // Bound but never accepting: connections complete and then hang.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", hung.local_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let count_file = dir.path().join("count");
+    let cfg = write_config(
+        dir.path(),
+        &url,
+        &[(
+            "counter",
+            1,
+            &format!("{} {}", plugin("counter.sh"), count_file.display()),
+        )],
+    );
+    let mut child = spawn_monitor(&cfg);
+    let count = || {
+        std::fs::read_to_string(&count_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    // Without the fix the second run came only after the 30 s send timeout.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while count() < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "checks stalled at {} runs",
+            count()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(terminate(&mut child), 0);
+    drop(hung);
+}

@@ -261,6 +261,23 @@ fn check_prints_a_table_and_exits_with_the_worst_code() {
     );
 }
 
+/// A monitor config with one `counter.sh` service of period 1; returns the
+/// file the plugin counts its runs in, and the config.
+fn counter_monitor(dir: &Path, url: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let count_file = dir.join("count");
+    let command = format!("{} {}", plugin("counter.sh"), count_file.display());
+    let cfg = write_config(dir, url, &[("counter", 1, &command)]);
+    (count_file, cfg)
+}
+
+/// How many times `counter.sh` ran.
+fn runs(count_file: &Path) -> u32 {
+    std::fs::read_to_string(count_file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 fn spawn_monitor(cfg: &Path) -> Child {
     Command::new(BIN)
         .args(["monitor", cfg.to_str().unwrap()])
@@ -359,23 +376,9 @@ fn monitor_rides_out_a_server_that_goes_away() {
     let mut t = TestServer::start();
     t.pin_port();
     let dir = tempfile::tempdir().unwrap();
-    let count_file = dir.path().join("count");
-    let cfg = write_config(
-        dir.path(),
-        &t.url(),
-        &[(
-            "counter",
-            1,
-            &format!("{} {}", plugin("counter.sh"), count_file.display()),
-        )],
-    );
+    let (count_file, cfg) = counter_monitor(dir.path(), &t.url());
     let mut child = spawn_monitor(&cfg);
-    let count = || {
-        std::fs::read_to_string(&count_file)
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok())
-            .unwrap_or(0)
-    };
+    let count = || runs(&count_file);
     eventually("a first report", || {
         t.service("mon", "counter")
             .is_some_and(|s| !s["state"].is_null())
@@ -420,23 +423,9 @@ fn monitor_keeps_checking_while_the_server_hangs() {
     let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", hung.local_addr().unwrap());
     let dir = tempfile::tempdir().unwrap();
-    let count_file = dir.path().join("count");
-    let cfg = write_config(
-        dir.path(),
-        &url,
-        &[(
-            "counter",
-            1,
-            &format!("{} {}", plugin("counter.sh"), count_file.display()),
-        )],
-    );
+    let (count_file, cfg) = counter_monitor(dir.path(), &url);
     let mut child = spawn_monitor(&cfg);
-    let count = || {
-        std::fs::read_to_string(&count_file)
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok())
-            .unwrap_or(0)
-    };
+    let count = || runs(&count_file);
     // Without the fix the second run came only after the 30 s send timeout.
     let deadline = Instant::now() + Duration::from_secs(15);
     while count() < 5 {

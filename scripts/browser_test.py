@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Drives the overc page in headless Chromium (stdlib only; used by e2e-browser.sh).
 
-usage: browser_test.py BASE_URL OUT_DIR
+usage: browser_test.py BASE_URL OUT_DIR [SERVER_PID]
 
 Loads every page with --dump-dom and asserts on the rendered DOM, takes a
 screenshot of each, then opens the services page over the DevTools protocol,
 pushes a new state through the real API and checks the row changes in place
-(highlighted, without a reload).
+(highlighted, without a reload). Given the server's PID, it finally stops
+the server and checks the page shows its cannot-reach banner.
 """
 import base64, json, os, shutil, socket, struct, subprocess, sys, tempfile, time, urllib.request
 
@@ -182,6 +183,14 @@ try:
     dt.js("document.querySelector('tr.group').click()")
     dt.wait("the unfolded group", "[...document.querySelectorAll('tr.member')].some(r => !r.hidden)")
     print("a folded history group unfolds")
+
+    # The server goes away: the open page says so instead of showing stale data.
+    if len(sys.argv) > 3:
+        os.kill(int(sys.argv[3]), 15)
+        dt.wait("the cannot-reach banner",
+                "!document.getElementById('banner').hidden && "
+                "document.getElementById('banner').textContent.includes('Cannot reach the overc server')")
+        print("the page warns when it cannot reach the server")
 finally:
     browser.kill()
     browser.wait()

@@ -38,7 +38,10 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 
-python3 "$OLDPWD/scripts/browser_test.py" "$url" "$out"
+python3 "$OLDPWD/scripts/browser_test.py" "$url" "$out" "$pid"
+# The test stopped the server to see the page notice.
+wait "$pid" 2>/dev/null || true
+pid=
 if [[ "${UPDATE_DOCS:-}" == 1 ]]; then
     cp "$out/services.png" "$OLDPWD/docs/services.png"
 fi

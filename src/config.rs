@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 /// How hard a 200 promises that a report survives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
-    /// Survives a power cut: WAL with `synchronous=FULL` (the default).
+    /// Survives a power cut: the WAL is fsynced before a 200 (the default).
     Disk,
     /// Survives a process crash only: WAL with `synchronous=NORMAL`.
     Process,

@@ -5,8 +5,9 @@
 //! operation over and blocks until the transaction holding it has committed,
 //! so a 200 is durable; operations that arrive while a commit is running are
 //! collected into the next transaction and share its fsync (group commit).
-//! Each operation runs inside its own savepoint, so one refused operation
-//! (a wrong key) never disturbs the others in its batch.
+//! A refused operation (a wrong key) is refused before it writes anything, so
+//! it never disturbs the others in its batch; any other failure rolls the
+//! whole batch back and every request in it gets a 503.
 
 mod outbox;
 mod query;

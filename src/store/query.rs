@@ -246,7 +246,7 @@ impl Store {
                     "id": id,
                     "rtime": iso8601(r.get(1)?),
                     "state": r.get::<_, String>(2)?,
-                    "perfdata": perfdata_json(&info),
+                    "perfdata": perfdata_views(&info),
                     "info": info,
                     "alerts": alerts.remove(&id).unwrap_or_default(),
                     "service": name,
@@ -450,11 +450,6 @@ pub struct TableCounts {
     pub states: i64,
     /// Alerts.
     pub alerts: i64,
-}
-
-/// The perfdata found in a service's info, as JSON.
-pub fn perfdata_json(info: &str) -> Value {
-    serde_json::to_value(perfdata_views(info)).unwrap_or(Value::Array(Vec::new()))
 }
 
 /// Folds runs of three or more same-state records without alerts.

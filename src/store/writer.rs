@@ -1,5 +1,5 @@
 //! The single writer thread: batches operations into one transaction each
-//! (group commit), applies each inside its own savepoint, and prunes.
+//! (group commit), hands the answers to the fsync thread, and prunes.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -27,34 +27,6 @@ pub(super) fn error_response(e: Error) -> Response {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn storage_and_internal_errors_do_not_leak_details() {
-        let r = error_response(Error::Storage(
-            "disk I/O error at /var/lib/overc/overc.db".into(),
-        ));
-        assert_eq!(r.status, 503);
-        assert_eq!(r.body_json()["error"], "Storage unavailable; please retry");
-        let r = error_response(Error::Io(std::io::Error::other(
-            "SELECT * FROM servers failed",
-        )));
-        assert_eq!(r.status, 500);
-        assert_eq!(r.body_json()["error"], "Internal server error");
-        assert_eq!(error_response(Error::Invalid("Data: x".into())).status, 400);
-        assert_eq!(
-            error_response(Error::Forbidden("Invalid server key".into())).status,
-            403
-        );
-        assert_eq!(
-            error_response(Error::NotFound("no such server".into())).status,
-            404
-        );
-    }
-}
-
 pub(super) fn method_not_allowed(allow: &str) -> Response {
     let mut r = Response::error(405, &format!("Method not allowed; use {allow}"));
     r.headers.push(("Allow".into(), allow.into()));
@@ -98,5 +70,33 @@ pub(super) fn route(app: &App, req: &Request<'_>, path: &str) -> Response {
     match result {
         Ok(v) => Response::json(200, &v),
         Err(e) => error_response(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_and_internal_errors_do_not_leak_details() {
+        let r = error_response(Error::Storage(
+            "disk I/O error at /var/lib/overc/overc.db".into(),
+        ));
+        assert_eq!(r.status, 503);
+        assert_eq!(r.body_json()["error"], "Storage unavailable; please retry");
+        let r = error_response(Error::Io(std::io::Error::other(
+            "SELECT * FROM servers failed",
+        )));
+        assert_eq!(r.status, 500);
+        assert_eq!(r.body_json()["error"], "Internal server error");
+        assert_eq!(error_response(Error::Invalid("Data: x".into())).status, 400);
+        assert_eq!(
+            error_response(Error::Forbidden("Invalid server key".into())).status,
+            403
+        );
+        assert_eq!(
+            error_response(Error::NotFound("no such server".into())).status,
+            404
+        );
     }
 }

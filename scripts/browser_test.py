@@ -14,7 +14,7 @@ import base64, json, os, shutil, socket, struct, subprocess, sys, tempfile, time
 BASE, OUT = sys.argv[1], sys.argv[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--no-first-run", "--hide-scrollbars", "--window-size=1200,900"]
+         "--no-first-run", "--hide-scrollbars"]
 os.makedirs(OUT, exist_ok=True)
 
 
@@ -23,9 +23,9 @@ def fail(msg):
     sys.exit(1)
 
 
-def chromium(*args):
+def chromium(*args, size="1200,900"):
     with tempfile.TemporaryDirectory() as profile:
-        r = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args],
+        r = subprocess.run([CHROMIUM, *FLAGS, f"--window-size={size}", f"--user-data-dir={profile}", *args],
                            capture_output=True, text=True, timeout=120)
     return r.stdout
 
@@ -34,8 +34,8 @@ def dump(page):
     return chromium("--virtual-time-budget=5000", "--dump-dom", f"{BASE}/#/{page}")
 
 
-def screenshot(page, name):
-    chromium("--virtual-time-budget=5000", f"--screenshot={OUT}/{name}.png", f"{BASE}/#/{page}")
+def screenshot(page, name, size="1200,900"):
+    chromium("--virtual-time-budget=5000", f"--screenshot={OUT}/{name}.png", f"{BASE}/#/{page}", size=size)
     if not os.path.exists(f"{OUT}/{name}.png"):
         fail(f"no screenshot of {page}")
 
@@ -72,6 +72,8 @@ expect(dom, "Alerts of the last 24 hours", "backup failed", "Monitoring plugin o
        "State changed: \"(?)\" -&gt; \"FAIL\"", page="alerts")
 for page, name in [("", "overview"), ("services", "services"), (f"service/{load_id}", "service"), ("alerts", "alerts")]:
     screenshot(page, name)
+# A phone-width view of the busiest page.
+screenshot("services", "services-phone", size="390,844")
 print("pages rendered and screenshotted")
 
 

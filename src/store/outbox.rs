@@ -3,6 +3,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::Store;
+use super::schema::CURRENT_STATE;
 use crate::clock::Millis;
 use crate::error::Result;
 
@@ -90,10 +91,10 @@ impl Store {
     /// Services with a period that are not flagged overdue, for rebuilding deadlines.
     pub fn service_deadlines(&self) -> Result<Vec<ServiceDeadline>> {
         let conn = self.reader();
-        let mut st = conn.prepare_cached(
-            "SELECT id, rtime, period FROM services
-             WHERE period IS NOT NULL AND rtime IS NOT NULL AND overdue = 0",
-        )?;
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT s.id, st.rtime, s.period FROM services s {CURRENT_STATE}
+                 WHERE s.period IS NOT NULL AND st.rtime IS NOT NULL AND s.overdue = 0"
+        ))?;
         let rows = st.query_map([], |r| {
             Ok(ServiceDeadline {
                 service_id: r.get(0)?,

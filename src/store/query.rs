@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::Store;
+use super::schema::CURRENT_STATE;
 use crate::clock::{Millis, iso8601};
 use crate::error::Result;
 
@@ -97,10 +98,10 @@ impl Store {
         let since = now - DAY;
         let (server_sql, service_sql) = match filter {
             StatusFilter::All => ("WHERE ?1 = ?1", "WHERE ?1 = ?1"),
-            StatusFilter::Server(_) => ("WHERE id = ?1", "WHERE server_id = ?1"),
+            StatusFilter::Server(_) => ("WHERE id = ?1", "WHERE s.server_id = ?1"),
             StatusFilter::Service(_) => (
                 "WHERE id = (SELECT server_id FROM services WHERE id = ?1)",
-                "WHERE id = ?1",
+                "WHERE s.id = ?1",
             ),
         };
         let arg = match filter {
@@ -131,8 +132,9 @@ impl Store {
         let mut services: HashMap<i64, Vec<ServiceView>> = HashMap::new();
         {
             let sql = format!(
-                "SELECT id, server_id, name, title, period, state, info, rtime, overdue
-                 FROM services {service_sql} ORDER BY name, id"
+                "SELECT s.id, s.server_id, s.name, s.title, s.period, st.state, st.info, st.rtime,
+                        s.overdue
+                 FROM services s {CURRENT_STATE} {service_sql} ORDER BY s.name, s.id"
             );
             let mut st = conn.prepare_cached(&sql)?;
             let mut rows = st.query([arg])?;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
+use super::schema::CURRENT_STATE;
 use super::{Job, Op, StoreOptions};
 use crate::clock::{Clock, Millis};
 use crate::error::{Error, Result};
@@ -63,8 +64,10 @@ struct KnownServer {
 #[derive(Clone)]
 struct KnownService {
     id: i64,
-    state: Option<String>,
+    /// The current state (of the newest history record).
+    state: Option<State>,
     overdue: bool,
+    period: Option<u32>,
 }
 
 /// The writer's memory of rows it wrote. It is only ever a copy of committed
@@ -555,14 +558,18 @@ fn find_or_create_service(
         return Ok(known.clone());
     }
     let row = conn
-        .prepare_cached(
-            "SELECT id, state, overdue FROM services WHERE server_id = ?1 AND name = ?2",
-        )?
+        .prepare_cached(&format!(
+            "SELECT s.id, st.state, s.overdue, s.period FROM services s {CURRENT_STATE}
+             WHERE s.server_id = ?1 AND s.name = ?2"
+        ))?
         .query_row(params![server_id, name], |r| {
             Ok(KnownService {
                 id: r.get(0)?,
-                state: r.get(1)?,
+                state: r
+                    .get::<_, Option<String>>(1)?
+                    .map(|s| State::parse(&s).unwrap_or(State::Unk)),
                 overdue: r.get(2)?,
+                period: r.get(3)?,
             })
         })
         .optional()?;
@@ -577,6 +584,7 @@ fn find_or_create_service(
                 id: conn.last_insert_rowid(),
                 state: None,
                 overdue: false,
+                period,
             }
         }
     };
@@ -641,14 +649,15 @@ fn apply_status(
         )?
         .execute(params![row.id, b.now, state, s.info])?;
         let state_id = conn.last_insert_rowid();
-        conn.prepare_cached(
-            "UPDATE services SET period = ?2, state = ?3, info = ?4, rtime = ?5, state_id = ?6,
-                                 overdue = 0 WHERE id = ?1",
-        )?
-        .execute(params![row.id, period, state, s.info, b.now, state_id])?;
-        let changed = match row.state.as_deref() {
+        // The service row changes only when its period does or it was
+        // overdue; its current state is the record just inserted.
+        if row.overdue || row.period != Some(period) {
+            conn.prepare_cached("UPDATE services SET period = ?2, overdue = 0 WHERE id = ?1")?
+                .execute(params![row.id, period])?;
+        }
+        let changed = match row.state {
             None => s.state != State::Ok,
-            Some(prev) => prev != state,
+            Some(prev) => prev != s.state,
         };
         let base = NewAlert {
             server_id: Some(server_id),
@@ -663,7 +672,7 @@ fn apply_status(
         if changed {
             let message = format!(
                 "State changed: \"{}\" -> \"{state}\"",
-                row.state.as_deref().unwrap_or("(?)")
+                row.state.map_or("(?)", State::as_str)
             );
             let alert = NewAlert {
                 channel: "service:state",
@@ -695,8 +704,9 @@ fn apply_status(
             .get_mut(&server_id)
             .and_then(|m| m.get_mut(&s.name))
         {
-            known.state = Some(state.to_owned());
+            known.state = Some(s.state);
             known.overdue = false;
+            known.period = Some(period);
         }
     }
     Ok(applied)
@@ -719,7 +729,8 @@ fn apply_alerts(
                 let row = find_or_create_service(conn, b, server_id, name, None)?;
                 let current: Option<(String, String)> = conn
                     .prepare_cached(
-                        "SELECT state, info FROM services WHERE id = ?1 AND state IS NOT NULL",
+                        "SELECT state, info FROM states WHERE service_id = ?1
+                         ORDER BY id DESC LIMIT 1",
                     )?
                     .query_row([row.id], |r| {
                         Ok((
@@ -754,7 +765,9 @@ fn mark_overdue(conn: &Connection, due: &[(i64, Millis)], b: &mut Batch<'_>) -> 
         let changed = conn
             .prepare_cached(
                 "UPDATE services SET overdue = 1
-                 WHERE id = ?1 AND rtime = ?2 AND overdue = 0 AND period IS NOT NULL",
+                 WHERE id = ?1 AND overdue = 0 AND period IS NOT NULL
+                   AND ?2 = (SELECT rtime FROM states WHERE service_id = ?1
+                             ORDER BY id DESC LIMIT 1)",
             )?
             .execute(params![service_id, rtime])?;
         if changed == 0 {
@@ -768,9 +781,10 @@ fn mark_overdue(conn: &Connection, due: &[(i64, Millis)], b: &mut Batch<'_>) -> 
             Option<String>,
             Option<i64>,
         ) = conn
-            .prepare_cached(
-                "SELECT server_id, name, state, info, state_id FROM services WHERE id = ?1",
-            )?
+            .prepare_cached(&format!(
+                "SELECT s.server_id, s.name, st.state, st.info, st.id FROM services s
+                 {CURRENT_STATE} WHERE s.id = ?1"
+            ))?
             .query_row([service_id], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })?;
@@ -804,7 +818,8 @@ fn prune_history(conn: &Connection, service_id: i64, limit: u32) -> Result<u64> 
             "DELETE FROM states WHERE service_id = ?1 AND id <= (
                  SELECT id FROM states WHERE service_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
         )?
-        .execute(params![service_id, limit])?;
+        // The newest record is the current state: always kept.
+        .execute(params![service_id, limit.max(1)])?;
     Ok(n as u64)
 }
 

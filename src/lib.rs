@@ -60,6 +60,7 @@ pub mod clock;
 pub mod command;
 pub mod config;
 mod error;
+mod idmap;
 pub mod monitor;
 pub mod perfdata;
 pub mod protocol;

@@ -7,7 +7,7 @@
 //! flag what is due (raising `plugin/offline`), and wakes the outbox.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -17,14 +17,21 @@ use std::time::{Duration, Instant};
 use crate::alerts::Outbox;
 use crate::clock::{Clock, Millis};
 use crate::error::Result;
+use crate::idmap::IdMap;
 use crate::store::{DeadlineChange, Store, lock};
 
 /// Deadlines of all supervised services.
+///
+/// A report normally moves a deadline later, which only updates the map: the
+/// heap entry keeps the earlier time, and when it comes up the entry is put
+/// back with the service's current deadline. So a report costs a map update,
+/// and the heap holds about one entry per service.
 #[derive(Debug, Default)]
 pub struct Deadlines {
-    heap: BinaryHeap<Reverse<(Millis, i64, Millis)>>,
-    /// service → (deadline, report time): the heap entry that is current.
-    current: HashMap<i64, (Millis, Millis)>,
+    /// (deadline, service), at or before the service's current deadline.
+    heap: BinaryHeap<Reverse<(Millis, i64)>>,
+    /// service → (deadline, report time).
+    current: IdMap<(Millis, Millis)>,
 }
 
 impl Deadlines {
@@ -36,21 +43,25 @@ impl Deadlines {
     /// Sets a service's deadline after a report at `rtime`. An update older
     /// than the one already known (reordered delivery) is ignored.
     pub fn set(&mut self, service_id: i64, rtime: Millis, deadline: Millis) {
-        if let Some(&(_, known)) = self.current.get(&service_id) {
-            if known > rtime {
-                return;
-            }
-        }
+        let earlier = match self.current.get(&service_id) {
+            Some(&(_, known)) if known > rtime => return,
+            Some(&(due, _)) => deadline < due,
+            None => true,
+        };
         self.current.insert(service_id, (deadline, rtime));
-        self.heap.push(Reverse((deadline, service_id, rtime)));
-        // Replaced entries stay in the heap until popped; rebuild when they
-        // outnumber the live ones so memory stays proportional to services.
-        if self.heap.len() > 2 * self.current.len() + 1024 {
-            self.heap = self
-                .current
-                .iter()
-                .map(|(&id, &(d, r))| Reverse((d, id, r)))
-                .collect();
+        if earlier {
+            // The entry already in the heap (if any) would come up too late.
+            self.heap.push(Reverse((deadline, service_id)));
+            // Entries of removed services and superseded earlier ones stay
+            // until popped; rebuild when they outnumber the live ones so
+            // memory stays proportional to the services.
+            if self.heap.len() > 2 * self.current.len() + 1024 {
+                self.heap = self
+                    .current
+                    .iter()
+                    .map(|(&id, &(d, _))| Reverse((d, id)))
+                    .collect();
+            }
         }
     }
 
@@ -59,34 +70,42 @@ impl Deadlines {
         self.current.remove(&service_id);
     }
 
-    fn is_current(&self, entry: &(Millis, i64, Millis)) -> bool {
-        self.current.get(&entry.1) == Some(&(entry.0, entry.2))
+    /// Pops heap entries that are stale (service gone) or early (its deadline
+    /// moved later: put back with the current one) until the top is live.
+    fn settle_top(&mut self) -> Option<(Millis, i64)> {
+        while let Some(&Reverse((due, id))) = self.heap.peek() {
+            match self.current.get(&id) {
+                Some(&(current, _)) if current == due => return Some((due, id)),
+                Some(&(current, _)) => {
+                    self.heap.pop();
+                    if current > due {
+                        self.heap.push(Reverse((current, id)));
+                    }
+                    // current < due: a newer, earlier entry is in the heap.
+                }
+                None => {
+                    self.heap.pop();
+                }
+            }
+        }
+        None
     }
 
     /// The earliest live deadline.
     pub fn next_deadline(&mut self) -> Option<Millis> {
-        while let Some(Reverse(top)) = self.heap.peek() {
-            if self.is_current(top) {
-                return Some(top.0);
-            }
-            self.heap.pop();
-        }
-        None
+        self.settle_top().map(|(due, _)| due)
     }
 
     /// Removes and returns `(service, report time)` of every deadline before `now`.
     pub fn pop_due(&mut self, now: Millis) -> Vec<(i64, Millis)> {
         let mut due = Vec::new();
-        while let Some(Reverse(top)) = self.heap.peek() {
-            if top.0 >= now {
+        while let Some((deadline, id)) = self.settle_top() {
+            if deadline >= now {
                 break;
             }
-            let Some(Reverse(entry)) = self.heap.pop() else {
-                break;
-            };
-            if self.is_current(&entry) {
-                self.current.remove(&entry.1);
-                due.push((entry.1, entry.2));
+            self.heap.pop();
+            if let Some((_, rtime)) = self.current.remove(&id) {
+                due.push((id, rtime));
             }
         }
         due
@@ -425,6 +444,34 @@ mod tests {
         d.remove(1);
         assert_eq!(d.next_deadline(), None);
         assert!(d.is_empty());
+    }
+
+    #[test]
+    fn a_shorter_period_brings_the_deadline_forward() {
+        let mut d = Deadlines::new();
+        d.set(1, 0, 60_000);
+        d.set(1, 1000, 6_000);
+        assert_eq!(d.next_deadline(), Some(6_000));
+        assert_eq!(d.pop_due(6_001), vec![(1, 1000)]);
+        // The superseded later entry does not fire again.
+        assert_eq!(d.pop_due(120_000), vec![]);
+        assert!(d.is_empty());
+    }
+
+    #[test]
+    fn regular_reports_keep_about_one_heap_entry_per_service() {
+        let mut d = Deadlines::new();
+        for i in 0..1000 {
+            for id in 0..50 {
+                d.set(id, i * 1000, i * 1000 + 5000);
+            }
+            assert_eq!(d.pop_due(i * 1000), vec![]);
+        }
+        assert!(d.heap.len() <= 50, "{}", d.heap.len());
+        assert_eq!(d.next_deadline(), Some(999_000 + 5000));
+        let due = d.pop_due(1_000_000 + 5000);
+        assert_eq!(due.len(), 50);
+        assert!(due.iter().all(|&(_, rtime)| rtime == 999_000));
     }
 
     #[test]

@@ -89,7 +89,6 @@ fn read_body(
     max: usize,
     deadline: Instant,
 ) -> std::io::Result<()> {
-    let mut buf = [0u8; 16 * 1024];
     while body.len() < max {
         if Instant::now() > deadline {
             return Err(std::io::Error::new(
@@ -97,10 +96,18 @@ fn read_body(
                 "the body took too long",
             ));
         }
-        let want = (max - body.len()).min(buf.len());
-        match r.read(&mut buf[..want]) {
+        // Reads straight into the body: as much as the capacity reserved
+        // for the announced length, else in chunks of up to 16 KiB.
+        let len = body.len();
+        let want = (max - len)
+            .min(16 * 1024)
+            .min(body.capacity().saturating_sub(len).max(512));
+        body.resize(len + want, 0);
+        let read = r.read(&mut body[len..]);
+        body.truncate(len + *read.as_ref().unwrap_or(&0));
+        match read {
             Ok(0) => break,
-            Ok(n) => body.extend_from_slice(&buf[..n]),
+            Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
@@ -168,5 +175,48 @@ fn serve(app: &App, mut rq: tiny_http::Request) {
     }
     if let Err(e) = rq.respond(out) {
         log::debug!("writing a response to {remote} failed: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hands out its data a few bytes per read, as a slow socket does.
+    struct Dribble<'a>(&'a [u8]);
+
+    impl Read for Dribble<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.0.len()).min(7);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn read_body_reads_everything_up_to_the_limit() {
+        let data: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+        let later = Instant::now() + Duration::from_secs(60);
+        for capacity in [0, 10, 40_000] {
+            let mut body = Vec::with_capacity(capacity);
+            read_body(&data[..], &mut body, 1 << 20, later).unwrap();
+            assert_eq!(body, data, "capacity {capacity}");
+        }
+        let mut body = Vec::new();
+        read_body(Dribble(&data), &mut body, 1 << 20, later).unwrap();
+        assert_eq!(body, data);
+        // One byte past the limit is read, so the caller can tell "too large".
+        let mut body = Vec::with_capacity(100);
+        read_body(&data[..], &mut body, 1001, later).unwrap();
+        assert_eq!(body, data[..1001]);
+    }
+
+    #[test]
+    fn read_body_gives_up_at_the_deadline() {
+        let mut body = Vec::new();
+        let past = Instant::now() - Duration::from_millis(1);
+        let e = read_body(Dribble(b"abc"), &mut body, 100, past).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
     }
 }

@@ -1,7 +1,7 @@
 //! The single writer thread: batches operations into one transaction each
 //! (group commit), hands the answers to the fsync thread, and prunes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
@@ -13,6 +13,7 @@ use super::schema::CURRENT_STATE;
 use super::{Job, Op, StoreOptions};
 use crate::clock::{Clock, Millis};
 use crate::error::{Error, Result};
+use crate::idmap::{IdMap, IdSet};
 use crate::protocol::{AlertReport, ServerId, StatusReport};
 use crate::state::State;
 
@@ -77,7 +78,7 @@ struct KnownService {
 struct Caches {
     servers: HashMap<String, KnownServer>,
     /// server id → service name → service.
-    services: HashMap<i64, HashMap<String, KnownService>>,
+    services: IdMap<HashMap<String, KnownService>>,
 }
 
 /// `last_seen` is rewritten at most this often per host.
@@ -136,7 +137,7 @@ pub(super) struct Writer {
     alerts_raised: Arc<AtomicU64>,
     caches: Caches,
     /// Reports stored per service since its history was last pruned.
-    unpruned: HashMap<i64, u32>,
+    unpruned: IdMap<u32>,
     last_maintenance: Millis,
 }
 
@@ -157,7 +158,7 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 struct Batch<'a> {
     caches: &'a mut Caches,
-    touched: HashSet<i64>,
+    touched: IdSet,
     now: Millis,
 }
 
@@ -180,7 +181,7 @@ impl Writer {
             commits,
             alerts_raised,
             caches: Caches::default(),
-            unpruned: HashMap::new(),
+            unpruned: IdMap::default(),
             last_maintenance: Millis::MIN,
         }
     }
@@ -287,7 +288,7 @@ impl Writer {
         } = self;
         let mut state = Batch {
             caches,
-            touched: HashSet::new(),
+            touched: IdSet::default(),
             now,
         };
         let outcome = (|| -> Result<()> {

@@ -86,7 +86,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let conn = rusqlite::Connection::open(&db)?;
     let mut st = conn.prepare(
-        "SELECT a.ctime - (s.rtime + s.period * 1000) FROM alerts a JOIN services s ON s.id = a.service_id
+        "SELECT a.ctime - (st.rtime + s.period * 1000) FROM alerts a JOIN services s ON s.id = a.service_id
+         JOIN states st ON st.id = a.state_id
          WHERE a.channel = 'plugin' AND a.event = 'offline'",
     )?;
     let mut delays: Vec<i64> = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;

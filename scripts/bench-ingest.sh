@@ -2,12 +2,21 @@
 # Ingest throughput and latency of overc-server against the bare tiny_http
 # ceiling, measured in the same run on 127.0.0.1.
 #
-#   scripts/bench-ingest.sh            # long form: 10 s per measurement
-#   DURATION=3 MIN_RATIO=0.25 scripts/bench-ingest.sh   # CI's short form
+#   scripts/bench-ingest.sh                              # long form: 3 runs of 10 s each
+#   RUNS=1 DURATION=2 MIN_RATIO=0.25 scripts/bench-ingest.sh   # CI's short form
 #
 # Each measurement is examples/loadgen: N keep-alive connections POSTing
 # 3-service status reports for many distinct servers. overc-server runs with
 # its defaults (durability = disk: every acknowledged report fsynced).
+#
+# Every run starts a fresh server process, loads it for WARMUP seconds (not
+# counted: overc's WAL grows to its working size, caches fill), then measures
+# DURATION seconds. The bare server's throughput on this 2-core VM swings
+# between runs (e.g. 36,000 and 52,000 req/s at 64 connections, with nothing
+# else changed), so each server is measured RUNS times, alternating, and the
+# best run of each is compared: the ceiling is what the bare server can do,
+# not what it did once.
+#
 # Exits non-zero when a threshold is missed: non-200 answers, p99 at 16
 # connections over MAX_P99_MS (default 20), or overc/ceiling at 64
 # connections under MIN_RATIO (default 0.5, the SPEC's target).
@@ -15,6 +24,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+RUNS=${RUNS:-3}
 MIN_RATIO=${MIN_RATIO:-0.5}
 MAX_P99_MS=${MAX_P99_MS:-20}
 cargo build --release --quiet --bin overc-server --example loadgen --example bare_server
@@ -29,7 +40,7 @@ start() { # start NAME CMD... ; sets url and pid
     pid=$!
     url=
     for _ in $(seq 100); do
-        url=$(sed -n 's/^[a-z -]*listening on //p' "$work/$1.log" | head -1)
+        url=$(grep -o 'http://[0-9.:]*' "$work/$1.log" | head -1 || true)
         [[ -n "$url" ]] && return
         sleep 0.1
     done
@@ -38,33 +49,41 @@ start() { # start NAME CMD... ; sets url and pid
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
 field() { sed -n "s|.* $1=\([^ ]*\).*|\1|p" <<<"$2"; }
 
-declare -A res
-cd "$work"
-start bare "$R/examples/bare_server" 127.0.0.1:0 32
-for c in 16 64; do res[bare,$c]=$("$R/examples/loadgen" --url "$url" -c "$c" -d "$DURATION" --prefix b$c); done
-stop
-start overc "$R/overc-server" --listen 127.0.0.1:0
-for c in 16 64; do res[overc,$c]=$("$R/examples/loadgen" --url "$url" -c "$c" -d "$DURATION" --prefix o$c); done
-stop
-
+declare -A best
 fail=0
-printf '%-7s %5s %10s %11s %8s %8s %8s %8s %7s\n' server conns "req/s" "reports/s" p50_ms p90_ms p99_ms max_ms non200
-for s in bare overc; do
+printf '%-7s %5s %4s %10s %11s %8s %8s %8s %8s %7s\n' server conns run "req/s" "reports/s" p50_ms p90_ms p99_ms max_ms non200
+for run in $(seq "$RUNS"); do
     for c in 16 64; do
-        r=${res[$s,$c]}
-        printf '%-7s %5s %10s %11s %8s %8s %8s %8s %7s\n' "$s" "$c" "$(field 'req/s' "$r")" "$(field 'reports/s' "$r")" \
-            "$(field p50_ms "$r")" "$(field p90_ms "$r")" "$(field p99_ms "$r")" "$(field max_ms "$r")" "$(field non200 "$r")"
-        if [[ $(field non200 "$r") != 0 || $(field errors "$r") != 0 ]]; then echo "FAIL: $s at $c connections had non-200 answers or errors"; fail=1; fi
+        for s in bare overc; do
+            rm -rf "$work/db" && mkdir "$work/db"
+            if [[ $s == bare ]]; then
+                start bare "$R/examples/bare_server" 127.0.0.1:0 32
+            else
+                start overc "$R/overc-server" --listen 127.0.0.1:0 --database "$work/db/overc.db"
+            fi
+            if ((WARMUP > 0)); then
+                "$R/examples/loadgen" --url "$url" -c "$c" -d "$WARMUP" --prefix "w$run" >/dev/null
+            fi
+            r=$("$R/examples/loadgen" --url "$url" -c "$c" -d "$DURATION" --prefix "m$run")
+            stop
+            printf '%-7s %5s %4s %10s %11s %8s %8s %8s %8s %7s\n' "$s" "$c" "$run" "$(field 'req/s' "$r")" "$(field 'reports/s' "$r")" \
+                "$(field p50_ms "$r")" "$(field p90_ms "$r")" "$(field p99_ms "$r")" "$(field max_ms "$r")" "$(field non200 "$r")"
+            if [[ $(field non200 "$r") != 0 || $(field errors "$r") != 0 ]]; then
+                echo "FAIL: $s at $c connections had non-200 answers or errors"; fail=1
+            fi
+            if [[ $s == overc && $c == 16 ]] && awk -v p="$(field p99_ms "$r")" -v m="$MAX_P99_MS" 'BEGIN { exit !(p > m) }'; then
+                echo "FAIL: overc p99 at 16 connections over $MAX_P99_MS ms"; fail=1
+            fi
+            rps=$(field 'req/s' "$r")
+            if [[ -z "${best[$s,$c]:-}" ]] || ((rps > best[$s,$c])); then best[$s,$c]=$rps; fi
+        done
     done
 done
 for c in 16 64; do
-    ratio=$(awk -v a="$(field 'req/s' "${res[overc,$c]}")" -v b="$(field 'req/s' "${res[bare,$c]}")" 'BEGIN { printf "%.2f", a / b }')
-    echo "overc/ceiling at $c connections: $ratio"
+    ratio=$(awk -v a="${best[overc,$c]}" -v b="${best[bare,$c]}" 'BEGIN { printf "%.2f", a / b }')
+    echo "best of $RUNS at $c connections: overc ${best[overc,$c]} req/s, bare ${best[bare,$c]} req/s, overc/ceiling $ratio"
     if [[ $c == 64 ]] && awk -v r="$ratio" -v m="$MIN_RATIO" 'BEGIN { exit !(r < m) }'; then
         echo "FAIL: ratio $ratio at 64 connections is under $MIN_RATIO"; fail=1
     fi
 done
-p99=$(field p99_ms "${res[overc,16]}")
-echo "overc p99 at 16 connections: $p99 ms (limit $MAX_P99_MS)"
-if awk -v p="$p99" -v m="$MAX_P99_MS" 'BEGIN { exit !(p > m) }'; then echo "FAIL: p99 over $MAX_P99_MS ms"; fail=1; fi
 exit $fail

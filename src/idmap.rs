@@ -22,7 +22,8 @@ impl std::hash::Hasher for IdHasher {
     }
 
     fn write_i64(&mut self, n: i64) {
-        // The high bits decide hashbrown's buckets: spread the low ones up.
+        // An odd multiplier spreads consecutive ids over the low bits
+        // (hashbrown's bucket index) and the top bits (its tag) alike.
         self.0 = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }

@@ -220,6 +220,9 @@ fn a_version_1_database_keeps_its_states_and_history() {
                VALUES (1, 1, 'svc', 'svc', 60, 'WARN', 'w2', {t1}, 2);
              INSERT INTO states(id, service_id, rtime, state, info)
                VALUES (1, 1, {t0}, 'OK', 'o1'), (2, 1, {t1}, 'WARN', 'w2');
+             -- History pruned away (history-limit 0 through the library).
+             INSERT INTO services(id, server_id, name, title, period, state, info, rtime, state_id)
+               VALUES (2, 1, 'bare', 'bare', 60, 'FAIL', 'f', {t1}, 9);
              PRAGMA user_version = 1;",
             t1 = t0 + 60_000
         ))
@@ -230,6 +233,9 @@ fn a_version_1_database_keeps_its_states_and_history() {
     assert_eq!(svc["state"]["state"], "WARN");
     assert_eq!(svc["state"]["info"], "w2");
     assert_eq!(states_of(&t, 1), ["w2", "o1"]);
+    let bare = t.service("old", "bare").unwrap();
+    assert_eq!(bare["state"]["state"], "FAIL");
+    assert_eq!(bare["state"]["info"], "f");
     // The state before the migration is the previous one: WARN again is no
     // change, FAIL is.
     let (code, _) = t.post_json(

@@ -96,15 +96,26 @@ fn read_body(
                 "the body took too long",
             ));
         }
-        // Reads straight into the body: as much as the capacity reserved
-        // for the announced length, else in chunks of up to 16 KiB.
         let len = body.len();
-        let want = (max - len)
-            .min(16 * 1024)
-            .min(body.capacity().saturating_sub(len).max(512));
-        body.resize(len + want, 0);
-        let read = r.read(&mut body[len..]);
-        body.truncate(len + *read.as_ref().unwrap_or(&0));
+        let spare = body.capacity() - len;
+        let read = if spare == 0 {
+            // Full (the announced length is in, or none was announced): a
+            // small probe, so that finding the end does not grow the body.
+            let mut probe = [0u8; 1024];
+            let want = (max - len).min(probe.len());
+            let read = r.read(&mut probe[..want]);
+            if let Ok(n) = read {
+                body.extend_from_slice(&probe[..n]);
+            }
+            read
+        } else {
+            // Straight into the capacity reserved for the announced length.
+            let want = spare.min(max - len).min(16 * 1024);
+            body.resize(len + want, 0);
+            let read = r.read(&mut body[len..]);
+            body.truncate(len + *read.as_ref().unwrap_or(&0));
+            read
+        };
         match read {
             Ok(0) => break,
             Ok(_) => {}
@@ -203,6 +214,10 @@ mod tests {
             read_body(&data[..], &mut body, 1 << 20, later).unwrap();
             assert_eq!(body, data, "capacity {capacity}");
         }
+        // Finding the end of an announced length does not grow the body.
+        let mut body = Vec::with_capacity(data.len());
+        read_body(&data[..], &mut body, 1 << 20, later).unwrap();
+        assert_eq!(body.capacity(), data.len());
         let mut body = Vec::new();
         read_body(Dribble(&data), &mut body, 1 << 20, later).unwrap();
         assert_eq!(body, data);

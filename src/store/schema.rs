@@ -67,7 +67,13 @@ const MIGRATIONS: &[&str] = &[
     // writes the history alone, not the service row's page as well. The index
     // on service_id alone keeps each service's records in id order too, with
     // smaller entries.
-    "DROP INDEX states_by_service;
+    // A service whose history was pruned away entirely (history-limit 0
+    // through the library) keeps its state as a history record.
+    "INSERT INTO states(service_id, rtime, state, info)
+        SELECT id, rtime, state, coalesce(info, '') FROM services s
+        WHERE state IS NOT NULL AND rtime IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM states WHERE service_id = s.id);
+    DROP INDEX states_by_service;
     CREATE INDEX states_by_service ON states(service_id);
     ALTER TABLE services DROP COLUMN state;
     ALTER TABLE services DROP COLUMN info;

@@ -175,4 +175,107 @@ mod tests {
         }
         assert_eq!(st.get_status(rusqlite::StatementStatus::RePrepare), 0);
     }
+
+    #[test]
+    fn a_version_1_database_keeps_its_states_and_history() {
+        use std::sync::Arc;
+
+        use sha2::{Digest, Sha256};
+
+        use crate::clock::ManualClock;
+        use crate::protocol::{StatusReport, parse_object};
+        use crate::store::{AlertFilter, StatusFilter, Store, StoreOptions};
+
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("overc.db");
+        let t0: i64 = 1_700_000_000_000;
+        let t1 = t0 + 60_000;
+        {
+            let conn = Connection::open(&db).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            let salt = [7u8; 16];
+            let hash: [u8; 32] = Sha256::new()
+                .chain_update(salt)
+                .chain_update("k")
+                .finalize()
+                .into();
+            conn.execute(
+                "INSERT INTO servers(id, name, title, key_salt, key_hash, ip, first_seen, last_seen)
+                 VALUES (1, 'old', 'old', ?1, ?2, '', ?3, ?3)",
+                rusqlite::params![&salt[..], &hash[..], t0],
+            )
+            .unwrap();
+            conn.execute_batch(&format!(
+                "INSERT INTO services(id, server_id, name, title, period, state, info, rtime, state_id)
+                   VALUES (1, 1, 'svc', 'svc', 60, 'WARN', 'w2', {t1}, 2),
+                 -- its history pruned away (history-limit 0 through the library)
+                          (2, 1, 'bare', 'bare', 60, 'FAIL', 'f', {t1}, 9);
+                 INSERT INTO states(id, service_id, rtime, state, info)
+                   VALUES (1, 1, {t0}, 'OK', 'o1'), (2, 1, {t1}, 'WARN', 'w2');
+                 PRAGMA user_version = 1;"
+            ))
+            .unwrap();
+        }
+        let clock = Arc::new(ManualClock::new(t1 + 1000));
+        let store = Store::open(&db, &StoreOptions::default(), clock).unwrap();
+        let current = |name: &str| {
+            let status = store.status(StatusFilter::All, 0, 0.0).unwrap().unwrap();
+            let svc = status.servers[0]
+                .services
+                .iter()
+                .find(|s| s.name == name)
+                .cloned()
+                .unwrap();
+            let state = svc.state.unwrap();
+            (state.state, state.info)
+        };
+        let history = || -> Vec<String> {
+            let v = store.states(1, 24, false).unwrap().unwrap();
+            v["states"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["info"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(current("svc"), ("WARN".into(), "w2".into()));
+        assert_eq!(current("bare"), ("FAIL".into(), "f".into()));
+        assert_eq!(history(), ["w2", "o1"]);
+
+        // The state from before the migration is the previous one: WARN
+        // again is no change, FAIL is.
+        for (state, info) in [("WARN", "w3"), ("FAIL", "f4")] {
+            let body = format!(
+                r#"{{"server": {{"name": "old", "key": "k"}}, "period": 60,
+                    "services": [{{"name": "svc", "state": "{state}", "info": "{info}"}}]}}"#
+            );
+            let report = StatusReport::from_json(&parse_object(body.as_bytes()).unwrap()).unwrap();
+            store.report(report, "127.0.0.1").unwrap();
+        }
+        let alerts = store.alert_list(AlertFilter::All, 24).unwrap().unwrap();
+        let messages: Vec<&str> = alerts["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["message"].as_str().unwrap())
+            .collect();
+        assert_eq!(messages, ["State changed: \"WARN\" -> \"FAIL\""]);
+        assert_eq!(history(), ["f4", "w3", "w2", "o1"]);
+        store.close();
+
+        let conn = Connection::open(&db).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, VERSION);
+        let copied: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('services')
+                 WHERE name IN ('state', 'info', 'rtime', 'state_id')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(copied, 0);
+    }
 }

@@ -729,10 +729,10 @@ fn apply_alerts(
             Some(name) => {
                 let row = find_or_create_service(conn, b, server_id, name, None)?;
                 let current: Option<(String, String)> = conn
-                    .prepare_cached(
-                        "SELECT state, info FROM states WHERE service_id = ?1
-                         ORDER BY id DESC LIMIT 1",
-                    )?
+                    .prepare_cached(&format!(
+                        "SELECT st.state, st.info FROM services s {CURRENT_STATE}
+                         WHERE s.id = ?1 AND st.id IS NOT NULL"
+                    ))?
                     .query_row([row.id], |r| {
                         Ok((
                             r.get(0)?,
@@ -763,32 +763,48 @@ fn mark_overdue(conn: &Connection, due: &[(i64, Millis)], b: &mut Batch<'_>) -> 
     let now = b.now;
     let mut applied = Applied::default();
     for &(service_id, rtime) in due {
-        let changed = conn
-            .prepare_cached(
-                "UPDATE services SET overdue = 1
-                 WHERE id = ?1 AND overdue = 0 AND period IS NOT NULL
-                   AND ?2 = (SELECT rtime FROM states WHERE service_id = ?1
-                             ORDER BY id DESC LIMIT 1)",
-            )?
-            .execute(params![service_id, rtime])?;
-        if changed == 0 {
-            // Reported again, deleted, or already flagged: nothing is overdue.
-            continue;
+        /// The service and its current state.
+        struct Row {
+            server_id: i64,
+            name: String,
+            flaggable: bool,
+            state: Option<String>,
+            info: Option<String>,
+            state_id: Option<i64>,
+            rtime: Option<Millis>,
         }
-        let (server_id, name, state, info, state_id): (
-            i64,
-            String,
-            Option<String>,
-            Option<String>,
-            Option<i64>,
-        ) = conn
+        let row = conn
             .prepare_cached(&format!(
-                "SELECT s.server_id, s.name, st.state, st.info, st.id FROM services s
-                 {CURRENT_STATE} WHERE s.id = ?1"
+                "SELECT s.server_id, s.name, s.overdue = 0 AND s.period IS NOT NULL,
+                        st.state, st.info, st.id, st.rtime
+                 FROM services s {CURRENT_STATE} WHERE s.id = ?1"
             ))?
             .query_row([service_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })?;
+                Ok(Row {
+                    server_id: r.get(0)?,
+                    name: r.get(1)?,
+                    flaggable: r.get(2)?,
+                    state: r.get(3)?,
+                    info: r.get(4)?,
+                    state_id: r.get(5)?,
+                    rtime: r.get(6)?,
+                })
+            })
+            .optional()?;
+        // Deleted, already flagged, or reported again since: not overdue.
+        let Some(Row {
+            server_id,
+            name,
+            state,
+            info,
+            state_id,
+            ..
+        }) = row.filter(|r| r.flaggable && r.rtime == Some(rtime))
+        else {
+            continue;
+        };
+        conn.prepare_cached("UPDATE services SET overdue = 1 WHERE id = ?1")?
+            .execute([service_id])?;
         if let Some(known) = b
             .caches
             .services
@@ -870,5 +886,57 @@ mod tests {
     fn key_hash_depends_on_salt() {
         assert_ne!(key_hash(&[0; 16], "k"), key_hash(&[1; 16], "k"));
         assert_eq!(key_hash(&[0; 16], "k"), key_hash(&[0; 16], "k"));
+    }
+
+    #[test]
+    fn only_a_service_that_did_not_report_since_is_flagged_overdue() {
+        use crate::clock::ManualClock;
+        use crate::protocol::parse_object;
+        use crate::store::Store;
+
+        let clock = ManualClock::new(1_000_000);
+        let store =
+            Store::open_in_memory(&StoreOptions::default(), Arc::new(clock.clone())).unwrap();
+        let report = |service: &str| {
+            let body = format!(
+                r#"{{"server": {{"name": "h", "key": "k"}}, "period": 60,
+                    "services": [{{"name": "{service}", "state": "OK"}}]}}"#
+            );
+            let r = StatusReport::from_json(&parse_object(body.as_bytes()).unwrap()).unwrap();
+            store.report(r, "127.0.0.1").unwrap().deadlines[0]
+        };
+        let first = report("a");
+        clock.advance(30_000);
+        let second = report("a");
+        let gone = report("b");
+        store.delete_service(gone.service_id).unwrap();
+        clock.advance(90_000);
+        // The deadline of the first report raced with the second: no alert;
+        // nor for a deleted service.
+        let stale = store
+            .mark_overdue(vec![
+                (first.service_id, first.rtime),
+                (gone.service_id, gone.rtime),
+            ])
+            .unwrap();
+        assert!(stale.alerts.is_empty());
+        let due = store
+            .mark_overdue(vec![(second.service_id, second.rtime)])
+            .unwrap();
+        assert_eq!(due.alerts.len(), 1);
+        // Raised once, not again while still overdue.
+        let again = store
+            .mark_overdue(vec![(second.service_id, second.rtime)])
+            .unwrap();
+        assert!(again.alerts.is_empty());
+        // Reporting again clears the flag and says so.
+        clock.advance(1000);
+        let back = {
+            let body = br#"{"server": {"name": "h", "key": "k"}, "period": 60,
+                            "services": [{"name": "a", "state": "OK"}]}"#;
+            let r = StatusReport::from_json(&parse_object(body).unwrap()).unwrap();
+            store.report(r, "127.0.0.1").unwrap()
+        };
+        assert_eq!(back.alerts.len(), 1, "plugin/online");
     }
 }

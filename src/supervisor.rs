@@ -150,11 +150,21 @@ struct Counters {
     max_busy_us: AtomicU64,
 }
 
+/// Deadline changes kept before the thread is woken to take them, whatever
+/// their deadlines; bounds the memory that waiting changes use.
+const PENDING_WAKE: usize = 4096;
+
 /// The supervisor thread.
 pub struct Supervisor {
-    /// Deadline changes not yet taken by the thread; one wake-up takes them
-    /// all, so a burst of reports costs one wake-up, not one each.
+    /// Deadline changes not yet taken by the thread. Reports almost always
+    /// move deadlines later than the thread's next wake-up, so they wait for
+    /// it (or for [`PENDING_WAKE`] of them) instead of waking the thread:
+    /// under load that was a wake-up every few requests.
     pending: Arc<Mutex<Vec<DeadlineChange>>>,
+    /// When the sleeping thread wakes by itself; `Millis::MIN` while it is
+    /// awake (it looks at `pending` before it sleeps again).
+    wake_at: Arc<AtomicI64>,
+    grace: Millis,
     tx: Mutex<Option<mpsc::Sender<Msg>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     next_due: Arc<AtomicI64>,
@@ -170,6 +180,7 @@ impl std::fmt::Debug for Supervisor {
 
 struct Loop {
     pending: Arc<Mutex<Vec<DeadlineChange>>>,
+    wake_at: Arc<AtomicI64>,
     deadlines: Deadlines,
     store: Arc<Store>,
     outbox: Arc<Outbox>,
@@ -179,6 +190,30 @@ struct Loop {
     counters: Arc<Counters>,
     /// Deadline of the oldest overdue service not flagged because storage failed.
     stuck_since: Option<Millis>,
+}
+
+/// True when a change due at `due` (before grace) needs a thread that
+/// sleeps until `wake_at` to wake earlier. The thread wakes 1 ms after the
+/// deadline it sleeps for, so a deadline equal to that one needs nothing.
+fn wakes(due: Millis, grace: Millis, wake_at: Millis) -> bool {
+    due.saturating_add(grace).saturating_add(1) < wake_at
+}
+
+/// The sleeping side of [`Supervisor::changed`]: publishes when the thread
+/// will wake by itself, then checks the changes that came meanwhile (their
+/// senders may have read the old time). False when it must not sleep.
+fn may_sleep_until(
+    pending: &Mutex<Vec<DeadlineChange>>,
+    wake_at: &AtomicI64,
+    grace: Millis,
+    at: Millis,
+) -> bool {
+    wake_at.store(at, Ordering::SeqCst);
+    let pending = lock(pending);
+    pending.len() < PENDING_WAKE
+        && !pending
+            .iter()
+            .any(|c| c.due.is_some_and(|d| wakes(d, grace, at)))
 }
 
 impl Loop {
@@ -250,15 +285,25 @@ impl Loop {
         self.next_due.store(oldest, Ordering::Relaxed);
     }
 
+    fn may_sleep_until(&self, at: Millis) -> bool {
+        may_sleep_until(&self.pending, &self.wake_at, self.grace, at)
+    }
+
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
         loop {
+            let now = self.clock.now();
             let wait = match self.deadlines.next_deadline() {
                 // Wake just after the deadline: a service is overdue once it has passed.
-                Some(at) => (at + 1 - self.clock.now()).clamp(0, 60_000),
+                Some(at) => (at + 1 - now).clamp(0, 60_000),
                 None => 60_000,
             };
             let mut replies = Vec::new();
-            let msg = rx.recv_timeout(Duration::from_millis(wait as u64));
+            let msg = if self.may_sleep_until(now + wait) {
+                rx.recv_timeout(Duration::from_millis(wait as u64))
+            } else {
+                Ok(Msg::Changes)
+            };
+            self.wake_at.store(Millis::MIN, Ordering::SeqCst);
             let started = Instant::now();
             match msg {
                 Ok(msg) => replies.extend(self.apply(msg)),
@@ -311,8 +356,10 @@ impl Supervisor {
         let next_due = Arc::new(AtomicI64::new(Millis::MAX));
         let counters = Arc::new(Counters::default());
         let pending = Arc::new(Mutex::new(Vec::new()));
+        let wake_at = Arc::new(AtomicI64::new(Millis::MIN));
         let mut lp = Loop {
             pending: pending.clone(),
+            wake_at: wake_at.clone(),
             counters: counters.clone(),
             deadlines,
             store,
@@ -329,6 +376,8 @@ impl Supervisor {
             .spawn(move || lp.run(rx))?;
         Ok(Supervisor {
             pending,
+            wake_at,
+            grace,
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
             next_due,
@@ -359,11 +408,16 @@ impl Supervisor {
         if changes.is_empty() {
             return;
         }
+        let earliest = changes.iter().filter_map(|c| c.due).min();
         let mut pending = lock(&self.pending);
-        let wake = pending.is_empty();
+        let before = pending.len();
         pending.extend(changes);
+        let crowded = before < PENDING_WAKE && pending.len() >= PENDING_WAKE;
         drop(pending);
-        if wake {
+        // Read after the changes are in: a thread going to sleep meanwhile
+        // either saw them or published its time before this reads it.
+        let wake_at = self.wake_at.load(Ordering::SeqCst);
+        if crowded || earliest.is_some_and(|d| wakes(d, self.grace, wake_at)) {
             self.send(Msg::Changes);
         }
     }
@@ -482,5 +536,80 @@ mod tests {
         }
         assert_eq!(d.len(), 10);
         assert!(d.heap.len() <= 2 * 10 + 1025, "{}", d.heap.len());
+    }
+
+    /// A `Supervisor` whose thread is a channel the test reads, sleeping
+    /// (as far as senders can tell) until `wake_at`.
+    fn shell(wake_at: Millis) -> (Supervisor, mpsc::Receiver<Msg>) {
+        let (tx, rx) = mpsc::channel();
+        let sup = Supervisor {
+            pending: Arc::new(Mutex::new(Vec::new())),
+            wake_at: Arc::new(AtomicI64::new(wake_at)),
+            grace: 1000,
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(None),
+            next_due: Arc::new(AtomicI64::new(Millis::MAX)),
+            clock: Arc::new(crate::clock::ManualClock::new(0)),
+            counters: Arc::new(Counters::default()),
+        };
+        (sup, rx)
+    }
+
+    fn change(service_id: i64, due: Option<Millis>) -> DeadlineChange {
+        DeadlineChange {
+            service_id,
+            rtime: 0,
+            due,
+        }
+    }
+
+    fn woken(rx: &mpsc::Receiver<Msg>) -> usize {
+        rx.try_iter().count()
+    }
+
+    #[test]
+    fn only_a_deadline_before_the_next_wake_up_wakes_the_supervisor() {
+        // Sleeping until 61,001: the deadline 60,000 + 1,000 grace it waits for.
+        let (sup, rx) = shell(61_001);
+        sup.changed(vec![change(1, Some(60_000)), change(2, Some(90_000))]);
+        sup.changed(vec![change(3, None)]);
+        assert_eq!(woken(&rx), 0, "later or equal deadlines wait for it");
+        sup.changed(vec![change(4, Some(59_999))]);
+        assert_eq!(woken(&rx), 1, "an earlier deadline wakes it");
+        assert_eq!(lock(&sup.pending).len(), 4, "and every change is kept");
+        // While it is awake nothing wakes it: it looks before sleeping.
+        sup.wake_at.store(Millis::MIN, Ordering::SeqCst);
+        sup.changed(vec![change(5, Some(0))]);
+        assert_eq!(woken(&rx), 0);
+    }
+
+    #[test]
+    fn many_waiting_changes_wake_the_supervisor_once() {
+        let (sup, rx) = shell(61_001);
+        let far: Vec<_> = (0..PENDING_WAKE as i64 - 1)
+            .map(|id| change(id, Some(600_000)))
+            .collect();
+        sup.changed(far);
+        assert_eq!(woken(&rx), 0);
+        sup.changed(vec![change(-1, Some(600_000)), change(-2, Some(600_000))]);
+        assert_eq!(woken(&rx), 1, "the change that fills the list wakes it");
+        sup.changed(vec![change(-3, Some(600_000))]);
+        assert_eq!(woken(&rx), 0, "once");
+    }
+
+    #[test]
+    fn the_thread_does_not_sleep_past_a_change_it_was_not_woken_for() {
+        let pending = Mutex::new(vec![change(1, Some(90_000))]);
+        let wake_at = AtomicI64::new(Millis::MIN);
+        assert!(may_sleep_until(&pending, &wake_at, 1000, 91_001));
+        assert_eq!(wake_at.load(Ordering::SeqCst), 91_001, "published");
+        // A sender that read the old wake-up time (the thread was awake) and
+        // left an earlier deadline behind.
+        lock(&pending).push(change(2, Some(30_000)));
+        assert!(!may_sleep_until(&pending, &wake_at, 1000, 91_001));
+        assert!(may_sleep_until(&pending, &wake_at, 1000, 31_001));
+        let full = vec![change(3, Some(900_000)); PENDING_WAKE];
+        let pending = Mutex::new(full);
+        assert!(!may_sleep_until(&pending, &wake_at, 1000, 91_001));
     }
 }

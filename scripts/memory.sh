@@ -3,7 +3,8 @@
 # reporting, and of `overcli monitor` running 20 services.
 #   scripts/memory.sh            # 20 s of reporting
 #   SECONDS_LOAD=5 scripts/memory.sh
-# Targets (SPEC §8): server under 20 MiB, overcli under 8 MiB.
+# Targets (SPEC §8): server under 20 MiB, overcli under 8 MiB; reading the
+# status 32 more times (8 at once) must not grow the server by 4 MiB or more.
 # Needs: nothing beyond the Rust toolchain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,11 +31,18 @@ loaded=$(rss_kib $srv)
 curl -s -o status.json -w "%{http_code}" "$url/ui/api/status/" > status.code || true
 services=$(grep -o '"period"' status.json | wc -l || true)
 after_read=$(rss_kib $srv)
+# The page polls the status; several tabs or users read it at once.
+for _ in 1 2 3 4; do
+    readers=()
+    for _ in $(seq 8); do curl -s -o /dev/null "$url/ui/api/status/" & readers+=($!); done
+    wait "${readers[@]}"
+done
+after_reads=$(rss_kib $srv)
 peak=$(hwm_kib $srv)
 db=$(du -k overc.db | awk '{print $1}')
 wal=$(du -k overc.db-wal 2>/dev/null | awk '{print $1}')
 echo "overc-server: $(cat load.txt)"
-echo "overc-server: status=$(cat status.code) services=${services:-?} rss_idle=$((idle / 1024)) MiB rss_after_load=$((loaded / 1024)) MiB rss_after_reading_status=$((after_read / 1024)) MiB peak=$((peak / 1024)) MiB database=$((db / 1024)) MiB wal=$((${wal:-0} / 1024)) MiB"
+echo "overc-server: status=$(cat status.code) services=${services:-?} rss_idle=$((idle / 1024)) MiB rss_after_load=$((loaded / 1024)) MiB rss_after_reading_status=$((after_read / 1024)) MiB rss_after_32_more_reads=$((after_reads / 1024)) MiB peak=$((peak / 1024)) MiB database=$((db / 1024)) MiB wal=$((${wal:-0} / 1024)) MiB"
 
 mkdir plugins
 printf '#!/bin/sh\necho "OK - fine | t=1s"\n' > plugins/ok.sh
@@ -53,5 +61,6 @@ grep -E '^\[[^]]* (WARN|ERROR) ' server.log | grep -v "no \[ui\] password" | hea
 
 fail=0
 (( loaded < 20 * 1024 )) || { echo "FAIL: overc-server RSS $((loaded / 1024)) MiB is not under 20 MiB"; fail=1; }
+(( after_reads < after_read + 4 * 1024 )) || { echo "FAIL: reading the status grew overc-server from $((after_read / 1024)) to $((after_reads / 1024)) MiB"; fail=1; }
 (( mon_rss < 8 * 1024 )) || { echo "FAIL: overcli RSS $((mon_rss / 1024)) MiB is not under 8 MiB"; fail=1; }
 exit $fail

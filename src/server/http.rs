@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,84 @@ const WORKER_STACK: usize = 512 * 1024;
 pub(super) struct HttpServer {
     server: Arc<tiny_http::Server>,
     workers: Vec<JoinHandle<()>>,
+    reads: Option<(Arc<Reads>, JoinHandle<()>)>,
     addr: SocketAddr,
+}
+
+type ReadJob = Box<dyn FnOnce() + Send>;
+
+/// The thread that answers GET requests for the page, its API and
+/// `/metrics`.
+///
+/// Their answers are large and short-lived (the status of 10,000 services is
+/// about 10 MB of views and JSON), and glibc keeps what a thread freed in
+/// that thread's arena. Answered by whichever worker took the request, every
+/// worker's arena kept its own high-water mark: the RSS grew by ~8 MB for
+/// each worker that ever served the status, past 100 MB as the page polled.
+/// On one thread the same memory is reused from one read to the next. Reads
+/// already took turns on the store's one read connection.
+struct Reads(mpsc::Sender<ReadJob>);
+
+impl Reads {
+    fn start() -> Result<(Arc<Reads>, JoinHandle<()>)> {
+        let (tx, rx) = mpsc::channel::<ReadJob>();
+        let handle = std::thread::Builder::new()
+            .name("overc-reads".into())
+            .stack_size(WORKER_STACK)
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    job();
+                }
+            })?;
+        Ok((Arc::new(Reads(tx)), handle))
+    }
+
+    /// Answers `req` on the read thread and waits for it.
+    fn handle(&self, app: &Arc<App>, req: OwnedRequest) -> Response {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let app = app.clone();
+        let job: ReadJob = Box::new(move || {
+            let _ = reply.send(handle_caught(&app, &req.borrow()));
+        });
+        if self.0.send(job).is_err() {
+            return Response::error(503, "The server is stopping");
+        }
+        answer
+            .recv()
+            .unwrap_or_else(|_| Response::error(503, "The server is stopping"))
+    }
+}
+
+/// A [`Request`] that owns its parts, to hand it to another thread.
+struct OwnedRequest {
+    method: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    remote: String,
+}
+
+impl OwnedRequest {
+    fn borrow(&self) -> Request<'_> {
+        Request {
+            method: &self.method,
+            url: &self.url,
+            headers: &self.headers,
+            body: &self.body,
+            remote: &self.remote,
+        }
+    }
+}
+
+/// Answers on this thread; a panic in the handler is a 500, not a lost thread.
+fn handle_caught(app: &App, req: &Request<'_>) -> Response {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| app.handle(req))) {
+        Ok(r) => r,
+        Err(_) => {
+            log::error!("handler panicked on {} {}", req.method, req.url);
+            Response::error(500, "Internal server error")
+        }
+    }
 }
 
 /// Binds `addr` with read and write timeouts that accepted sockets inherit
@@ -44,16 +121,18 @@ impl HttpServer {
         let server = tiny_http::Server::from_listener(listener, None)
             .map_err(|e| Error::Config(format!("cannot listen on {addr}: {e}")))?;
         let server = Arc::new(server);
+        let (reads, reads_thread) = Reads::start()?;
         let mut workers = Vec::new();
         for i in 0..app.config.workers {
             let server = server.clone();
             let app = app.clone();
+            let reads = reads.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("overc-http-{i}"))
                 .stack_size(WORKER_STACK)
                 .spawn(move || {
                     while let Ok(rq) = server.recv() {
-                        serve(&app, rq);
+                        serve(&app, &reads, rq);
                     }
                 })?;
             workers.push(handle);
@@ -61,6 +140,7 @@ impl HttpServer {
         Ok(HttpServer {
             server,
             workers,
+            reads: Some((reads, reads_thread)),
             addr,
         })
     }
@@ -69,13 +149,18 @@ impl HttpServer {
         self.addr
     }
 
-    /// Each worker finishes the request it holds, then takes its unblock.
-    pub(super) fn stop(self) {
+    /// Each worker finishes the request it holds, then takes its unblock;
+    /// the read thread stops once no worker can hand it anything.
+    pub(super) fn stop(mut self) {
         for _ in &self.workers {
             self.server.unblock();
         }
-        for w in self.workers {
+        for w in self.workers.drain(..) {
             let _ = w.join();
+        }
+        if let Some((reads, thread)) = self.reads.take() {
+            drop(reads);
+            let _ = thread.join();
         }
     }
 }
@@ -126,7 +211,7 @@ fn read_body(
     Ok(())
 }
 
-fn serve(app: &App, mut rq: tiny_http::Request) {
+fn serve(app: &Arc<App>, reads: &Reads, mut rq: tiny_http::Request) {
     let limit = app.config.max_body;
     let remote = rq
         .remote_addr()
@@ -155,21 +240,26 @@ fn serve(app: &App, mut rq: tiny_http::Request) {
                     })
                     .collect();
                 let method = rq.method().as_str().to_owned();
-                let req = Request {
-                    method: &method,
-                    url: rq.url(),
-                    headers: &headers,
-                    body: &body,
-                    remote: &remote,
-                };
-                let app_response =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| app.handle(&req)));
-                match app_response {
-                    Ok(r) => r,
-                    Err(_) => {
-                        log::error!("handler panicked on {} {}", req.method, req.url);
-                        Response::error(500, "Internal server error")
-                    }
+                // Ingest and the page's actions (small answers; a test alert
+                // waits for the plugins) stay on this worker.
+                if method != "GET" || rq.url().starts_with("/api/") {
+                    let req = Request {
+                        method: &method,
+                        url: rq.url(),
+                        headers: &headers,
+                        body: &body,
+                        remote: &remote,
+                    };
+                    handle_caught(app, &req)
+                } else {
+                    let req = OwnedRequest {
+                        method,
+                        url: rq.url().to_owned(),
+                        headers,
+                        body,
+                        remote: remote.clone(),
+                    };
+                    reads.handle(app, req)
                 }
             }
             Err(e) => {

@@ -214,3 +214,55 @@ fn alert_lists_filter_and_count_the_last_day() {
         "x never reported a state"
     );
 }
+
+/// The status is written out server by server (`Store::status_each`); it
+/// must read exactly as the whole view (`Store::status`) serialized.
+#[test]
+fn streamed_status_equals_the_whole_view() {
+    use overc::store::StatusFilter;
+    let t = TestServer::start_manual(|_| {});
+    for (srv, svc, info) in [
+        ("web", "http", "OK - 0.2 s | time=0.2s;1;2;0 size=512B"),
+        ("web", "disk", "WARN - 91% | used=91%;90;95"),
+        ("db", "pg", "FAIL - down"),
+        ("db", "плюс", "OK"),
+    ] {
+        let body = report(srv, "k", svc, "OK", info);
+        assert_eq!(t.post_json("/api/set/service/status", &body).0, 200);
+    }
+    let store = t.server().app().store();
+    let pg = svc_id(&t, "db", "pg");
+    let web = t.service("web", "http").unwrap();
+    let web_server = t.status()["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "web")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(web["state"]["perfdata"].as_array().unwrap().len(), 2);
+    for (path, filter) in [
+        ("/ui/api/status/".to_owned(), StatusFilter::All),
+        (
+            format!("/ui/api/status/server/{web_server}"),
+            StatusFilter::Server(web_server),
+        ),
+        (
+            format!("/ui/api/status/service/{pg}"),
+            StatusFilter::Service(pg),
+        ),
+    ] {
+        let (code, streamed) = t.get(&path);
+        assert_eq!(code, 200, "{path}");
+        let whole = store.status(filter, 0, 0.0).unwrap().unwrap();
+        assert_eq!(streamed, serde_json::to_value(&whole).unwrap(), "{path}");
+    }
+    assert!(
+        store
+            .status(StatusFilter::Server(999), 0, 0.0)
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(t.get("/ui/api/status/server/999").0, 404);
+}

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use super::App;
 use crate::error::Result;
 use crate::state::State;
-use crate::store::StatusFilter;
+use crate::store::{StatusFilter, StatusPart};
 
 /// Escapes a label value: backslash, double quote and newline.
 pub fn escape_label(v: &str) -> String {
@@ -41,83 +41,88 @@ fn num(v: f64) -> String {
 
 /// Renders every metric for the current data.
 pub(super) fn render(app: &App) -> Result<String> {
-    let status = app
-        .store
-        .status(StatusFilter::All, app.config.grace, app.supervisor.lag())?;
-    let mut rows = Vec::new();
-    for srv in status.iter().flat_map(|s| &s.servers) {
-        for svc in &srv.services {
-            if let Some(state) = &svc.state {
-                let labels = format!(
-                    "server=\"{}\",service=\"{}\"",
-                    escape_label(&srv.name),
-                    escape_label(&svc.name)
-                );
-                rows.push((labels, state));
-            }
-        }
-    }
-    let mut out = String::new();
+    // One pass over the services, each family in its own buffer (the format
+    // wants a family's series together), so the services' views are never
+    // all in memory at once.
+    let mut state = String::new();
+    let mut overdue = String::new();
+    let mut last_report = String::new();
+    let mut perfdata = String::new();
     head(
-        &mut out,
+        &mut state,
         "overc_service_state",
         "gauge",
         "Current state of a service: 0 OK, 1 WARN, 2 FAIL, 3 UNK.",
     );
-    for (l, st) in &rows {
-        let v = State::parse(&st.state).unwrap_or(State::Unk).value();
-        let _ = writeln!(out, "overc_service_state{{{l}}} {v}");
-    }
     head(
-        &mut out,
+        &mut overdue,
         "overc_service_overdue",
         "gauge",
         "1 when a service missed its deadline (last report + period + grace).",
     );
-    for (l, st) in &rows {
-        let _ = writeln!(
-            out,
-            "overc_service_overdue{{{l}}} {}",
-            u8::from(st.timed_out)
-        );
-    }
     head(
-        &mut out,
+        &mut last_report,
         "overc_service_last_report_timestamp_seconds",
         "gauge",
         "Unix time of a service's last report.",
     );
-    let now = app.store.now() / 1000;
-    for (l, st) in &rows {
-        let _ = writeln!(
-            out,
-            "overc_service_last_report_timestamp_seconds{{{l}}} {}",
-            now - st.seen_ago
-        );
-    }
     head(
-        &mut out,
+        &mut perfdata,
         "overc_perfdata",
         "gauge",
         "Nagios performance data of a service's last report, in the plugin's unit.",
     );
-    for (l, st) in &rows {
-        let mut seen = HashSet::new();
-        for p in &st.perfdata {
-            let Some(value) = p.value else { continue };
-            // Prometheus refuses duplicate series; the first item of a label wins.
-            if !seen.insert((p.label.as_str(), p.uom.as_str())) {
-                continue;
+    let now = app.store.now() / 1000;
+    app.store.status_each(
+        StatusFilter::All,
+        app.config.grace,
+        app.supervisor.lag(),
+        |part| {
+            let StatusPart::Server(srv) = part else {
+                return Ok(());
+            };
+            for svc in &srv.services {
+                let Some(st) = &svc.state else { continue };
+                let l = format!(
+                    "server=\"{}\",service=\"{}\"",
+                    escape_label(&srv.name),
+                    escape_label(&svc.name)
+                );
+                let v = State::parse(&st.state).unwrap_or(State::Unk).value();
+                let _ = writeln!(state, "overc_service_state{{{l}}} {v}");
+                let _ = writeln!(
+                    overdue,
+                    "overc_service_overdue{{{l}}} {}",
+                    u8::from(st.timed_out)
+                );
+                let _ = writeln!(
+                    last_report,
+                    "overc_service_last_report_timestamp_seconds{{{l}}} {}",
+                    now - st.seen_ago
+                );
+                let mut seen = HashSet::new();
+                for p in &st.perfdata {
+                    let Some(value) = p.value else { continue };
+                    // Prometheus refuses duplicate series; the first item of a label wins.
+                    if !seen.insert((p.label.as_str(), p.uom.as_str())) {
+                        continue;
+                    }
+                    let _ = writeln!(
+                        perfdata,
+                        "overc_perfdata{{{l},label=\"{}\",uom=\"{}\"}} {}",
+                        escape_label(&p.label),
+                        escape_label(&p.uom),
+                        num(value)
+                    );
+                }
             }
-            let _ = writeln!(
-                out,
-                "overc_perfdata{{{l},label=\"{}\",uom=\"{}\"}} {}",
-                escape_label(&p.label),
-                escape_label(&p.uom),
-                num(value)
-            );
-        }
-    }
+            Ok(())
+        },
+    )?;
+    let mut out = state;
+    out.push_str(&overdue);
+    out.push_str(&last_report);
+    out.push_str(&perfdata);
     head(
         &mut out,
         "overc_http_requests_total",

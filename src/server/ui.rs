@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use super::api::{error_response, method_not_allowed};
 use super::{App, Request, Response, auth};
-use crate::store::{AlertFilter, StatusFilter};
+use crate::store::{AlertFilter, StatusFilter, StatusPart, Store};
 
 /// Default and largest look-back of the history and alert listings, in hours.
 const DEFAULT_HOURS: u32 = 24;
@@ -111,8 +111,12 @@ pub(super) fn route(app: &App, req: &Request<'_>, path: &str) -> Response {
     let store = &app.store;
     let grace = app.config.grace;
     let lag = app.supervisor.lag();
-    let status = |filter| match store.status(filter, grace, lag) {
-        Ok(Some(v)) => Response::json_of(200, &v),
+    let status = |filter| match status_json(store, filter, grace, lag) {
+        Ok(Some(body)) => Response {
+            status: 200,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body,
+        },
         Ok(None) => Response::error(404, "Not found: no such server or service"),
         Err(e) => error_response(e),
     };
@@ -219,6 +223,39 @@ fn action(app: &App, req: &Request<'_>, rest: &str) -> Response {
         Ok(_) => Response::json(200, &json!({"ok": 1})),
         Err(e) => error_response(e),
     }
+}
+
+/// The JSON of [`crate::store::StatusView`], written server by server as
+/// [`Store::status_each`] hands them out: the whole view of 10,000 services
+/// never exists at once, only its text.
+fn status_json(
+    store: &Store,
+    filter: StatusFilter,
+    grace: u32,
+    lag: f64,
+) -> crate::error::Result<Option<Vec<u8>>> {
+    let mut body = Vec::new();
+    let mut first = true;
+    let found = store.status_each(filter, grace, lag, |part| {
+        let written = match part {
+            StatusPart::Stats(stats) => {
+                body.extend_from_slice(b"{\"stats\":");
+                let w = serde_json::to_writer(&mut body, &stats);
+                body.extend_from_slice(b",\"servers\":[");
+                w
+            }
+            StatusPart::Server(server) => {
+                if !first {
+                    body.push(b',');
+                }
+                first = false;
+                serde_json::to_writer(&mut body, &server)
+            }
+        };
+        written.map_err(|e| crate::error::Error::Io(std::io::Error::other(e)))
+    })?;
+    body.extend_from_slice(b"]}");
+    Ok(found.then_some(body))
 }
 
 #[cfg(test)]

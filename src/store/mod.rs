@@ -30,7 +30,7 @@ use crate::protocol::{AlertReport, Ping, StatusReport};
 pub use outbox::{AlertRecord, ServiceDeadline};
 pub use query::{
     AlertFilter, PerfdataView, RangeView, ServerView, ServiceView, StateView, StatsView,
-    StatusFilter, StatusView, TableCounts,
+    StatusFilter, StatusPart, StatusView, TableCounts,
 };
 pub(crate) use writer::constant_time_eq;
 pub use writer::{Applied, DeadlineChange};

@@ -92,16 +92,46 @@ impl Store {
         grace_s: u32,
         supervisor_lag: f64,
     ) -> Result<Option<StatusView>> {
+        let mut stats = None;
+        let mut servers = Vec::new();
+        let found = self.status_each(filter, grace_s, supervisor_lag, |part| {
+            match part {
+                StatusPart::Stats(s) => stats = Some(s),
+                StatusPart::Server(s) => servers.push(s),
+            }
+            Ok(())
+        })?;
+        Ok(match (found, stats) {
+            (true, Some(stats)) => Some(StatusView { stats, servers }),
+            _ => None,
+        })
+    }
+
+    /// [`Store::status`] one part at a time: the stats first, then each
+    /// server with its services, in order. Only one server's views exist at a
+    /// time, so a caller writing them out as they come needs little memory
+    /// for any number of services. Returns false (having called `each` for
+    /// nothing) when the filtered server or service does not exist.
+    ///
+    /// `each` runs while the store's read connection is held: it must not
+    /// read from this store itself.
+    pub fn status_each(
+        &self,
+        filter: StatusFilter,
+        grace_s: u32,
+        supervisor_lag: f64,
+        mut each: impl FnMut(StatusPart) -> Result<()>,
+    ) -> Result<bool> {
         let now = self.now();
         let conn = self.reader();
         let grace_ms = i64::from(grace_s) * 1000;
         let since = now - DAY;
-        let (server_sql, service_sql) = match filter {
-            StatusFilter::All => ("WHERE ?1 = ?1", "WHERE ?1 = ?1"),
-            StatusFilter::Server(_) => ("WHERE id = ?1", "WHERE s.server_id = ?1"),
-            StatusFilter::Service(_) => (
+        let (server_sql, service) = match filter {
+            StatusFilter::All => ("WHERE ?1 = ?1", None),
+            StatusFilter::Server(_) => ("WHERE id = ?1", None),
+            StatusFilter::Service(id) => (
                 "WHERE id = (SELECT server_id FROM services WHERE id = ?1)",
-                "WHERE s.id = ?1",
+                Some(id),
             ),
         };
         let arg = match filter {
@@ -129,49 +159,6 @@ impl Store {
                 *server_alerts.entry(*srv).or_default() += n;
             }
         }
-        let mut services: HashMap<i64, Vec<ServiceView>> = HashMap::new();
-        {
-            let sql = format!(
-                "SELECT s.id, s.server_id, s.name, s.title, s.period, st.state, st.info, st.rtime,
-                        s.overdue
-                 FROM services s {CURRENT_STATE} {service_sql} ORDER BY s.name, s.id"
-            );
-            let mut st = conn.prepare_cached(&sql)?;
-            let mut rows = st.query([arg])?;
-            while let Some(r) = rows.next()? {
-                let id: i64 = r.get(0)?;
-                let server_id: i64 = r.get(1)?;
-                let period: Option<i64> = r.get(4)?;
-                let state: Option<String> = r.get(5)?;
-                let rtime: Option<Millis> = r.get(7)?;
-                let overdue: bool = r.get(8)?;
-                let state = match (state, rtime) {
-                    (Some(state), Some(t)) => {
-                        let info = r.get::<_, Option<String>>(6)?.unwrap_or_default();
-                        Some(StateView {
-                            rtime: iso8601(t),
-                            timed_out: timed_out(overdue, period, rtime, grace_ms, now),
-                            seen_ago: (now - t).max(0) / 1000,
-                            state,
-                            perfdata: perfdata_views(&info),
-                            info,
-                        })
-                    }
-                    _ => None,
-                };
-                services.entry(server_id).or_default().push(ServiceView {
-                    id,
-                    name: r.get(2)?,
-                    title: r.get(3)?,
-                    period,
-                    n_alerts: counts
-                        .get(&(Some(server_id), Some(id)))
-                        .copied()
-                        .unwrap_or(0),
-                    state,
-                });
-            }
-        }
         let mut servers = Vec::new();
         {
             let sql = format!(
@@ -189,24 +176,64 @@ impl Store {
                     first_seen: iso8601(r.get(4)?),
                     last_seen: iso8601(r.get(5)?),
                     n_alerts: server_alerts.get(&id).copied().unwrap_or(0),
-                    services: services.remove(&id).unwrap_or_default(),
+                    services: Vec::new(),
                 });
             }
         }
         if filter != StatusFilter::All && servers.is_empty() {
-            return Ok(None);
+            return Ok(false);
         }
         let last_state_id: Option<i64> = conn
             .prepare_cached("SELECT MAX(id) FROM states")?
             .query_row([], |r| r.get(0))?;
-        Ok(Some(StatusView {
-            stats: StatsView {
-                n_alerts: total,
-                last_state_id: last_state_id.unwrap_or(0),
-                supervisor_lag,
-            },
-            servers,
-        }))
+        each(StatusPart::Stats(StatsView {
+            n_alerts: total,
+            last_state_id: last_state_id.unwrap_or(0),
+            supervisor_lag,
+        }))?;
+        let sql = format!(
+            "SELECT s.id, s.name, s.title, s.period, st.state, st.info, st.rtime, s.overdue
+             FROM services s {CURRENT_STATE}
+             WHERE s.server_id = ?1 AND (?2 IS NULL OR s.id = ?2) ORDER BY s.name, s.id"
+        );
+        let mut st = conn.prepare_cached(&sql)?;
+        for mut server in servers {
+            let mut rows = st.query(params![server.id, service])?;
+            while let Some(r) = rows.next()? {
+                let id: i64 = r.get(0)?;
+                let period: Option<i64> = r.get(3)?;
+                let state: Option<String> = r.get(4)?;
+                let rtime: Option<Millis> = r.get(6)?;
+                let overdue: bool = r.get(7)?;
+                let state = match (state, rtime) {
+                    (Some(state), Some(t)) => {
+                        let info = r.get::<_, Option<String>>(5)?.unwrap_or_default();
+                        Some(StateView {
+                            rtime: iso8601(t),
+                            timed_out: timed_out(overdue, period, rtime, grace_ms, now),
+                            seen_ago: (now - t).max(0) / 1000,
+                            state,
+                            perfdata: perfdata_views(&info),
+                            info,
+                        })
+                    }
+                    _ => None,
+                };
+                server.services.push(ServiceView {
+                    id,
+                    name: r.get(1)?,
+                    title: r.get(2)?,
+                    period,
+                    n_alerts: counts
+                        .get(&(Some(server.id), Some(id)))
+                        .copied()
+                        .unwrap_or(0),
+                    state,
+                });
+            }
+            each(StatusPart::Server(server))?;
+        }
+        Ok(true)
     }
 
     /// `GET /ui/api/status/service/<id>/states`: history newest first, with
@@ -310,6 +337,15 @@ impl Store {
             alerts: count("alerts")?,
         })
     }
+}
+
+/// What [`Store::status_each`] hands out, in order.
+#[derive(Debug, Clone)]
+pub enum StatusPart {
+    /// The totals, first.
+    Stats(StatsView),
+    /// Then each server (sorted by name) with its services.
+    Server(ServerView),
 }
 
 /// The body of `GET /ui/api/status/`.

@@ -3,8 +3,9 @@
 //! [`Deadlines`] is the pure part: a min-heap of (deadline, service) with
 //! lazy deletion, so each wake-up costs in proportion to the services that
 //! are due, not to all of them. [`Supervisor`] is the thin shell: a thread
-//! that sleeps until the next deadline or the next report, asks the store to
-//! flag what is due (raising `plugin/offline`), and wakes the outbox.
+//! that sleeps until the next deadline (or a report brings one earlier),
+//! asks the store to flag what is due (raising `plugin/offline`), and wakes
+//! the outbox.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

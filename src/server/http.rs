@@ -26,12 +26,13 @@ type ReadJob = Box<dyn FnOnce() + Send>;
 /// `/metrics`.
 ///
 /// Their answers are large and short-lived (the status of 10,000 services is
-/// about 10 MB of views and JSON), and glibc keeps what a thread freed in
-/// that thread's arena. Answered by whichever worker took the request, every
-/// worker's arena kept its own high-water mark: the RSS grew by ~8 MB for
-/// each worker that ever served the status, past 100 MB as the page polled.
-/// On one thread the same memory is reused from one read to the next. Reads
-/// already took turns on the store's one read connection.
+/// 2.2 MB of JSON), and glibc keeps what a thread freed in that thread's
+/// arena. Answered by whichever worker took the request, every worker's
+/// arena kept its own high-water mark: the RSS grew by ~8 MB (what the
+/// status took to build then) for each worker that ever served it, past
+/// 100 MB as the page polled. On one thread the same memory is reused from
+/// one read to the next. Reads already took turns on the store's one read
+/// connection.
 struct Reads(mpsc::Sender<ReadJob>);
 
 impl Reads {

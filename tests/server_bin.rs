@@ -280,3 +280,33 @@ fn test_alert_runs_every_plugin_and_reports_each() {
     assert_eq!(code, 2);
     assert!(stderr.contains("--config"), "{stderr}");
 }
+
+/// Started under a low soft limit on open files (a shell's usual 1,024,
+/// here 256), the server raises it to the hard limit: each client
+/// connection holds one.
+#[test]
+fn raises_the_open_files_limit_to_the_hard_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _url) = spawn(
+        Command::new("sh")
+            .args([
+                "-c",
+                "ulimit -Sn 256 && exec \"$0\" --listen 127.0.0.1:0",
+                BIN,
+            ])
+            .current_dir(dir.path())
+            .env_remove("OVERC_CONFIG"),
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let (soft, hard) = (fields[3], fields[4]);
+    assert_eq!(soft, hard, "{line}");
+    if hard != "256" {
+        assert_ne!(soft, "256", "{line}");
+    }
+    assert_eq!(terminate(&mut child), 0);
+}

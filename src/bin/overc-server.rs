@@ -96,6 +96,10 @@ fn try_main(args: Args) -> Result<ExitCode, overc::Error> {
         return test_alert(&config, config_file.is_some());
     }
     let stop = overc::server::StopSignal::register()?;
+    match overc::server::raise_open_files_limit() {
+        Some(n) => log::info!("open files limit: {n}"),
+        None => log::info!("open files limit: unlimited"),
+    }
     let server = Server::start(config)?;
     eprintln!("overc-server listening on {}", server.url());
     stop.wait();

@@ -308,6 +308,28 @@ impl Server {
     }
 }
 
+/// Raises this process's soft limit on open files to its hard limit and
+/// returns the limit then in force.
+///
+/// Every client connection holds a socket (and tiny_http a thread), and the
+/// usual soft limit of 1,024 refuses connections long before memory does;
+/// the hard limit is what the administrator allows. For the server binary:
+/// a program that embeds the server decides this for itself.
+pub fn raise_open_files_limit() -> Option<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            log::warn!("cannot raise the open files limit: {e}");
+        }
+    }
+    getrlimit(Resource::Nofile).current
+}
+
 /// SIGTERM and SIGINT, caught from the moment this is created (register it
 /// before announcing that the server is up, so an early signal is not lost).
 pub struct StopSignal(signal_hook::iterator::Signals);

@@ -23,6 +23,7 @@
 # Needs: nothing beyond the Rust toolchain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 RUNS=${RUNS:-3}
@@ -36,15 +37,11 @@ cleanup() { [[ -n "$pid" ]] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
 start() { # start NAME CMD... ; sets url and pid
-    "${@:2}" 2>"$work/$1.log" &
-    pid=$!
-    url=
-    for _ in $(seq 100); do
-        url=$(grep -o 'http://[0-9.:]*' "$work/$1.log" | head -1 || true)
-        [[ -n "$url" ]] && return
-        sleep 0.1
-    done
-    echo "$1 did not start: $(cat "$work/$1.log")"; exit 1
+    local started=0
+    : >"$work/$1.log"
+    start_server "$work/$1.log" "${@:2}" || started=$?
+    pid=$SERVER_PID url=$SERVER_URL
+    ((started == 0)) || exit 1
 }
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
 field() { sed -n "s|.* $1=\([^ ]*\).*|\1|p" <<<"$2"; }

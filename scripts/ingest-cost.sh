@@ -15,6 +15,7 @@
 # nothing beyond the Rust toolchain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 SERVER=${SERVER:-overc}
 CONNS=${CONNS:-64}
 DURATION=${DURATION:-5}
@@ -23,23 +24,15 @@ WARMUP=${WARMUP:-1}
 cargo build --release --quiet --bin overc-server --example loadgen --example bare_server
 R="$PWD/target/release"
 work=$(mktemp -d)
-pid=
-cleanup() { [[ -n "$pid" ]] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
+cleanup() { [[ -n "${SERVER_PID:-}" ]] && kill "$SERVER_PID" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
 if [[ $SERVER == bare ]]; then
-    "$R/examples/bare_server" 127.0.0.1:0 32 2>"$work/log" &
+    start_server "$work/log" "$R/examples/bare_server" 127.0.0.1:0 32
 else
-    "$R/overc-server" --listen 127.0.0.1:0 --database "$work/overc.db" "$@" 2>"$work/log" &
+    start_server "$work/log" "$R/overc-server" --listen 127.0.0.1:0 --database "$work/overc.db" "$@"
 fi
-pid=$!
-url=
-for _ in $(seq 100); do
-    url=$(grep -o 'http://[0-9.:]*' "$work/log" | head -1 || true)
-    [[ -n "$url" ]] && break
-    sleep 0.1
-done
-[[ -n "$url" ]] || { echo "server did not start: $(cat "$work/log")"; exit 1; }
+pid=$SERVER_PID url=$SERVER_URL
 "$R/examples/loadgen" --url "$url" -c "$CONNS" -d "$WARMUP" --prefix warm >/dev/null
 
 # name voluntary involuntary cpu-ticks, summed over the threads of a group

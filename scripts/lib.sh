@@ -19,3 +19,24 @@ start_overc() {
     cat "$log"
     return 1
 }
+
+# start_server LOG CMD...
+# Starts CMD in the background, waits for the first http:// address it
+# writes to stderr (overc-server and the bare server both announce one), and
+# sets SERVER_PID and SERVER_URL. Returns non-zero, showing the log, if none
+# comes.
+start_server() {
+    local log=$1
+    shift
+    "$@" 2>>"$log" &
+    SERVER_PID=$!
+    SERVER_URL=
+    for _ in $(seq 100); do
+        SERVER_URL=$(grep -o 'http://[0-9.:]*' "$log" | head -1 || true)
+        [[ -n "$SERVER_URL" ]] && return 0
+        sleep 0.1
+    done
+    echo "$1 did not start:"
+    cat "$log"
+    return 1
+}

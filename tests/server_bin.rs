@@ -297,7 +297,10 @@ fn raises_the_open_files_limit_to_the_hard_limit() {
             .current_dir(dir.path())
             .env_remove("OVERC_CONFIG"),
     );
-    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id()));
+    // Stopped before any assertion, so a failure leaves no server behind.
+    assert_eq!(terminate(&mut child), 0);
+    let limits = limits.unwrap();
     let line = limits
         .lines()
         .find(|l| l.starts_with("Max open files"))
@@ -308,5 +311,4 @@ fn raises_the_open_files_limit_to_the_hard_limit() {
     if hard != "256" {
         assert_ne!(soft, "256", "{line}");
     }
-    assert_eq!(terminate(&mut child), 0);
 }

@@ -48,10 +48,13 @@ machine() { awk '/^cpu / {print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6, $7+$8}' /proc/st
 
 threads >"$work/a"
 read -r total0 idle0 irq0 < <(machine)
-out=$({ /usr/bin/env time -f "LOADGEN_CPU %U %S" "$R/examples/loadgen" --url "$url" -c "$CONNS" -d "$DURATION" --prefix m; } 2>&1) || {
+load=("$R/examples/loadgen" --url "$url" -c "$CONNS" -d "$DURATION" --prefix m)
+if [[ -x /usr/bin/time ]]; then
+    out=$({ /usr/bin/time -f "LOADGEN_CPU %U %S" "${load[@]}"; } 2>&1)
+else
     # Without GNU time the load generator's own CPU is not shown.
-    out=$("$R/examples/loadgen" --url "$url" -c "$CONNS" -d "$DURATION" --prefix m)
-}
+    out=$("${load[@]}")
+fi
 read -r total1 idle1 irq1 < <(machine)
 threads >"$work/b"
 n=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$out")

@@ -32,7 +32,7 @@ start_server() {
     SERVER_PID=$!
     SERVER_URL=
     for _ in $(seq 100); do
-        SERVER_URL=$(grep -o 'http://[0-9.:]*' "$log" | head -1 || true)
+        SERVER_URL=$(grep -so 'http://[0-9.:]*' "$log" | head -1 || true)
         [[ -n "$SERVER_URL" ]] && return 0
         sleep 0.1
     done

@@ -34,8 +34,10 @@ after_read=$(rss_kib $srv)
 # The page polls the status; several tabs or users read it at once.
 for _ in 1 2 3 4; do
     readers=()
-    for _ in $(seq 8); do curl -s -o /dev/null "$url/ui/api/status/" & readers+=($!); done
-    wait "${readers[@]}"
+    for _ in $(seq 8); do curl -fsS -o /dev/null "$url/ui/api/status/" & readers+=($!); done
+    for r in "${readers[@]}"; do
+        wait "$r" || { echo "FAIL: a status read failed"; exit 1; }
+    done
 done
 after_reads=$(rss_kib $srv)
 peak=$(hwm_kib $srv)

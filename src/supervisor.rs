@@ -152,7 +152,8 @@ struct Counters {
 }
 
 /// Deadline changes kept before the thread is woken to take them, whatever
-/// their deadlines; bounds the memory that waiting changes use.
+/// their deadlines, so waiting changes use bounded memory (about this many,
+/// plus what arrives while the thread waits for the store).
 const PENDING_WAKE: usize = 4096;
 
 /// The supervisor thread.
@@ -222,6 +223,9 @@ impl Loop {
         match msg {
             Msg::Changes => None,
             Msg::Remove(ids) => {
+                // A report of the service may still wait in `pending`; taken
+                // later, it would put the deleted service back.
+                self.take_pending();
                 for id in ids {
                     self.deadlines.remove(id);
                 }

@@ -373,3 +373,32 @@ fn stopping_leaves_pending_alerts_in_the_outbox() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A deleted service stays deleted even when a report of it was still
+/// waiting for the supervisor (reports with later deadlines do not wake it).
+#[test]
+fn a_deleted_service_is_not_brought_back_by_a_waiting_report() {
+    let mut s = Scenario::new(vec![]);
+    s.send("a", "OK", "", 60);
+    s.send("b", "OK", "", 60);
+    s.new_alerts();
+    let app = s.t.server().app().clone();
+    let fired = app.supervisor().stats().fired;
+    // Waits in the supervisor's list: its deadline is not earlier.
+    s.send("a", "OK", "again", 60);
+    let a = s.t.service("h", "a").unwrap()["id"].as_i64().unwrap();
+    let applied = app.store().delete_service(a).unwrap();
+    app.supervisor().removed(applied.removed_services);
+    s.advance(61_000);
+    let got = s.new_alerts();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].contains("[plugin/offline]") && got[0].contains("b"),
+        "{got:?}"
+    );
+    assert_eq!(
+        app.supervisor().stats().fired - fired,
+        1,
+        "only b's deadline"
+    );
+}

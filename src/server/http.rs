@@ -22,8 +22,9 @@ pub(super) struct HttpServer {
 
 type ReadJob = Box<dyn FnOnce() + Send>;
 
-/// The thread that answers GET requests for the page, its API and
-/// `/metrics`.
+/// The thread that answers GET (and HEAD) requests for the page, its API
+/// and `/metrics`, one at a time: a long history read delays the page's
+/// other reads, as it did on the one read connection before.
 ///
 /// Their answers are large and short-lived (the status of 10,000 services is
 /// 2.2 MB of JSON), and glibc keeps what a thread freed in that thread's
@@ -243,7 +244,7 @@ fn serve(app: &Arc<App>, reads: &Reads, mut rq: tiny_http::Request) {
                 let method = rq.method().as_str().to_owned();
                 // Ingest and the page's actions (small answers; a test alert
                 // waits for the plugins) stay on this worker.
-                if method != "GET" || rq.url().starts_with("/api/") {
+                if !matches!(method.as_str(), "GET" | "HEAD") || rq.url().starts_with("/api/") {
                     let req = Request {
                         method: &method,
                         url: rq.url(),

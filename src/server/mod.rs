@@ -308,8 +308,14 @@ impl Server {
     }
 }
 
-/// Raises this process's soft limit on open files to its hard limit and
-/// returns the limit then in force.
+/// The soft limit on open files [`raise_open_files_limit`] aims for. Not the
+/// hard limit itself: alert plugins inherit the limit, and some programs
+/// close every possible descriptor at start, which takes long when the hard
+/// limit is 2^20 or more, as in some containers.
+pub const OPEN_FILES_WANTED: u64 = 65_536;
+
+/// Raises this process's soft limit on open files towards its hard limit,
+/// to at most [`OPEN_FILES_WANTED`], and returns the limit then in force.
 ///
 /// Every client connection holds a socket (and tiny_http a thread), and the
 /// usual soft limit of 1,024 refuses connections long before memory does;
@@ -318,9 +324,12 @@ impl Server {
 pub fn raise_open_files_limit() -> Option<u64> {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
-    if limit.current != limit.maximum {
+    let wanted = limit
+        .maximum
+        .map_or(OPEN_FILES_WANTED, |m| m.min(OPEN_FILES_WANTED));
+    if limit.current.is_some_and(|c| c < wanted) {
         let raised = Rlimit {
-            current: limit.maximum,
+            current: Some(wanted),
             maximum: limit.maximum,
         };
         if let Err(e) = setrlimit(Resource::Nofile, raised) {

@@ -123,7 +123,10 @@ impl Store {
         mut each: impl FnMut(StatusPart) -> Result<()>,
     ) -> Result<bool> {
         let now = self.now();
-        let conn = self.reader();
+        let reader = self.reader();
+        // One snapshot for all the queries: a server deleted meanwhile is
+        // either there with its services or not at all.
+        let conn = reader.unchecked_transaction()?;
         let grace_ms = i64::from(grace_s) * 1000;
         let since = now - DAY;
         let (server_sql, service) = match filter {

@@ -23,15 +23,40 @@ fn run(args: &[&str], cwd: &Path) -> (i32, String, String) {
     )
 }
 
+/// A started server. A test that fails before `terminate` drops it, and the
+/// drop kills the process, so no server outlives a failed test.
+struct Running(Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Starts the binary and waits for the line that says where it listens.
-// The child is handed back to the caller, which waits for it in `terminate`.
-#[allow(clippy::zombie_processes)]
-fn spawn(cmd: &mut Command) -> (Child, String) {
-    let mut child = cmd
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+fn spawn(cmd: &mut Command) -> (Running, String) {
+    let mut child = Running(
+        cmd.stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     loop {
@@ -297,10 +322,8 @@ fn raises_the_open_files_limit_to_the_hard_limit() {
             .current_dir(dir.path())
             .env_remove("OVERC_CONFIG"),
     );
-    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id()));
-    // Stopped before any assertion, so a failure leaves no server behind.
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
     assert_eq!(terminate(&mut child), 0);
-    let limits = limits.unwrap();
     let line = limits
         .lines()
         .find(|l| l.starts_with("Max open files"))

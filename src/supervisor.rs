@@ -126,7 +126,6 @@ impl Deadlines {
 enum Msg {
     /// New entries in the shared `pending` list.
     Changes,
-    Remove(Vec<i64>),
     Tick(mpsc::SyncSender<Result<usize>>),
 }
 
@@ -219,22 +218,6 @@ fn may_sleep_until(
 }
 
 impl Loop {
-    fn apply(&mut self, msg: Msg) -> Option<mpsc::SyncSender<Result<usize>>> {
-        match msg {
-            Msg::Changes => None,
-            Msg::Remove(ids) => {
-                // A report of the service may still wait in `pending`; taken
-                // later, it would put the deleted service back.
-                self.take_pending();
-                for id in ids {
-                    self.deadlines.remove(id);
-                }
-                None
-            }
-            Msg::Tick(reply) => Some(reply),
-        }
-    }
-
     fn take_pending(&mut self) {
         let changes = std::mem::take(&mut *lock(&self.pending));
         for c in changes {
@@ -311,12 +294,15 @@ impl Loop {
             self.wake_at.store(Millis::MIN, Ordering::SeqCst);
             let started = Instant::now();
             match msg {
-                Ok(msg) => replies.extend(self.apply(msg)),
+                Ok(Msg::Tick(reply)) => replies.push(reply),
+                Ok(Msg::Changes) => {}
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
             while let Ok(msg) = rx.try_recv() {
-                replies.extend(self.apply(msg));
+                if let Msg::Tick(reply) = msg {
+                    replies.push(reply);
+                }
             }
             let result = self.fire();
             let busy = started.elapsed().as_micros() as u64;
@@ -429,7 +415,18 @@ impl Supervisor {
 
     /// Services deleted: stop supervising them.
     pub fn removed(&self, service_ids: Vec<i64>) {
-        self.send(Msg::Remove(service_ids));
+        // Behind any report of theirs still waiting, so that none of those
+        // puts a deleted service back.
+        self.changed(
+            service_ids
+                .into_iter()
+                .map(|service_id| DeadlineChange {
+                    service_id,
+                    rtime: Millis::MAX,
+                    due: None,
+                })
+                .collect(),
+        );
     }
 
     /// Processes everything due at the clock's current time and waits for it;

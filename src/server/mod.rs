@@ -64,23 +64,24 @@ pub struct Response {
 }
 
 impl Response {
-    /// A JSON response.
-    pub fn json(status: u16, value: &Value) -> Response {
+    /// A response whose body is already JSON text.
+    pub fn json_text(status: u16, body: Vec<u8>) -> Response {
         Response {
             status,
             headers: vec![("Content-Type".into(), "application/json".into())],
-            body: value.to_string().into_bytes(),
+            body,
         }
+    }
+
+    /// A JSON response.
+    pub fn json(status: u16, value: &Value) -> Response {
+        Response::json_text(status, value.to_string().into_bytes())
     }
 
     /// A JSON response serialized straight from a typed value.
     pub fn json_of<T: serde::Serialize>(status: u16, value: &T) -> Response {
         match serde_json::to_vec(value) {
-            Ok(body) => Response {
-                status,
-                headers: vec![("Content-Type".into(), "application/json".into())],
-                body,
-            },
+            Ok(body) => Response::json_text(status, body),
             Err(e) => {
                 log::error!("cannot serialize a response: {e}");
                 Response::error(500, "Internal server error")

@@ -112,11 +112,7 @@ pub(super) fn route(app: &App, req: &Request<'_>, path: &str) -> Response {
     let grace = app.config.grace;
     let lag = app.supervisor.lag();
     let status = |filter| match status_json(store, filter, grace, lag) {
-        Ok(Some(body)) => Response {
-            status: 200,
-            headers: vec![("Content-Type".into(), "application/json".into())],
-            body,
-        },
+        Ok(Some(body)) => Response::json_text(200, body),
         Ok(None) => Response::error(404, "Not found: no such server or service"),
         Err(e) => error_response(e),
     };

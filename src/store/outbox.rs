@@ -3,7 +3,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::Store;
-use super::schema::CURRENT_STATE;
+use super::schema::current_state;
 use crate::clock::Millis;
 use crate::error::Result;
 
@@ -91,9 +91,10 @@ impl Store {
     /// Services with a period that are not flagged overdue, for rebuilding deadlines.
     pub fn service_deadlines(&self) -> Result<Vec<ServiceDeadline>> {
         let conn = self.reader();
-        let mut st = conn.prepare_cached(&format!(
-            "SELECT s.id, st.rtime, s.period FROM services s {CURRENT_STATE}
-                 WHERE s.period IS NOT NULL AND st.rtime IS NOT NULL AND s.overdue = 0"
+        let mut st = conn.prepare_cached(concat!(
+            "SELECT s.id, st.rtime, s.period FROM services s ",
+            current_state!(),
+            " WHERE s.period IS NOT NULL AND st.rtime IS NOT NULL AND s.overdue = 0"
         ))?;
         let rows = st.query_map([], |r| {
             Ok(ServiceDeadline {

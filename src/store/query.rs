@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::Store;
-use super::schema::CURRENT_STATE;
+use super::schema::current_state;
 use crate::clock::{Millis, iso8601};
 use crate::error::Result;
 
@@ -92,19 +92,17 @@ impl Store {
         grace_s: u32,
         supervisor_lag: f64,
     ) -> Result<Option<StatusView>> {
+        // The stats come first unless the filter found nothing.
         let mut stats = None;
         let mut servers = Vec::new();
-        let found = self.status_each(filter, grace_s, supervisor_lag, |part| {
+        self.status_each(filter, grace_s, supervisor_lag, |part| {
             match part {
                 StatusPart::Stats(s) => stats = Some(s),
                 StatusPart::Server(s) => servers.push(s),
             }
             Ok(())
         })?;
-        Ok(match (found, stats) {
-            (true, Some(stats)) => Some(StatusView { stats, servers }),
-            _ => None,
-        })
+        Ok(stats.map(|stats| StatusView { stats, servers }))
     }
 
     /// [`Store::status`] one part at a time: the stats first, then each
@@ -194,12 +192,12 @@ impl Store {
             last_state_id: last_state_id.unwrap_or(0),
             supervisor_lag,
         }))?;
-        let sql = format!(
+        let mut st = conn.prepare_cached(concat!(
             "SELECT s.id, s.name, s.title, s.period, st.state, st.info, st.rtime, s.overdue
-             FROM services s {CURRENT_STATE}
-             WHERE s.server_id = ?1 AND (?2 IS NULL OR s.id = ?2) ORDER BY s.name, s.id"
-        );
-        let mut st = conn.prepare_cached(&sql)?;
+             FROM services s ",
+            current_state!(),
+            " WHERE s.server_id = ?1 AND (?2 IS NULL OR s.id = ?2) ORDER BY s.name, s.id"
+        ))?;
         for mut server in servers {
             let mut rows = st.query(params![server.id, service])?;
             while let Some(r) = rows.next()? {

@@ -81,9 +81,15 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE services DROP COLUMN state_id;",
 ];
 
-/// Joins a service `s` to its current state `st` (its newest history record).
-pub(crate) const CURRENT_STATE: &str =
-    "LEFT JOIN states st ON st.id = (SELECT max(id) FROM states WHERE service_id = s.id)";
+/// SQL joining a service `s` to its current state `st` (its newest history
+/// record). A macro, not a const, so that statements can be built with
+/// `concat!` once at compile time rather than with `format!` on every run.
+macro_rules! current_state {
+    () => {
+        "LEFT JOIN states st ON st.id = (SELECT max(id) FROM states WHERE service_id = s.id)"
+    };
+}
+pub(crate) use current_state;
 
 /// The schema version this build writes.
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -165,11 +171,13 @@ mod tests {
              INSERT INTO states(service_id, rtime, state, info) VALUES (1, 5, 'OK', '');",
         )
         .unwrap();
-        let sql = format!(
-            "SELECT s.id, st.state FROM services s {CURRENT_STATE}
-             WHERE s.server_id = ?1 AND s.name = ?2"
-        );
-        let mut st = conn.prepare(&sql).unwrap();
+        let mut st = conn
+            .prepare(concat!(
+                "SELECT s.id, st.state FROM services s ",
+                current_state!(),
+                " WHERE s.server_id = ?1 AND s.name = ?2"
+            ))
+            .unwrap();
         for name in ["a", "b", "a", "c"] {
             let _ = st.query_row(rusqlite::params![1, name], |r| r.get::<_, i64>(0));
         }

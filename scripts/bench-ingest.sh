@@ -3,7 +3,7 @@
 # ceiling, measured in the same run on 127.0.0.1.
 #
 #   scripts/bench-ingest.sh                              # long form: 3 runs of 10 s each
-#   RUNS=1 DURATION=2 MIN_RATIO=0.25 scripts/bench-ingest.sh   # CI's short form
+#   RUNS=1 DURATION=2 WARMUP=1 MIN_RATIO=0.25 scripts/bench-ingest.sh   # CI's short form
 #
 # Each measurement is examples/loadgen: N keep-alive connections POSTing
 # 3-service status reports for many distinct servers. overc-server runs with
@@ -32,18 +32,14 @@ MAX_P99_MS=${MAX_P99_MS:-20}
 cargo build --release --quiet --bin overc-server --example loadgen --example bare_server
 R="$PWD/target/release"
 work=$(mktemp -d)
-pid=
-cleanup() { [[ -n "$pid" ]] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
+cleanup() { [[ -n "${SERVER_PID:-}" ]] && kill "$SERVER_PID" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-start() { # start NAME CMD... ; sets url and pid
-    local started=0
+start() { # start NAME CMD... : a fresh log each time, as start_server appends
     : >"$work/$1.log"
-    start_server "$work/$1.log" "${@:2}" || started=$?
-    pid=$SERVER_PID url=$SERVER_URL
-    ((started == 0)) || exit 1
+    start_server "$work/$1.log" "${@:2}" || exit 1
 }
-stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
+stop() { kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=; }
 field() { sed -n "s|.* $1=\([^ ]*\).*|\1|p" <<<"$2"; }
 
 declare -A best
@@ -59,9 +55,9 @@ for run in $(seq "$RUNS"); do
                 start overc "$R/overc-server" --listen 127.0.0.1:0 --database "$work/db/overc.db"
             fi
             if ((WARMUP > 0)); then
-                "$R/examples/loadgen" --url "$url" -c "$c" -d "$WARMUP" --prefix "w$run" >/dev/null
+                "$R/examples/loadgen" --url "$SERVER_URL" -c "$c" -d "$WARMUP" --prefix "w$run" >/dev/null
             fi
-            r=$("$R/examples/loadgen" --url "$url" -c "$c" -d "$DURATION" --prefix "m$run")
+            r=$("$R/examples/loadgen" --url "$SERVER_URL" -c "$c" -d "$DURATION" --prefix "m$run")
             stop
             printf '%-7s %5s %4s %10s %11s %8s %8s %8s %8s %7s\n' "$s" "$c" "$run" "$(field 'req/s' "$r")" "$(field 'reports/s' "$r")" \
                 "$(field p50_ms "$r")" "$(field p90_ms "$r")" "$(field p99_ms "$r")" "$(field max_ms "$r")" "$(field non200 "$r")"

@@ -11,6 +11,7 @@
 
 mod outbox;
 mod query;
+mod redo;
 mod schema;
 mod writer;
 
@@ -32,6 +33,7 @@ pub use query::{
     AlertFilter, PerfdataView, RangeView, ServerView, ServiceView, StateView, StatsView,
     StatusFilter, StatusPart, StatusView, TableCounts,
 };
+use writer::Tuning;
 pub(crate) use writer::constant_time_eq;
 pub use writer::{Applied, DeadlineChange};
 
@@ -66,6 +68,14 @@ pub(crate) enum Op {
     Alerts(AlertReport, String),
     /// Runs the retention rules now (tests and maintenance).
     Prune,
+    /// Commits SQLite, so that a read sees every write before it.
+    Flush,
+    /// Stops the writer as a crash would: nothing more is committed.
+    #[cfg(test)]
+    Crash,
+    /// Writes a server row, then fails as a full disk would.
+    #[cfg(test)]
+    FailAfterWrite,
     /// Flags services overdue (if they did not report since `rtime`) and
     /// raises `plugin/offline` for each.
     MarkOverdue(Vec<(i64, Millis)>),
@@ -102,6 +112,9 @@ pub struct Store {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     reader: Mutex<Connection>,
+    /// Whether the writer keeps a transaction open across batches (a file
+    /// store with its redo log): reads first ask it to commit.
+    batched: bool,
     clock: Arc<dyn Clock>,
     commits: Arc<AtomicU64>,
     alerts_raised: Arc<AtomicU64>,
@@ -128,7 +141,19 @@ impl Store {
             })?;
             Ok(conn)
         };
-        Self::start(open, path.to_path_buf(), opts, clock)
+        Self::start(open, path.to_path_buf(), opts, clock, Tuning::default())
+    }
+
+    /// [`Store::open`] with other commit batching, for tests.
+    #[cfg(test)]
+    pub(crate) fn open_tuned(
+        path: &Path,
+        opts: &StoreOptions,
+        clock: Arc<dyn Clock>,
+        tuning: Tuning,
+    ) -> Result<Store> {
+        let open = || -> Result<Connection> { Ok(Connection::open(path)?) };
+        Self::start(open, path.to_path_buf(), opts, clock, tuning)
     }
 
     /// A private in-memory database, for tests and examples.
@@ -144,7 +169,13 @@ impl Store {
                 | OpenFlags::SQLITE_OPEN_URI;
             Ok(Connection::open_with_flags(&uri, flags)?)
         };
-        Self::start(open, PathBuf::from(":memory:"), opts, clock)
+        Self::start(
+            open,
+            PathBuf::from(":memory:"),
+            opts,
+            clock,
+            Tuning::default(),
+        )
     }
 
     fn start(
@@ -152,27 +183,38 @@ impl Store {
         path: PathBuf,
         opts: &StoreOptions,
         clock: Arc<dyn Clock>,
+        tuning: Tuning,
     ) -> Result<Store> {
         let mut wconn = open()?;
-        let wal_mode = schema::prepare(&mut wconn, opts.durability, opts.lock_timeout)?;
+        let wal_mode = schema::configure(&mut wconn, opts.durability, opts.lock_timeout)?;
+        // A file store in WAL mode gets its redo log beside the file (beside
+        // the file a symlink points to, as SQLite puts its WAL there).
+        let db = (wal_mode && path != Path::new(":memory:"))
+            .then(|| std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone()));
+        let open_redo = |conn: &mut Connection, db: &Path| {
+            let mut log = db.as_os_str().to_owned();
+            log.push("-redo");
+            writer::Redo::open(conn, Path::new(&log), db, opts.durability, &tuning)
+        };
+        // A log runs again on the schema that wrote it, before migrations.
+        let mut redo = None;
+        if let Some(db) = &db {
+            if schema::version(&wconn)? >= schema::REDO_SINCE {
+                redo = Some(open_redo(&mut wconn, db)?);
+            }
+        }
+        schema::migrate(&mut wconn)?;
+        if let (Some(db), None) = (&db, &redo) {
+            redo = Some(open_redo(&mut wconn, db)?);
+        }
+        let batched = redo.is_some();
         let rconn = open()?;
         schema::prepare_reader(&rconn, opts.lock_timeout)?;
         let (tx, rx) = mpsc::channel::<Job>();
         let commits = Arc::new(AtomicU64::new(0));
         let alerts_raised = Arc::new(AtomicU64::new(0));
-        // Only a real file in WAL mode has a WAL to fsync. SQLite puts the
-        // WAL beside the file a symlink points to, so resolve the path.
-        let wal =
-            (opts.durability == Durability::Disk && wal_mode && path != Path::new(":memory:"))
-                .then(|| {
-                    let mut p = std::fs::canonicalize(&path)
-                        .unwrap_or_else(|_| path.clone())
-                        .into_os_string();
-                    p.push("-wal");
-                    PathBuf::from(p)
-                });
         let w = writer::Writer::new(
-            wal,
+            redo,
             wconn,
             opts.clone(),
             clock.clone(),
@@ -206,6 +248,7 @@ impl Store {
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             reader: Mutex::new(rconn),
+            batched,
             clock,
             commits,
             alerts_raised,
@@ -358,7 +401,26 @@ impl Store {
         })
     }
 
+    /// Stops the writer as a crash would, leaving what SQLite has not
+    /// committed to the redo log.
+    #[cfg(test)]
+    pub(crate) fn crash(&self) {
+        let _ = self.submit(Op::Crash);
+        self.close();
+    }
+
+    #[cfg(test)]
+    pub(crate) fn fail_after_write(&self) -> Result<Applied> {
+        self.submit(Op::FailAfterWrite)
+    }
+
+    /// The read connection, once the writer committed every write handed
+    /// to it before: a read sees all that was acknowledged.
     pub(crate) fn reader(&self) -> MutexGuard<'_, Connection> {
+        if self.batched {
+            // A stopped writer has committed all it had.
+            let _ = self.submit(Op::Flush);
+        }
         lock(&self.reader)
     }
 

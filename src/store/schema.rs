@@ -79,6 +79,14 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE services DROP COLUMN info;
     ALTER TABLE services DROP COLUMN rtime;
     ALTER TABLE services DROP COLUMN state_id;",
+    // 3: the redo log's bookmark (see redo.rs): which database a log belongs
+    // to, and the last of its groups that this file holds.
+    "CREATE TABLE redo(
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        db_id BLOB NOT NULL,
+        seq INTEGER NOT NULL
+    );
+    INSERT INTO redo(id, db_id, seq) VALUES (1, randomblob(16), 0);",
 ];
 
 /// SQL joining a service `s` to its current state `st` (its newest history
@@ -90,6 +98,9 @@ macro_rules! current_state {
     };
 }
 pub(crate) use current_state;
+
+/// The first schema version with a redo log (table `redo`).
+pub const REDO_SINCE: i64 = 3;
 
 /// The schema version this build writes.
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -107,7 +118,26 @@ fn common(conn: &Connection, lock_timeout: Duration) -> Result<()> {
 }
 
 /// Sets up the writer connection: journal, durability, and migrations.
+/// Returns whether the database is in WAL mode.
+#[cfg(test)]
 pub fn prepare(
+    conn: &mut Connection,
+    durability: Durability,
+    lock_timeout: Duration,
+) -> Result<bool> {
+    let wal = configure(conn, durability, lock_timeout)?;
+    migrate(conn)?;
+    Ok(wal)
+}
+
+/// The schema version of the database.
+pub fn version(conn: &Connection) -> Result<i64> {
+    Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+}
+
+/// Sets up the writer connection's journal and durability, and refuses a
+/// database of a newer schema. Returns whether it is in WAL mode.
+pub fn configure(
     conn: &mut Connection,
     durability: Durability,
     lock_timeout: Duration,
@@ -120,9 +150,8 @@ pub fn prepare(
     if !wal && !mode.eq_ignore_ascii_case("memory") {
         log::warn!("SQLite journal mode is {mode}, not WAL");
     }
-    // With a WAL, `disk` durability does not use synchronous=FULL: the
-    // writer's fsync thread syncs the WAL after each commit instead (see
-    // writer.rs), the same guarantee while the next batch already executes.
+    // With a WAL, `disk` durability does not use synchronous=FULL: a file
+    // store's writes are durable once in its redo log (see redo.rs).
     let sync = if durability == Durability::Disk && !wal {
         "FULL"
     } else {
@@ -134,13 +163,19 @@ pub fn prepare(
     conn.pragma_update(None, "wal_autocheckpoint", 16384)?;
     // The WAL file is reused, not shrunk, after a checkpoint; cap what it keeps.
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let version = version(conn)?;
     if version > VERSION {
         return Err(Error::Storage(format!(
             "database schema version {version} is newer than this overc understands ({VERSION}); \
              use a newer overc-server"
         )));
     }
+    Ok(wal)
+}
+
+/// Brings the schema to this build's version.
+pub fn migrate(conn: &mut Connection) -> Result<()> {
+    let version = version(conn)?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
@@ -148,7 +183,26 @@ pub fn prepare(
         tx.commit()?;
         log::info!("database migrated to schema version {}", i + 1);
     }
-    Ok(wal)
+    Ok(())
+}
+
+/// The redo log's bookmark: the database's id and the last group it holds.
+pub fn redo_mark(conn: &Connection) -> Result<([u8; 16], u64)> {
+    let (id, seq): (Vec<u8>, i64) =
+        conn.query_row("SELECT db_id, seq FROM redo WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    let id = id
+        .try_into()
+        .map_err(|_| Error::Storage("corrupt database id in table redo".into()))?;
+    Ok((id, seq as u64))
+}
+
+/// Records, inside the writer's open transaction, the last group it holds.
+pub fn set_redo_seq(conn: &Connection, seq: u64) -> Result<()> {
+    conn.prepare_cached("UPDATE redo SET seq = ?1 WHERE id = 1")?
+        .execute([seq as i64])?;
+    Ok(())
 }
 
 /// Sets up a read connection.

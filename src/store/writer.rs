@@ -219,12 +219,6 @@ impl Redo {
                 path.display()
             );
         }
-        // The open transaction's pages stay in the writer's cache until it
-        // commits; a cache that holds them (8 MiB: the newest index leaf of
-        // ~2,000 services) spills none of them to the WAL before the commit.
-        // 2 MiB (SQLite's default) cost a fifth of the gain at 3,840
-        // services reporting 16 times a second.
-        conn.pragma_update(None, "cache_size", -8192)?;
         let mut wal = db.as_os_str().to_owned();
         wal.push("-wal");
         let files = (db.to_path_buf(), PathBuf::from(wal));

@@ -2,9 +2,11 @@
 //! queries behind the read API.
 //!
 //! All writes go through one writer thread. A request handler hands its
-//! operation over and blocks until the transaction holding it has committed,
-//! so a 200 is durable; operations that arrive while a commit is running are
-//! collected into the next transaction and share its fsync (group commit).
+//! operation over and blocks until it is durable, so a 200 means on disk;
+//! operations that arrive while the writer is busy are collected into the
+//! next group and share its fsync (group commit). A file store's groups
+//! become durable in its redo log (see `redo.rs`), and SQLite commits them
+//! about once a second and before every read.
 //! A refused operation (a wrong key) is refused before it writes anything, so
 //! it never disturbs the others in its batch; any other failure rolls the
 //! whole batch back and every request in it gets a 503.
@@ -203,9 +205,13 @@ impl Store {
                 redo = Some(open_redo(&mut wconn, db)?);
             }
         }
-        schema::migrate(&mut wconn)?;
-        if let (Some(db), None) = (&db, &redo) {
-            redo = Some(open_redo(&mut wconn, db)?);
+        let migrated = schema::migrate(&mut wconn)?;
+        match (&db, &redo) {
+            (Some(db), None) => redo = Some(open_redo(&mut wconn, db)?),
+            // Groups logged from now on expect the new schema: it must not
+            // be lost to a power cut that the log survives.
+            (Some(db), Some(_)) if migrated => writer::sync_sqlite(db)?,
+            _ => {}
         }
         let batched = redo.is_some();
         let rconn = open()?;

@@ -256,6 +256,13 @@ impl RedoLog {
             .create(true)
             .truncate(false)
             .open(path)?;
+        // Two servers on one database would write over each other's log.
+        file.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => io::Error::other(
+                "it is in use by another process (is another overc-server running on this database?)",
+            ),
+            std::fs::TryLockError::Error(e) => e,
+        })?;
         let data = std::fs::read(path)?;
         let records = scan(&data, &db_id);
         let seq = records.last().map_or(0, |r| r.seq).max(committed);
@@ -436,6 +443,7 @@ mod tests {
         );
         assert_eq!(back[4].payload, payloads[4]);
         assert_eq!(log.seq(), 5);
+        drop(log);
         // Another database's log is not ours.
         let (_, none) = RedoLog::open(&path, [8; 16], 1 << 20, 0).unwrap();
         assert!(none.is_empty());
@@ -448,8 +456,22 @@ mod tests {
         assert_eq!(back.len(), 3);
         // What SQLite already holds decides where numbering goes on.
         assert_eq!(log.seq(), 3);
+        drop(log);
         let (log, _) = RedoLog::open(&path, ID, 1 << 20, 9).unwrap();
         assert_eq!(log.seq(), 9);
+    }
+
+    #[test]
+    fn a_log_in_use_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let (first, _) = RedoLog::open(&path, ID, 1 << 20, 0).unwrap();
+        let Err(e) = RedoLog::open(&path, ID, 1 << 20, 0) else {
+            panic!("opened twice");
+        };
+        assert!(e.to_string().contains("another overc-server"), "{e}");
+        drop(first);
+        assert!(RedoLog::open(&path, ID, 1 << 20, 0).is_ok());
     }
 
     #[test]
@@ -472,11 +494,13 @@ mod tests {
         let (log, back) = RedoLog::open(&path, ID, lap, 3).unwrap();
         assert_eq!(back.iter().map(|r| r.seq).collect::<Vec<_>>(), [4, 5]);
         assert_eq!(log.seq(), 5);
+        drop(log);
         // A record larger than a lap is written anyway.
         let (mut log, _) = RedoLog::open(&path, ID, 64, 5).unwrap();
         assert!(!log.lap_full());
         log.append(&[4u8; 1000]).unwrap();
         assert!(log.lap_full());
+        drop(log);
         let (_, back) = RedoLog::open(&path, ID, 64, 5).unwrap();
         assert_eq!(back.len(), 1);
         assert_eq!(back[0].seq, 6);

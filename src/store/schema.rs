@@ -173,8 +173,8 @@ pub fn configure(
     Ok(wal)
 }
 
-/// Brings the schema to this build's version.
-pub fn migrate(conn: &mut Connection) -> Result<()> {
+/// Brings the schema to this build's version; true if it changed.
+pub fn migrate(conn: &mut Connection) -> Result<bool> {
     let version = version(conn)?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction()?;
@@ -183,7 +183,7 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
         tx.commit()?;
         log::info!("database migrated to schema version {}", i + 1);
     }
-    Ok(())
+    Ok(version < VERSION)
 }
 
 /// The redo log's bookmark: the database's id and the last group it holds.

@@ -151,9 +151,9 @@ const MAX_UNCOMMITTED: usize = 8 << 20;
 /// A file store's redo log, and the SQLite transaction it stands for.
 pub(super) struct Redo {
     log: RedoLog,
-    /// SQLite's WAL and database file, synced before the log starts over
+    /// The database file, synced with its WAL before the log starts over
     /// (`durability = disk`).
-    sync_before_restart: Option<(PathBuf, PathBuf)>,
+    sync_before_restart: Option<PathBuf>,
     /// The groups since SQLite last committed, to run again when a batch
     /// fails and the transaction is rolled back.
     uncommitted: Vec<Vec<u8>>,
@@ -163,9 +163,12 @@ pub(super) struct Redo {
     commit_every: Duration,
 }
 
-/// Fsyncs SQLite's files, so that what it committed survives a power cut.
-fn sync_sqlite(db: &Path, wal: &Path) -> Result<()> {
-    for path in [wal, db] {
+/// Fsyncs the database file `db` and its WAL, so that what SQLite committed
+/// survives a power cut.
+pub(super) fn sync_sqlite(db: &Path) -> Result<()> {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    for path in [Path::new(&wal), db] {
         match std::fs::OpenOptions::new().write(true).open(path) {
             Ok(f) => f
                 .sync_data()
@@ -219,17 +222,14 @@ impl Redo {
                 path.display()
             );
         }
-        let mut wal = db.as_os_str().to_owned();
-        wal.push("-wal");
-        let files = (db.to_path_buf(), PathBuf::from(wal));
         // The log is written from its start again: SQLite must hold on disk
         // what it held.
-        sync_sqlite(&files.0, &files.1)?;
+        sync_sqlite(db)?;
         let mut log = log;
         log.restart();
         Ok(Redo {
             log,
-            sync_before_restart: (durability == Durability::Disk).then_some(files),
+            sync_before_restart: (durability == Durability::Disk).then(|| db.to_path_buf()),
             uncommitted: Vec::new(),
             uncommitted_bytes: 0,
             open_since: None,
@@ -356,7 +356,12 @@ impl Writer {
             }
             #[cfg(test)]
             if batch.iter().any(|j| matches!(j.op, Op::Crash)) {
-                // The connection rolls the open transaction back as it closes.
+                // The connection rolls the open transaction back as it
+                // closes; the log's lock goes with the fsync thread's handle.
+                self.syncer = None;
+                if let Some(h) = sync_thread {
+                    let _ = h.join();
+                }
                 return;
             }
             self.commit(batch);
@@ -441,8 +446,8 @@ impl Writer {
         }
         self.commit_sqlite()?;
         if let Some(redo) = &mut self.redo {
-            if let Some((db, wal)) = &redo.sync_before_restart {
-                sync_sqlite(db, wal)?;
+            if let Some(db) = &redo.sync_before_restart {
+                sync_sqlite(db)?;
             }
             redo.log.restart();
         }

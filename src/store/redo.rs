@@ -257,12 +257,18 @@ impl RedoLog {
             .truncate(false)
             .open(path)?;
         // Two servers on one database would write over each other's log.
-        file.try_lock().map_err(|e| match e {
-            std::fs::TryLockError::WouldBlock => io::Error::other(
-                "it is in use by another process (is another overc-server running on this database?)",
-            ),
-            std::fs::TryLockError::Error(e) => e,
-        })?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+            |e| {
+                if e == rustix::io::Errno::WOULDBLOCK {
+                    io::Error::other(
+                        "it is in use by another process \
+                         (is another overc-server running on this database?)",
+                    )
+                } else {
+                    io::Error::from(e)
+                }
+            },
+        )?;
         let data = std::fs::read(path)?;
         let records = scan(&data, &db_id);
         let seq = records.last().map_or(0, |r| r.seq).max(committed);

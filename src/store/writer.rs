@@ -224,6 +224,12 @@ impl Redo {
         }
         // The log is written from its start again: SQLite must hold on disk
         // what it held.
+        // The open transaction's pages stay in the writer's cache until it
+        // commits. 8 MiB holds the newest index leaf of 2,000 services (or
+        // of 3,840 with less spilling than 2 MiB): +10 % ingest at 3,840
+        // services. The cache is given back whenever the writer is idle at
+        // a commit (see `run`).
+        conn.pragma_update(None, "cache_size", -8192)?;
         sync_sqlite(db)?;
         let mut log = log;
         log.restart();
@@ -341,7 +347,16 @@ impl Writer {
             let first = match jobs.recv_timeout(wait) {
                 Ok(job) => job,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let was_open = !self.conn.is_autocommit();
                     self.commit_sqlite_or_fail();
+                    // The writer keeps up: its cache is worth less than the
+                    // memory (up to 8 MiB) it holds. A busy writer commits
+                    // in `commit` instead and keeps its cache warm.
+                    if was_open {
+                        if let Err(e) = self.conn.execute_batch("PRAGMA shrink_memory") {
+                            log::debug!("shrink_memory failed: {e}");
+                        }
+                    }
                     self.maintain_if_due();
                     continue;
                 }

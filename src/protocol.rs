@@ -5,6 +5,8 @@
 //! server did (`Data: "server.key" should be a string`) and unknown keys are
 //! ignored.
 
+use std::fmt::Display;
+
 use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
@@ -85,8 +87,37 @@ fn invalid(msg: String) -> Error {
     Error::Invalid(msg)
 }
 
-fn missing(path: &str) -> Error {
+fn missing(path: impl Display) -> Error {
     invalid(format!("Data: \"{path}\" key is missing"))
+}
+
+/// Where an entry of a list sits in a request body, for error messages:
+/// formatted only when there is an error, not for every entry of every
+/// report.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    list: &'a str,
+    index: usize,
+    field: Option<&'a str>,
+}
+
+impl<'a> At<'a> {
+    fn field(self, field: &'a str) -> At<'a> {
+        At {
+            field: Some(field),
+            ..self
+        }
+    }
+}
+
+impl Display for At<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.list, self.index)?;
+        if let Some(field) = self.field {
+            write!(f, ".{field}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Parses a request body into a JSON object, with the protocol's messages.
@@ -102,7 +133,7 @@ pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>> {
     }
 }
 
-fn get<'a>(obj: &'a Map<String, Value>, key: &str, path: &str) -> Result<&'a Value> {
+fn get<'a>(obj: &'a Map<String, Value>, key: &str, path: impl Display) -> Result<&'a Value> {
     match obj.get(key) {
         Some(v) => Ok(v),
         None => Err(missing(path)),
@@ -113,12 +144,12 @@ fn optional<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     obj.get(key).filter(|v| !v.is_null())
 }
 
-fn string<'a>(v: &'a Value, path: &str) -> Result<&'a str> {
+fn string(v: &Value, path: impl Display) -> Result<&str> {
     v.as_str()
         .ok_or_else(|| invalid(format!("Data: \"{path}\" should be a string")))
 }
 
-fn name(v: &Value, path: &str) -> Result<String> {
+fn name(v: &Value, path: impl Display + Copy) -> Result<String> {
     let s = string(v, path)?;
     let n = s.chars().count();
     if n == 0 || n > MAX_NAME_CHARS {
@@ -134,7 +165,7 @@ fn name(v: &Value, path: &str) -> Result<String> {
     Ok(s.to_owned())
 }
 
-fn period(v: &Value, path: &str) -> Result<u32> {
+fn period(v: &Value, path: impl Display) -> Result<u32> {
     let n = match v {
         Value::Number(n) => n.as_i64().or_else(|| {
             n.as_f64()
@@ -167,7 +198,7 @@ fn list<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<&'a Vec<Value>> {
     Ok(items)
 }
 
-fn object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>> {
+fn object(v: &Value, path: impl Display) -> Result<&Map<String, Value>> {
     v.as_object()
         .ok_or_else(|| invalid(format!("Data: \"{path}\" should be an object")))
 }
@@ -247,23 +278,21 @@ impl StatusReport {
         let period = period(get(body, "period", "period")?, "period")?;
         let items = list(body, "services")?;
         let mut services = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            let path = format!("services[{i}]");
-            let item = object(item, &path)?;
-            let name = name(
-                get(item, "name", &format!("{path}.name"))?,
-                &format!("{path}.name"),
-            )?;
-            let sent = string(
-                get(item, "state", &format!("{path}.state"))?,
-                &format!("{path}.state"),
-            )?;
+        for (index, item) in items.iter().enumerate() {
+            let at = At {
+                list: "services",
+                index,
+                field: None,
+            };
+            let item = object(item, at)?;
+            let name = name(get(item, "name", at.field("name"))?, at.field("name"))?;
+            let sent = string(get(item, "state", at.field("state"))?, at.field("state"))?;
             let info = match optional(item, "info") {
-                Some(v) => string(v, &format!("{path}.info"))?.to_owned(),
+                Some(v) => string(v, at.field("info"))?.to_owned(),
                 None => String::new(),
             };
             let own_period = match optional(item, "period") {
-                Some(v) => Some(self::period(v, &format!("{path}.period"))?),
+                Some(v) => Some(self::period(v, at.field("period"))?),
                 None => None,
             };
             let (state, suffix) = match State::parse(sent) {
@@ -313,15 +342,19 @@ impl AlertReport {
         let server = ServerId::from_json(body)?;
         let items = list(body, "alerts")?;
         let mut alerts = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            let path = format!("alerts[{i}]");
-            let item = object(item, &path)?;
+        for (index, item) in items.iter().enumerate() {
+            let at = At {
+                list: "alerts",
+                index,
+                field: None,
+            };
+            let item = object(item, at)?;
             let message = string(
-                get(item, "message", &format!("{path}.message"))?,
-                &format!("{path}.message"),
+                get(item, "message", at.field("message"))?,
+                at.field("message"),
             )?;
             let service = match optional(item, "service") {
-                Some(v) => Some(name(v, &format!("{path}.service"))?),
+                Some(v) => Some(name(v, at.field("service"))?),
                 None => None,
             };
             alerts.push(AlertMessage {

@@ -129,7 +129,7 @@ pub(super) fn render(app: &App) -> Result<String> {
         "counter",
         "HTTP requests answered, by endpoint and status code.",
     );
-    for ((endpoint, code), n) in super::lock(&app.counters.http).iter() {
+    for ((endpoint, code), n) in &app.counters.http.snapshot() {
         let _ = writeln!(
             out,
             "overc_http_requests_total{{endpoint=\"{endpoint}\",code=\"{code}\"}} {n}"

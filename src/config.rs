@@ -12,9 +12,11 @@ use crate::error::{Error, Result};
 /// How hard a 200 promises that a report survives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
-    /// Survives a power cut: the WAL is fsynced before a 200 (the default).
+    /// Survives a power cut: the write is fsynced (in the redo log) before
+    /// a 200 (the default).
     Disk,
-    /// Survives a process crash only: WAL with `synchronous=NORMAL`.
+    /// Survives a process crash only: the write is in the redo log, not
+    /// yet synced, before a 200.
     Process,
 }
 

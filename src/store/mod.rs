@@ -78,6 +78,9 @@ pub(crate) enum Op {
     /// Writes a server row, then fails as a full disk would.
     #[cfg(test)]
     FailAfterWrite,
+    /// Logs a write that fails when it runs again.
+    #[cfg(test)]
+    PoisonLog,
     /// Flags services overdue (if they did not report since `rtime`) and
     /// raises `plugin/offline` for each.
     MarkOverdue(Vec<(i64, Millis)>),
@@ -196,7 +199,7 @@ impl Store {
         let open_redo = |conn: &mut Connection, db: &Path| {
             let mut log = db.as_os_str().to_owned();
             log.push("-redo");
-            writer::Redo::open(conn, Path::new(&log), db, opts.durability, &tuning)
+            writer::Redo::open(conn, Path::new(&log), &tuning)
         };
         // A log runs again on the schema that wrote it, before migrations.
         let mut redo = None;
@@ -210,7 +213,7 @@ impl Store {
             (Some(db), None) => redo = Some(open_redo(&mut wconn, db)?),
             // Groups logged from now on expect the new schema: it must not
             // be lost to a power cut that the log survives.
-            (Some(db), Some(_)) if migrated => writer::sync_sqlite(db)?,
+            (Some(_), Some(_)) if migrated => writer::commit_durably(&wconn)?,
             _ => {}
         }
         let batched = redo.is_some();
@@ -267,8 +270,9 @@ impl Store {
         &self.path
     }
 
-    /// How many transactions the writer has committed (group commit shares one
+    /// How many batches the writer has applied (group commit shares one
     /// among many requests, so this grows slower than the request count).
+    /// A file store writes each batch's changes to its redo log once.
     pub fn commit_count(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
     }
@@ -418,6 +422,11 @@ impl Store {
     #[cfg(test)]
     pub(crate) fn fail_after_write(&self) -> Result<Applied> {
         self.submit(Op::FailAfterWrite)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn poison_log(&self) -> Result<Applied> {
+        self.submit(Op::PoisonLog)
     }
 
     /// The read connection, once the writer committed every write handed

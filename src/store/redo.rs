@@ -120,6 +120,13 @@ impl Group {
         Ok(())
     }
 
+    /// Records a statement without running it: a group that fails when it
+    /// runs again.
+    #[cfg(test)]
+    pub(super) fn record_only(&mut self, sql: &'static str) -> Result<()> {
+        self.record(sql, &[])
+    }
+
     /// The encoded writes (empty when the group wrote nothing).
     pub(super) fn payload(&self) -> &[u8] {
         &self.buf
@@ -250,12 +257,19 @@ impl RedoLog {
         lap: u64,
         committed: u64,
     ) -> io::Result<(RedoLog, Vec<Record>)> {
+        let created = !path.exists();
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(path)?;
+        // A new file's name must be on disk before anything in it counts.
+        if created {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                File::open(dir)?.sync_all()?;
+            }
+        }
         // Two servers on one database would write over each other's log.
         rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
             |e| {
@@ -309,7 +323,10 @@ impl RedoLog {
 
     /// Writes the next record (not synced) and returns its sequence number.
     pub(super) fn append(&mut self, payload: &[u8]) -> io::Result<u64> {
-        let seq = self.seq + 1;
+        let seq = self
+            .seq
+            .checked_add(1)
+            .ok_or_else(|| io::Error::other("redo log sequence exhausted"))?;
         let len = u32::try_from(payload.len())
             .map_err(|_| io::Error::other("redo log group over 4 GiB"))?;
         let mut rec = Vec::with_capacity(HEADER + payload.len());
@@ -338,7 +355,7 @@ impl RedoLog {
 fn scan(data: &[u8], db_id: &[u8; 16]) -> Vec<Record> {
     let mut out: Vec<Record> = Vec::new();
     let mut off = 0usize;
-    while let Some(head) = data.get(off..off + HEADER) {
+    while let Some(head) = off.checked_add(HEADER).and_then(|end| data.get(off..end)) {
         let u32_at =
             |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
         if u32_at(0) != MAGIC {
@@ -350,12 +367,15 @@ fn scan(data: &[u8], db_id: &[u8; 16]) -> Vec<Record> {
         let seq = u64::from_le_bytes(seq);
         let mut sum = [0u8; 8];
         sum.copy_from_slice(&head[32..40]);
-        let Some(payload) = data.get(off + HEADER..off + HEADER + len) else {
+        let start = off + HEADER;
+        let Some(payload) = start.checked_add(len).and_then(|end| data.get(start..end)) else {
             break;
         };
         if head[16..32] != db_id[..]
             || checksum(&[&head[4..32], payload]) != u64::from_le_bytes(sum)
-            || out.last().is_some_and(|r| r.seq + 1 != seq)
+            || out
+                .last()
+                .is_some_and(|r| r.seq.checked_add(1) != Some(seq))
         {
             break;
         }

@@ -195,7 +195,9 @@ pub fn redo_mark(conn: &Connection) -> Result<([u8; 16], u64)> {
     let id = id
         .try_into()
         .map_err(|_| Error::Storage("corrupt database id in table redo".into()))?;
-    Ok((id, seq as u64))
+    let seq = u64::try_from(seq)
+        .map_err(|_| Error::Storage(format!("corrupt redo log position {seq} in table redo")))?;
+    Ok((id, seq))
 }
 
 /// Records, inside the writer's open transaction, the last group it holds.

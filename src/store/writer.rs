@@ -3,7 +3,7 @@
 //! fsync thread, commits SQLite about once a second, and prunes.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
@@ -75,9 +75,9 @@ struct KnownService {
     period: Option<u32>,
 }
 
-/// The writer's memory of rows it wrote. It is only ever a copy of committed
-/// data: after a failed operation or commit it is dropped and refilled from
-/// the database on demand.
+/// The writer's memory of rows it wrote. It is only ever a copy of what the
+/// writer's open transaction holds: after a failed batch or commit it is
+/// dropped and refilled from the database on demand.
 #[derive(Default)]
 struct Caches {
     servers: HashMap<String, KnownServer>,
@@ -151,9 +151,6 @@ const MAX_UNCOMMITTED: usize = 8 << 20;
 /// A file store's redo log, and the SQLite transaction it stands for.
 pub(super) struct Redo {
     log: RedoLog,
-    /// The database file, synced with its WAL before the log starts over
-    /// (`durability = disk`).
-    sync_before_restart: Option<PathBuf>,
     /// The groups since SQLite last committed, to run again when a batch
     /// fails and the transaction is rolled back.
     uncommitted: Vec<Vec<u8>>,
@@ -163,45 +160,47 @@ pub(super) struct Redo {
     commit_every: Duration,
 }
 
-/// Fsyncs the database file `db` and its WAL, so that what SQLite committed
-/// survives a power cut.
-pub(super) fn sync_sqlite(db: &Path) -> Result<()> {
-    let mut wal = db.as_os_str().to_owned();
-    wal.push("-wal");
-    for path in [Path::new(&wal), db] {
-        match std::fs::OpenOptions::new().write(true).open(path) {
-            Ok(f) => f
-                .sync_data()
-                .map_err(|e| Error::Storage(format!("fsync of {} failed: {e}", path.display())))?,
-            // No WAL (yet): everything is in the database file.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(Error::Storage(format!(
-                    "cannot open {}: {e}",
-                    path.display()
-                )));
-            }
-        }
+/// Makes everything SQLite committed survive a power cut: one more commit
+/// with `synchronous=FULL`, which syncs the WAL with every frame in it (a
+/// checkpoint syncs the database file before any frame is reused). SQLite
+/// does it with its own file handles: opening and closing the database
+/// file here would drop every POSIX lock the process holds on it, and
+/// another process would then take our WAL for abandoned.
+/// `conn` must not be inside a transaction.
+pub(super) fn commit_durably(conn: &Connection) -> Result<()> {
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let done = conn
+        .execute_batch("BEGIN; UPDATE redo SET seq = seq WHERE id = 1; COMMIT;")
+        .map_err(Error::from);
+    if done.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
     }
-    Ok(())
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    done
 }
 
 impl Redo {
     /// Opens the redo log at `path` and runs the groups SQLite does not hold
-    /// yet (after a crash), committing them. `db` is the database file; with
-    /// `durability = disk` SQLite's files are synced before the log is
+    /// yet (after a crash), committing them durably before the log is
     /// written over.
-    pub(super) fn open(
-        conn: &mut Connection,
-        path: &Path,
-        db: &Path,
-        durability: Durability,
-        tuning: &Tuning,
-    ) -> Result<Redo> {
+    pub(super) fn open(conn: &mut Connection, path: &Path, tuning: &Tuning) -> Result<Redo> {
         let (db_id, committed) = schema::redo_mark(conn)?;
         let (log, records) = RedoLog::open(path, db_id, tuning.lap, committed)
             .map_err(|e| Error::Storage(format!("cannot read {}: {e}", path.display())))?;
         let todo: Vec<_> = records.into_iter().filter(|r| r.seq > committed).collect();
+        // SQLite is synced before a lap starts, so the log goes on where
+        // SQLite stopped; a gap means the database is older than its log
+        // (a backup put back beside a newer log): running the rest would
+        // leave holes and wrong references.
+        if let Some(first) = todo.first().filter(|r| r.seq != committed + 1) {
+            return Err(Error::Storage(format!(
+                "the redo log {} goes on from write group {} but the database holds groups up to \
+                 {committed} only (was the database file replaced?); moving the log away starts \
+                 without the reports it holds",
+                path.display(),
+                first.seq
+            )));
+        }
         if !todo.is_empty() {
             let tx = conn.transaction()?;
             for r in &todo {
@@ -222,8 +221,6 @@ impl Redo {
                 path.display()
             );
         }
-        // The log is written from its start again: SQLite must hold on disk
-        // what it held.
         // The open transaction's pages stay in the writer's cache until it
         // commits: each reporting service's newest index leaf (4 KiB) and
         // the new table pages. 32 MiB holds them for ~6,000 services; with
@@ -233,12 +230,13 @@ impl Redo {
         // given back whenever the writer is idle at a commit (see `run`),
         // so an idle server holds none of it.
         conn.pragma_update(None, "cache_size", -32768)?;
-        sync_sqlite(db)?;
+        // The log is written from its start again: SQLite must hold on disk
+        // what it held.
+        commit_durably(conn)?;
         let mut log = log;
         log.restart();
         Ok(Redo {
             log,
-            sync_before_restart: (durability == Durability::Disk).then(|| db.to_path_buf()),
             uncommitted: Vec::new(),
             uncommitted_bytes: 0,
             open_since: None,
@@ -251,8 +249,11 @@ pub(super) struct Writer {
     /// `None` for a store in memory: each batch commits.
     redo: Option<Redo>,
     syncer: Option<mpsc::Sender<Vec<Reply>>>,
-    /// Set for good when an fsync failed.
+    /// Set for good when an fsync of the log failed (by the fsync thread).
     sync_failed: Arc<AtomicBool>,
+    /// Set for good when SQLite no longer holds what the log says (writes
+    /// are refused; a restart runs the log again).
+    stopped: bool,
     durability: Durability,
     conn: Connection,
     opts: StoreOptions,
@@ -303,6 +304,7 @@ impl Writer {
             redo,
             syncer: None,
             sync_failed: Arc::new(AtomicBool::new(false)),
+            stopped: false,
             durability: opts.durability,
             conn,
             opts,
@@ -335,10 +337,7 @@ impl Writer {
                     self.syncer = Some(tx);
                     sync_thread = Some(h);
                 }
-                Err(e) => {
-                    log::error!("no fsync thread ({e}); refusing writes");
-                    self.sync_failed.store(true, Ordering::SeqCst);
-                }
+                Err(e) => self.fail(&format!("no fsync thread ({e})")),
             }
         }
         loop {
@@ -351,7 +350,7 @@ impl Writer {
                 Ok(job) => job,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     let was_open = !self.conn.is_autocommit();
-                    self.commit_sqlite_or_fail();
+                    self.commit_sqlite();
                     // The writer keeps up: its cache is worth less than the
                     // memory (up to 32 MiB) it holds. A busy writer commits
                     // in `commit` instead and keeps its cache warm.
@@ -385,7 +384,7 @@ impl Writer {
             self.commit(batch);
             self.maintain_if_due();
         }
-        self.commit_sqlite_or_fail();
+        self.commit_sqlite();
         self.syncer = None;
         if let Some(h) = sync_thread {
             let _ = h.join();
@@ -412,7 +411,7 @@ impl Writer {
                 log::info!("pruned {} old records", a.pruned);
                 // Gives the freed pages back to the file system, in a
                 // transaction of its own: not a write the redo log replays.
-                self.commit_sqlite_or_fail();
+                self.commit_sqlite();
                 if let Err(e) = self.conn.execute_batch("PRAGMA incremental_vacuum") {
                     log::warn!("incremental vacuum failed: {e}");
                 }
@@ -423,37 +422,56 @@ impl Writer {
     }
 
     /// Commits the open SQLite transaction with the redo log's position.
-    fn commit_sqlite(&mut self) -> Result<()> {
+    /// If the commit fails, the groups it held run again in a new
+    /// transaction from memory (the next commit tries again); if that fails
+    /// too, the writer stops. Returns whether SQLite now holds every group.
+    fn commit_sqlite(&mut self) -> bool {
         let Some(redo) = &mut self.redo else {
-            return Ok(());
+            return true;
         };
         if self.conn.is_autocommit() {
-            return Ok(());
+            return true;
         }
         redo.open_since = None;
+        if redo.uncommitted.is_empty() {
+            // Nothing written (a read's flush, refusals): no write lock to take.
+            return self.conn.execute_batch("COMMIT").is_ok();
+        }
         let done = schema::set_redo_seq(&self.conn, redo.log.seq())
             .and_then(|()| Ok(self.conn.execute_batch("COMMIT")?));
-        if done.is_err() && !self.conn.is_autocommit() {
-            let _ = self.conn.execute_batch("ROLLBACK");
+        match done {
+            Ok(()) => {
+                redo.uncommitted.clear();
+                redo.uncommitted_bytes = 0;
+                true
+            }
+            Err(e) => {
+                log::error!("commit failed: {e}");
+                if let Err(again) = self.roll_back() {
+                    self.fail(&format!(
+                        "after a failed commit, the writes it held could not run again: {again}"
+                    ));
+                }
+                false
+            }
         }
-        redo.uncommitted.clear();
-        redo.uncommitted_bytes = 0;
-        done
     }
 
-    /// Commits; a failure leaves the acknowledged writes in the redo log
-    /// alone, so refuse writes until a restart runs them again.
-    fn commit_sqlite_or_fail(&mut self) {
-        if let Err(e) = self.commit_sqlite() {
-            self.fail(&format!("commit failed: {e}"));
-        }
-    }
-
+    /// Stops writing: every later batch is refused, and nothing more is
+    /// committed (the open transaction is rolled back; what it held is in
+    /// the log, which a restart runs again).
     fn fail(&mut self, why: &str) {
-        if !self.sync_failed.swap(true, Ordering::SeqCst) {
+        if !self.stopped {
             log::error!("{why}; refusing writes until restart");
         }
+        self.stopped = true;
         self.caches = Caches::default();
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        if let Some(redo) = &mut self.redo {
+            redo.open_since = None;
+        }
     }
 
     /// Before a batch: a full lap of the redo log starts over once SQLite
@@ -462,19 +480,20 @@ impl Writer {
         if !self.redo.as_ref().is_some_and(|r| r.log.lap_full()) {
             return Ok(());
         }
-        self.commit_sqlite()?;
+        if !self.commit_sqlite() {
+            return Err(Error::Storage("commit failed".into()));
+        }
+        commit_durably(&self.conn)?;
         if let Some(redo) = &mut self.redo {
-            if let Some(db) = &redo.sync_before_restart {
-                sync_sqlite(db)?;
-            }
             redo.log.restart();
         }
         Ok(())
     }
 
-    /// After a failed batch: rolls the SQLite transaction back and runs the
-    /// groups it held again from memory (they are in the redo log already,
-    /// and may have been acknowledged).
+    /// After a failed batch or commit: rolls the SQLite transaction back and
+    /// runs the groups it held again from memory (they are in the redo log
+    /// already, and may have been acknowledged). On an error the transaction
+    /// is rolled back: nothing half-run is ever committed.
     fn roll_back(&mut self) -> Result<()> {
         if !self.conn.is_autocommit() {
             self.conn.execute_batch("ROLLBACK")?;
@@ -489,7 +508,11 @@ impl Writer {
         self.conn.execute_batch("BEGIN")?;
         redo.open_since = Some(Instant::now());
         for payload in &redo.uncommitted {
-            redo::replay(&self.conn, payload)?;
+            if let Err(e) = redo::replay(&self.conn, payload) {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                redo.open_since = None;
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -512,7 +535,7 @@ impl Writer {
     }
 
     fn commit(&mut self, batch: Vec<Job>) {
-        if self.sync_failed.load(Ordering::SeqCst) {
+        if self.stopped || self.sync_failed.load(Ordering::SeqCst) {
             for job in batch {
                 let _ = job.reply.send(Err(Error::Storage(
                     "a write of the database failed; restart overc-server".into(),
@@ -601,7 +624,7 @@ impl Writer {
                 .open_since
                 .is_some_and(|since| since.elapsed() >= redo.commit_every);
             if flush || due || redo.uncommitted_bytes > MAX_UNCOMMITTED {
-                self.commit_sqlite_or_fail();
+                self.commit_sqlite();
             }
         }
         let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
@@ -655,6 +678,11 @@ fn apply(conn: &Connection, op: &Op, b: &mut Batch<'_>, opts: &StoreOptions) -> 
                 params![],
             )?;
             Err(Error::Storage("disk full".into()))
+        }
+        #[cfg(test)]
+        Op::PoisonLog => {
+            b.log.record_only("INSERT INTO no_such_table VALUES (1)")?;
+            Ok(Applied::default())
         }
         Op::DeleteServer(id) => {
             let name: Option<String> = conn
@@ -1402,6 +1430,131 @@ mod tests {
             let store = tuned(&path, &clock, 32 << 20);
             let counts = store.counts().unwrap();
             assert_eq!((counts.servers, counts.states), (1, 4));
+        }
+
+        #[test]
+        fn a_failed_batch_whose_earlier_groups_cannot_run_again_commits_nothing() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("overc.db");
+            let clock = ManualClock::new(1_700_000_000_000);
+            let store = tuned(&path, &clock, 32 << 20);
+            report(&store, "web", &[("cpu", "OK")]);
+            store.poison_log().unwrap();
+            report(&store, "web", &[("cpu", "WARN")]);
+            // Running the groups again stops at the poisoned one: the
+            // writer stops rather than commit the first group alone under
+            // the log position of all three.
+            assert!(store.fail_after_write().is_err());
+            let refused = store.fail_after_write();
+            assert!(
+                matches!(&refused, Err(Error::Storage(m)) if m.contains("restart")),
+                "{refused:?}"
+            );
+            store.close();
+            drop(store);
+            let conn = Connection::open(&path).unwrap();
+            let (seq, states): (i64, i64) = conn
+                .query_row(
+                    "SELECT (SELECT seq FROM redo), (SELECT count(*) FROM states)",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap();
+            assert_eq!((seq, states), (0, 0));
+        }
+
+        #[test]
+        fn a_read_while_another_connection_writes_leaves_writes_working() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("overc.db");
+            let clock = ManualClock::new(1_700_000_000_000);
+            let opts = StoreOptions {
+                lock_timeout: Duration::from_millis(100),
+                ..StoreOptions::default()
+            };
+            let tuning = Tuning {
+                lap: 32 << 20,
+                commit_every: HOUR,
+            };
+            let store = Store::open_tuned(&path, &opts, Arc::new(clock.clone()), tuning).unwrap();
+            report(&store, "web", &[("cpu", "OK")]);
+            store.counts().unwrap();
+            let other = Connection::open(&path).unwrap();
+            other
+                .execute_batch("BEGIN IMMEDIATE; UPDATE servers SET title = 'x';")
+                .unwrap();
+            // Nothing to commit: the read takes no write lock.
+            assert_eq!(store.counts().unwrap().states, 1);
+            other.execute_batch("ROLLBACK").unwrap();
+            report(&store, "web", &[("cpu", "WARN")]);
+            assert_eq!(store.counts().unwrap().states, 2);
+        }
+
+        #[test]
+        fn a_database_older_than_its_log_is_refused() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("overc.db");
+            let backup = dir.path().join("backup.db");
+            let clock = ManualClock::new(1_700_000_000_000);
+            let store = tuned(&path, &clock, 2048);
+            report(&store, "web", &[("cpu", "OK")]);
+            store.close();
+            drop(store);
+            std::fs::copy(&path, &backup).unwrap();
+            let store = tuned(&path, &clock, 2048);
+            for i in 0..40 {
+                clock.advance(1000);
+                report(&store, &format!("h{i}"), &[("svc", "OK")]);
+            }
+            store.crash();
+            drop(store);
+            for f in ["overc.db-wal", "overc.db-shm"] {
+                let _ = std::fs::remove_file(dir.path().join(f));
+            }
+            std::fs::copy(&backup, &path).unwrap();
+            let tuning = Tuning {
+                lap: 2048,
+                commit_every: HOUR,
+            };
+            let opened = Store::open_tuned(
+                &path,
+                &StoreOptions::default(),
+                Arc::new(clock.clone()),
+                tuning,
+            );
+            let Err(Error::Storage(e)) = opened else {
+                panic!("an old database was run on with a newer log");
+            };
+            assert!(e.contains("was the database file replaced"), "{e}");
+        }
+
+        /// SQLite's own lock on the database file tells other processes that
+        /// the WAL is in use: closing any descriptor of that file in this
+        /// process would drop it.
+        #[test]
+        #[cfg(target_os = "linux")]
+        fn sqlite_keeps_its_lock_on_the_database_file() {
+            use std::os::unix::fs::MetadataExt;
+
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("overc.db");
+            let clock = ManualClock::new(1_700_000_000_000);
+            // A tiny lap: the log starts over (and SQLite is synced) often.
+            let store = tuned(&path, &clock, 1024);
+            for i in 0..20 {
+                report(&store, &format!("h{i}"), &[("cpu", "OK")]);
+            }
+            let inode = std::fs::metadata(&path).unwrap().ino();
+            let pid = std::process::id().to_string();
+            let locks = std::fs::read_to_string("/proc/locks").unwrap();
+            let held = locks.lines().any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() > 5
+                    && f[1] == "POSIX"
+                    && f[4] == pid
+                    && f[5].rsplit(':').next() == Some(&inode.to_string())
+            });
+            assert!(held, "no POSIX lock on inode {inode} in:\n{locks}");
         }
 
         #[test]

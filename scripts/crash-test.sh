@@ -74,7 +74,8 @@ for server, seqs in acked.items():
 print(n)
 PY
 )
-    echo "run $run: killed mid-load ($(sed 's/.*requests=\([0-9]*\).*/\1 requests sent/' "$work/load.txt")); all $checked acknowledged reports found after restart"
+    replayed=$(sed -n 's/.*recovered \([0-9]*\) groups of writes.*/\1/p' "$work/server.log" | tail -1)
+    echo "run $run: killed mid-load ($(sed 's/.*requests=\([0-9]*\).*/\1 requests sent/' "$work/load.txt")); all $checked acknowledged reports found after restart (${replayed:-0} write groups run again from the redo log)"
     total=$((total + checked))
     kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
 done

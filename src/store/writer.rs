@@ -215,7 +215,8 @@ impl Redo {
             }
             schema::set_redo_seq(&tx, log.seq())?;
             tx.commit()?;
-            log::info!(
+            // An unclean stop: worth the operator's notice at the default level.
+            log::warn!(
                 "recovered {} groups of writes from the redo log {}",
                 todo.len(),
                 path.display()

@@ -102,6 +102,14 @@ struct At<'a> {
 }
 
 impl<'a> At<'a> {
+    fn entry(list: &'a str, index: usize) -> At<'a> {
+        At {
+            list,
+            index,
+            field: None,
+        }
+    }
+
     fn field(self, field: &'a str) -> At<'a> {
         At {
             field: Some(field),
@@ -279,11 +287,7 @@ impl StatusReport {
         let items = list(body, "services")?;
         let mut services = Vec::with_capacity(items.len());
         for (index, item) in items.iter().enumerate() {
-            let at = At {
-                list: "services",
-                index,
-                field: None,
-            };
+            let at = At::entry("services", index);
             let item = object(item, at)?;
             let name = name(get(item, "name", at.field("name"))?, at.field("name"))?;
             let sent = string(get(item, "state", at.field("state"))?, at.field("state"))?;
@@ -343,11 +347,7 @@ impl AlertReport {
         let items = list(body, "alerts")?;
         let mut alerts = Vec::with_capacity(items.len());
         for (index, item) in items.iter().enumerate() {
-            let at = At {
-                list: "alerts",
-                index,
-                field: None,
-            };
+            let at = At::entry("alerts", index);
             let item = object(item, at)?;
             let message = string(
                 get(item, "message", at.field("message"))?,

@@ -1248,18 +1248,41 @@ mod tests {
 
         const HOUR: Duration = Duration::from_secs(3600);
 
-        fn tuned(path: &Path, clock: &ManualClock, lap: u64) -> Store {
+        /// A database file in a temporary directory, and a clock.
+        struct Fixture {
+            dir: tempfile::TempDir,
+            path: std::path::PathBuf,
+            clock: ManualClock,
+        }
+
+        impl Fixture {
+            fn new() -> Fixture {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("overc.db");
+                Fixture {
+                    dir,
+                    path,
+                    clock: ManualClock::new(1_700_000_000_000),
+                }
+            }
+
+            /// Opens the store with a lap of `lap` bytes and commits only
+            /// before reads (or as a lap ends).
+            fn open(&self, lap: u64) -> Store {
+                self.open_with(&StoreOptions::default(), lap).unwrap()
+            }
+
+            fn open_with(&self, opts: &StoreOptions, lap: u64) -> Result<Store> {
+                tuned(&self.path, &self.clock, opts, lap)
+            }
+        }
+
+        fn tuned(path: &Path, clock: &ManualClock, opts: &StoreOptions, lap: u64) -> Result<Store> {
             let tuning = Tuning {
                 lap,
                 commit_every: HOUR,
             };
-            Store::open_tuned(
-                path,
-                &StoreOptions::default(),
-                Arc::new(clock.clone()),
-                tuning,
-            )
-            .unwrap()
+            Store::open_tuned(path, opts, Arc::new(clock.clone()), tuning)
         }
 
         fn report(store: &Store, server: &str, services: &[(&str, &str)]) -> Applied {
@@ -1344,7 +1367,7 @@ mod tests {
         fn reference(dir: &Path) -> Vec<String> {
             let path = dir.join("reference.db");
             let clock = ManualClock::new(1_700_000_000_000);
-            let store = tuned(&path, &clock, 32 << 20);
+            let store = tuned(&path, &clock, &StoreOptions::default(), 32 << 20).unwrap();
             scenario(&store, &clock);
             store.close();
             dump(&path)
@@ -1352,55 +1375,50 @@ mod tests {
 
         #[test]
         fn acknowledged_writes_survive_a_crash_before_sqlite_commits() {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("overc.db");
-            let clock = ManualClock::new(1_700_000_000_000);
-            let store = tuned(&path, &clock, 32 << 20);
-            scenario(&store, &clock);
+            let f = Fixture::new();
+            let store = f.open(32 << 20);
+            scenario(&store, &f.clock);
             store.crash();
             drop(store);
             // SQLite never committed them: they are in the redo log alone.
-            assert_eq!(states_in(&path), 0);
-            let store = tuned(&path, &clock, 32 << 20);
+            assert_eq!(states_in(&f.path), 0);
+            let store = f.open(32 << 20);
             let counts = store.counts().unwrap();
             assert_eq!(counts.servers, 9);
             assert!(counts.states > 30, "{counts:?}");
             store.close();
             drop(store);
-            let expected = reference(dir.path());
-            assert_eq!(dump(&path), expected);
+            let expected = reference(f.dir.path());
+            assert_eq!(dump(&f.path), expected);
             // Opening it again runs nothing twice.
-            let store = tuned(&path, &clock, 32 << 20);
+            let store = f.open(32 << 20);
             store.close();
             drop(store);
-            assert_eq!(dump(&path), expected);
+            assert_eq!(dump(&f.path), expected);
         }
 
         #[test]
         fn a_log_that_started_over_many_times_still_recovers_everything() {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("overc.db");
-            let clock = ManualClock::new(1_700_000_000_000);
+            let f = Fixture::new();
             // A lap of a few groups: SQLite commits and the log starts over
             // every few requests.
-            let store = tuned(&path, &clock, 2048);
-            scenario(&store, &clock);
+            let store = f.open(2048);
+            scenario(&store, &f.clock);
             store.crash();
             drop(store);
-            let committed = states_in(&path);
+            let committed = states_in(&f.path);
             assert!(committed > 0, "the log started over: SQLite committed");
-            let store = tuned(&path, &clock, 2048);
+            let store = f.open(2048);
             store.close();
             drop(store);
-            assert!(states_in(&path) > committed);
-            assert_eq!(dump(&path), reference(dir.path()));
+            assert!(states_in(&f.path) > committed);
+            assert_eq!(dump(&f.path), reference(f.dir.path()));
         }
 
         #[test]
         fn reads_see_what_the_open_transaction_holds() {
-            let dir = tempfile::tempdir().unwrap();
-            let clock = ManualClock::new(1_700_000_000_000);
-            let store = tuned(&dir.path().join("overc.db"), &clock, 32 << 20);
+            let f = Fixture::new();
+            let store = f.open(32 << 20);
             report(&store, "web", &[("cpu", "OK")]);
             assert_eq!(store.counts().unwrap().states, 1);
             report(&store, "web", &[("cpu", "WARN")]);
@@ -1413,10 +1431,8 @@ mod tests {
 
         #[test]
         fn a_failed_batch_leaves_the_writes_before_it_in_place() {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("overc.db");
-            let clock = ManualClock::new(1_700_000_000_000);
-            let store = tuned(&path, &clock, 32 << 20);
+            let f = Fixture::new();
+            let store = f.open(32 << 20);
             report(&store, "web", &[("cpu", "OK")]);
             report(&store, "web", &[("cpu", "WARN")]);
             // Rolling the failed batch back rolls back the open transaction:
@@ -1428,17 +1444,15 @@ mod tests {
             report(&store, "web", &[("cpu", "OK")]);
             store.crash();
             drop(store);
-            let store = tuned(&path, &clock, 32 << 20);
+            let store = f.open(32 << 20);
             let counts = store.counts().unwrap();
             assert_eq!((counts.servers, counts.states), (1, 4));
         }
 
         #[test]
         fn a_failed_batch_whose_earlier_groups_cannot_run_again_commits_nothing() {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("overc.db");
-            let clock = ManualClock::new(1_700_000_000_000);
-            let store = tuned(&path, &clock, 32 << 20);
+            let f = Fixture::new();
+            let store = f.open(32 << 20);
             report(&store, "web", &[("cpu", "OK")]);
             store.poison_log().unwrap();
             report(&store, "web", &[("cpu", "WARN")]);
@@ -1453,7 +1467,7 @@ mod tests {
             );
             store.close();
             drop(store);
-            let conn = Connection::open(&path).unwrap();
+            let conn = Connection::open(&f.path).unwrap();
             let (seq, states): (i64, i64) = conn
                 .query_row(
                     "SELECT (SELECT seq FROM redo), (SELECT count(*) FROM states)",
@@ -1466,21 +1480,15 @@ mod tests {
 
         #[test]
         fn a_read_while_another_connection_writes_leaves_writes_working() {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("overc.db");
-            let clock = ManualClock::new(1_700_000_000_000);
+            let f = Fixture::new();
             let opts = StoreOptions {
                 lock_timeout: Duration::from_millis(100),
                 ..StoreOptions::default()
             };
-            let tuning = Tuning {
-                lap: 32 << 20,
-                commit_every: HOUR,
-            };
-            let store = Store::open_tuned(&path, &opts, Arc::new(clock.clone()), tuning).unwrap();
+            let store = f.open_with(&opts, 32 << 20).unwrap();
             report(&store, "web", &[("cpu", "OK")]);
             store.counts().unwrap();
-            let other = Connection::open(&path).unwrap();
+            let other = Connection::open(&f.path).unwrap();
             other
                 .execute_batch("BEGIN IMMEDIATE; UPDATE servers SET title = 'x';")
                 .unwrap();
@@ -1493,36 +1501,25 @@ mod tests {
 
         #[test]
         fn a_database_older_than_its_log_is_refused() {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("overc.db");
-            let backup = dir.path().join("backup.db");
-            let clock = ManualClock::new(1_700_000_000_000);
-            let store = tuned(&path, &clock, 2048);
+            let f = Fixture::new();
+            let backup = f.dir.path().join("backup.db");
+            let store = f.open(2048);
             report(&store, "web", &[("cpu", "OK")]);
             store.close();
             drop(store);
-            std::fs::copy(&path, &backup).unwrap();
-            let store = tuned(&path, &clock, 2048);
+            std::fs::copy(&f.path, &backup).unwrap();
+            let store = f.open(2048);
             for i in 0..40 {
-                clock.advance(1000);
+                f.clock.advance(1000);
                 report(&store, &format!("h{i}"), &[("svc", "OK")]);
             }
             store.crash();
             drop(store);
-            for f in ["overc.db-wal", "overc.db-shm"] {
-                let _ = std::fs::remove_file(dir.path().join(f));
+            for name in ["overc.db-wal", "overc.db-shm"] {
+                let _ = std::fs::remove_file(f.dir.path().join(name));
             }
-            std::fs::copy(&backup, &path).unwrap();
-            let tuning = Tuning {
-                lap: 2048,
-                commit_every: HOUR,
-            };
-            let opened = Store::open_tuned(
-                &path,
-                &StoreOptions::default(),
-                Arc::new(clock.clone()),
-                tuning,
-            );
+            std::fs::copy(&backup, &f.path).unwrap();
+            let opened = f.open_with(&StoreOptions::default(), 2048);
             let Err(Error::Storage(e)) = opened else {
                 panic!("an old database was run on with a newer log");
             };
@@ -1537,15 +1534,13 @@ mod tests {
         fn sqlite_keeps_its_lock_on_the_database_file() {
             use std::os::unix::fs::MetadataExt;
 
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("overc.db");
-            let clock = ManualClock::new(1_700_000_000_000);
+            let f = Fixture::new();
             // A tiny lap: the log starts over (and SQLite is synced) often.
-            let store = tuned(&path, &clock, 1024);
+            let store = f.open(1024);
             for i in 0..20 {
                 report(&store, &format!("h{i}"), &[("cpu", "OK")]);
             }
-            let inode = std::fs::metadata(&path).unwrap().ino();
+            let inode = std::fs::metadata(&f.path).unwrap().ino();
             let pid = std::process::id().to_string();
             let locks = std::fs::read_to_string("/proc/locks").unwrap();
             let held = locks.lines().any(|l| {
@@ -1560,18 +1555,16 @@ mod tests {
 
         #[test]
         fn the_redo_log_of_a_removed_database_is_not_run() {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("overc.db");
-            let clock = ManualClock::new(1_700_000_000_000);
-            let store = tuned(&path, &clock, 32 << 20);
+            let f = Fixture::new();
+            let store = f.open(32 << 20);
             report(&store, "old", &[("cpu", "OK")]);
             store.crash();
             drop(store);
-            for f in ["overc.db", "overc.db-wal", "overc.db-shm"] {
-                let _ = std::fs::remove_file(dir.path().join(f));
+            for name in ["overc.db", "overc.db-wal", "overc.db-shm"] {
+                let _ = std::fs::remove_file(f.dir.path().join(name));
             }
-            assert!(dir.path().join("overc.db-redo").exists());
-            let store = tuned(&path, &clock, 32 << 20);
+            assert!(f.dir.path().join("overc.db-redo").exists());
+            let store = f.open(32 << 20);
             assert_eq!(store.counts().unwrap().servers, 0);
             report(&store, "new", &[("cpu", "OK")]);
             assert_eq!(store.counts().unwrap().servers, 1);

@@ -245,6 +245,8 @@ pub(super) struct RedoLog {
     /// The last sequence number written (or committed to SQLite).
     seq: u64,
     db_id: [u8; 16],
+    /// The record being written, kept for its capacity.
+    rec: Vec<u8>,
 }
 
 impl RedoLog {
@@ -293,6 +295,7 @@ impl RedoLog {
             lap: lap.max(HEADER as u64),
             seq,
             db_id,
+            rec: Vec::new(),
         };
         Ok((log, records))
     }
@@ -329,7 +332,8 @@ impl RedoLog {
             .ok_or_else(|| io::Error::other("redo log sequence exhausted"))?;
         let len = u32::try_from(payload.len())
             .map_err(|_| io::Error::other("redo log group over 4 GiB"))?;
-        let mut rec = Vec::with_capacity(HEADER + payload.len());
+        let rec = &mut self.rec;
+        rec.clear();
         rec.extend_from_slice(&MAGIC.to_le_bytes());
         rec.extend_from_slice(&len.to_le_bytes());
         rec.extend_from_slice(&seq.to_le_bytes());
@@ -344,7 +348,11 @@ impl RedoLog {
             self.file.write_all_at(&zeros, self.len)?;
             self.len = new_len;
         }
-        self.file.write_all_at(&rec, self.off)?;
+        self.file.write_all_at(rec, self.off)?;
+        // An exceptionally large group does not keep its buffer for good.
+        if rec.capacity() > 4 << 20 {
+            *rec = Vec::new();
+        }
         self.off = end;
         self.seq = seq;
         Ok(seq)

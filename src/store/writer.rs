@@ -255,7 +255,6 @@ pub(super) struct Writer {
     /// Set for good when SQLite no longer holds what the log says (writes
     /// are refused; a restart runs the log again).
     stopped: bool,
-    durability: Durability,
     conn: Connection,
     opts: StoreOptions,
     clock: Arc<dyn Clock>,
@@ -306,7 +305,6 @@ impl Writer {
             syncer: None,
             sync_failed: Arc::new(AtomicBool::new(false)),
             stopped: false,
-            durability: opts.durability,
             conn,
             opts,
             clock,
@@ -320,7 +318,7 @@ impl Writer {
 
     pub(super) fn run(mut self, jobs: mpsc::Receiver<Job>) {
         let mut sync_thread = None;
-        if let (Some(redo), Durability::Disk) = (&self.redo, self.durability) {
+        if let (Some(redo), Durability::Disk) = (&self.redo, self.opts.durability) {
             let (tx, rx) = mpsc::channel();
             let failed = self.sync_failed.clone();
             let started = redo

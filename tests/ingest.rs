@@ -192,6 +192,14 @@ fn wrong_key_stores_nothing() {
         &report("h", "wrong", "s", "FAIL", "evil"),
     );
     assert_eq!((code, v), (403, json!({"error": "Invalid server key"})));
+    // The right key is known to the writer now: keys near it are still refused.
+    for near in ["righ", "rightt", "Right"] {
+        let (code, _) = t.post_json(
+            "/api/set/service/status",
+            &report("h", near, "s", "FAIL", "evil"),
+        );
+        assert_eq!(code, 403, "key {near:?}");
+    }
     let (code, _) = t.post(
         "/api/set/alerts",
         r#"{"server": {"name": "h", "key": "wrong"}, "alerts": [{"message": "evil", "service": "new"}]}"#,
@@ -199,6 +207,11 @@ fn wrong_key_stores_nothing() {
     assert_eq!(code, 403);
     assert_eq!(t.counts(), before);
     assert_eq!(t.service("h", "s").unwrap()["state"]["info"], "first");
+    let (code, _) = t.post_json(
+        "/api/set/service/status",
+        &report("h", "right", "s", "OK", "second"),
+    );
+    assert_eq!(code, 200);
     // The key is stored hashed, never in plain text.
     let raw = std::fs::read(t.db_path()).unwrap_or_default();
     let wal = std::fs::read(t.db_path().with_extension("db-wal")).unwrap_or_default();

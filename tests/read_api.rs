@@ -276,3 +276,50 @@ fn streamed_status_equals_the_whole_view() {
     );
     assert_eq!(t.get("/ui/api/status/server/999").0, 404);
 }
+
+#[test]
+fn a_report_of_many_services_links_each_record_to_its_alerts() {
+    let t = TestServer::start_manual(|_| {});
+    // More services than one INSERT takes, and a name given twice: each
+    // record must still get its own id, and each alert the id of its record.
+    let mut services: Vec<Value> = (0..11)
+        .map(|i| {
+            let state = if i % 4 == 1 { "WARN" } else { "OK" };
+            json!({"name": format!("s{i}"), "state": state, "info": format!("first {i}")})
+        })
+        .collect();
+    services.push(json!({"name": "s9", "state": "FAIL", "info": "again"}));
+    let body = json!({"server": {"name": "h", "key": "k"}, "period": 60, "services": services});
+    assert_eq!(t.post_json("/api/set/service/status", &body).0, 200);
+    for i in 0..11 {
+        let id = svc_id(&t, "h", &format!("s{i}"));
+        let (_, v) = t.get(&format!("/ui/api/status/service/{id}/states?hours=1"));
+        let states = v["states"].as_array().unwrap();
+        let (first, alert) = if i == 9 {
+            assert_eq!(states.len(), 2, "{v:#}");
+            assert_eq!(states[0]["info"], "again");
+            assert_eq!(
+                states[0]["alerts"][0]["message"],
+                "State changed: \"WARN\" -> \"FAIL\""
+            );
+            (&states[1], Some("WARN"))
+        } else {
+            assert_eq!(states.len(), 1, "s{i}: {v:#}");
+            (&states[0], (i % 4 == 1).then_some("WARN"))
+        };
+        assert_eq!(first["info"], format!("first {i}"));
+        match alert {
+            Some(state) => assert_eq!(
+                first["alerts"][0]["message"],
+                format!("State changed: \"(?)\" -> \"{state}\""),
+                "s{i}: {v:#}"
+            ),
+            None => assert_eq!(
+                first["alerts"].as_array().map_or(0, Vec::len),
+                0,
+                "s{i}: {v:#}"
+            ),
+        }
+    }
+    assert_eq!(t.service("h", "s9").unwrap()["state"]["state"], "FAIL");
+}

@@ -19,7 +19,7 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -114,7 +114,10 @@ struct Job {
 /// The overc database: one writer thread with group commit, and a read connection.
 pub struct Store {
     checkpointer: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Read-locked by every request (the sender itself is shared), so that
+    /// the HTTP workers never queue behind each other to hand over a job;
+    /// write-locked only to close.
+    jobs: RwLock<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     reader: Mutex<Connection>,
     /// Whether the writer keeps a transaction open across batches (a file
@@ -254,7 +257,7 @@ impl Store {
         };
         Ok(Store {
             checkpointer: Mutex::new(checkpointer.map(|h| (stop_ckpt, h))),
-            jobs: Mutex::new(Some(tx)),
+            jobs: RwLock::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             reader: Mutex::new(rconn),
             batched,
@@ -284,7 +287,7 @@ impl Store {
     fn submit(&self, op: Op) -> Result<Applied> {
         let (reply, answer) = mpsc::sync_channel(1);
         {
-            let jobs = lock(&self.jobs);
+            let jobs = read(&self.jobs);
             let jobs = jobs
                 .as_ref()
                 .ok_or_else(|| Error::Storage("the store is closed".into()))?;
@@ -316,7 +319,7 @@ impl Store {
     pub fn report_many(&self, reports: Vec<(StatusReport, String)>) -> Vec<Result<Applied>> {
         let mut answers = Vec::with_capacity(reports.len());
         {
-            let jobs = lock(&self.jobs);
+            let jobs = read(&self.jobs);
             for (report, ip) in reports {
                 let (reply, answer) = mpsc::sync_channel(1);
                 let sent = match jobs.as_ref() {
@@ -441,7 +444,7 @@ impl Store {
 
     /// Stops the writer after the operations already handed over are committed.
     pub fn close(&self) {
-        lock(&self.jobs).take();
+        self.jobs.write().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(h) = lock(&self.writer).take() {
             let _ = h.join();
         }
@@ -478,6 +481,10 @@ fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>) {
 /// even if a thread panicked while holding it.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|e| e.into_inner())
 }
 
 /// How long a connection waits for a lock before reporting "database locked".

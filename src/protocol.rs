@@ -3,7 +3,10 @@
 //! Parsing goes through [`serde_json::Value`] rather than derived
 //! deserializers so that every error names the field the way the original
 //! server did (`Data: "server.key" should be a string`) and unknown keys are
-//! ignored.
+//! ignored. The one hot body, a status report, is first read without the
+//! `Value` tree ([`StatusReport::parse`]); whatever that fast path does not
+//! take goes the general way, so both give the same result for every body
+//! (a property test holds them to it).
 
 use std::fmt::Display;
 
@@ -158,7 +161,10 @@ fn string(v: &Value, path: impl Display) -> Result<&str> {
 }
 
 fn name(v: &Value, path: impl Display + Copy) -> Result<String> {
-    let s = string(v, path)?;
+    check_name(string(v, path)?, path)
+}
+
+fn check_name(s: &str, path: impl Display) -> Result<String> {
     let n = s.chars().count();
     if n == 0 || n > MAX_NAME_CHARS {
         return Err(invalid(format!(
@@ -173,6 +179,16 @@ fn name(v: &Value, path: impl Display + Copy) -> Result<String> {
     Ok(s.to_owned())
 }
 
+fn check_key(key: &str) -> Result<String> {
+    let n = key.chars().count();
+    if n == 0 || n > MAX_KEY_CHARS {
+        return Err(invalid(format!(
+            "Data: \"server.key\" should be 1 to {MAX_KEY_CHARS} characters long"
+        )));
+    }
+    Ok(key.to_owned())
+}
+
 fn period(v: &Value, path: impl Display) -> Result<u32> {
     let n = match v {
         Value::Number(n) => n.as_i64().or_else(|| {
@@ -185,6 +201,10 @@ fn period(v: &Value, path: impl Display) -> Result<u32> {
         _ => None,
     };
     let n = n.ok_or_else(|| invalid(format!("Data: \"{path}\" should be an integer")))?;
+    check_period(n, path)
+}
+
+fn check_period(n: i64, path: impl Display) -> Result<u32> {
     if !(1..=i64::from(MAX_PERIOD)).contains(&n) {
         return Err(invalid(format!(
             "Data: \"{path}\" should be between 1 and {MAX_PERIOD}"
@@ -234,17 +254,8 @@ impl ServerId {
     pub fn from_json(body: &Map<String, Value>) -> Result<ServerId> {
         let server = object(get(body, "server", "server")?, "server")?;
         let name = name(get(server, "name", "server.name")?, "server.name")?;
-        let key = string(get(server, "key", "server.key")?, "server.key")?;
-        let n = key.chars().count();
-        if n == 0 || n > MAX_KEY_CHARS {
-            return Err(invalid(format!(
-                "Data: \"server.key\" should be 1 to {MAX_KEY_CHARS} characters long"
-            )));
-        }
-        Ok(ServerId {
-            name,
-            key: key.to_owned(),
-        })
+        let key = check_key(string(get(server, "key", "server.key")?, "server.key")?)?;
+        Ok(ServerId { name, key })
     }
 
     /// Parses `"name:key"` as given to `overcli -i`; the key may contain `:`.
@@ -279,7 +290,46 @@ impl Ping {
     }
 }
 
+impl ServiceReport {
+    /// A service's record from its validated fields; a state the protocol
+    /// does not know is kept as UNK, with what was sent added to the info.
+    fn new(name: String, sent: &str, info: String, period: Option<u32>) -> ServiceReport {
+        let (state, suffix) = match State::parse(sent) {
+            Some(s) => (s, String::new()),
+            None => {
+                let shown: String = sent.chars().take(MAX_NAME_CHARS).collect();
+                (State::Unk, format!(" (sent unsupported state: {shown:?})"))
+            }
+        };
+        // The suffix survives a cut: the text is shortened to leave room for it.
+        let mut info = cut_text_to(info, MAX_INFO_BYTES - suffix.len());
+        info.push_str(&suffix);
+        ServiceReport {
+            name,
+            state,
+            info,
+            period,
+        }
+    }
+}
+
 impl StatusReport {
+    /// Parses and validates the body of `/api/set/service/status`: the same
+    /// as [`parse_object`] then [`StatusReport::from_json`], with the same
+    /// errors, but a well-formed report is read straight from the body.
+    pub fn parse(body: &[u8]) -> Result<StatusReport> {
+        if let Some(report) = std::str::from_utf8(body)
+            .ok()
+            .and_then(|text| serde_json::from_str::<fast::Report<'_>>(text).ok())
+            .and_then(|raw| raw.validate().ok())
+        {
+            return Ok(report);
+        }
+        // Anything unusual (or wrong) takes the general path, which names
+        // the offending field.
+        StatusReport::from_json(&parse_object(body)?)
+    }
+
     /// Validates the body of `/api/set/service/status`.
     pub fn from_json(body: &Map<String, Value>) -> Result<StatusReport> {
         let server = ServerId::from_json(body)?;
@@ -299,22 +349,7 @@ impl StatusReport {
                 Some(v) => Some(self::period(v, at.field("period"))?),
                 None => None,
             };
-            let (state, suffix) = match State::parse(sent) {
-                Some(s) => (s, String::new()),
-                None => {
-                    let shown: String = sent.chars().take(MAX_NAME_CHARS).collect();
-                    (State::Unk, format!(" (sent unsupported state: {shown:?})"))
-                }
-            };
-            // The suffix survives a cut: the text is shortened to leave room for it.
-            let mut info = cut_text_to(info, MAX_INFO_BYTES - suffix.len());
-            info.push_str(&suffix);
-            services.push(ServiceReport {
-                name,
-                state,
-                info,
-                period: own_period,
-            });
+            services.push(ServiceReport::new(name, sent, info, own_period));
         }
         Ok(StatusReport {
             server,
@@ -376,6 +411,202 @@ impl AlertReport {
             })
             .collect();
         json!({"server": self.server.to_json(), "alerts": alerts})
+    }
+}
+
+/// The common case of a status report, read without building a
+/// [`Value`] tree first (whose maps and strings cost more than the rest of
+/// validating it). It takes only plain objects with each known key once and
+/// the period as a JSON integer; for anything else [`StatusReport::parse`]
+/// falls back to the general path, so both always agree.
+mod fast {
+    use std::borrow::Cow;
+    use std::fmt;
+
+    use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+
+    use super::{MAX_ITEMS, Result, invalid};
+    use super::{ServerId, ServiceReport, StatusReport, check_key, check_name, check_period};
+
+    /// A string borrowed from the body unless it had escapes.
+    pub(super) struct Str<'a>(Cow<'a, str>);
+
+    impl<'de> Deserialize<'de> for Str<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Str<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a string")
+                }
+                fn visit_borrowed_str<E>(self, s: &'de str) -> std::result::Result<Str<'de>, E> {
+                    Ok(Str(Cow::Borrowed(s)))
+                }
+                fn visit_str<E>(self, s: &str) -> std::result::Result<Str<'de>, E> {
+                    Ok(Str(Cow::Owned(s.to_owned())))
+                }
+                fn visit_string<E>(self, s: String) -> std::result::Result<Str<'de>, E> {
+                    Ok(Str(Cow::Owned(s)))
+                }
+            }
+            d.deserialize_str(V)
+        }
+    }
+
+    /// Reads a JSON object (never a list, which derived structs would also
+    /// take) key by key: `field` reads the value of a key it knows and says
+    /// so; other values are read and dropped.
+    fn object<'de, A: MapAccess<'de>>(
+        map: &mut A,
+        mut field: impl FnMut(&str, &mut A) -> std::result::Result<bool, A::Error>,
+    ) -> std::result::Result<(), A::Error> {
+        while let Some(key) = map.next_key::<Str<'de>>()? {
+            if !field(&key.0, map)? {
+                // Read as the general path reads it (not skipped), so that
+                // what it refuses here (a lone surrogate, a number out of
+                // range) is refused here too.
+                map.next_value::<serde_json::Value>()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn need<T, E: de::Error>(v: Option<T>) -> std::result::Result<T, E> {
+        v.ok_or_else(|| E::custom("a key is missing"))
+    }
+
+    /// Sets `slot` from the next value, refusing a second one.
+    fn once<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
+        map: &mut A,
+        slot: &mut Option<T>,
+    ) -> std::result::Result<bool, A::Error> {
+        if slot.is_some() {
+            return Err(de::Error::custom("a key is given twice"));
+        }
+        *slot = Some(map.next_value()?);
+        Ok(true)
+    }
+
+    pub(super) struct Server<'a> {
+        name: Str<'a>,
+        key: Str<'a>,
+    }
+
+    pub(super) struct Service<'a> {
+        name: Str<'a>,
+        state: Str<'a>,
+        info: Option<Str<'a>>,
+        period: Option<u64>,
+    }
+
+    pub(super) struct Report<'a> {
+        server: Server<'a>,
+        period: u64,
+        services: Vec<Service<'a>>,
+    }
+
+    macro_rules! object_visitor {
+        ($ty:ident, $what:literal, |$map:ident| $body:block) => {
+            impl<'de> Deserialize<'de> for $ty<'de> {
+                fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                    struct V;
+                    impl<'de> Visitor<'de> for V {
+                        type Value = $ty<'de>;
+                        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                            f.write_str($what)
+                        }
+                        fn visit_map<A: MapAccess<'de>>(
+                            self,
+                            mut $map: A,
+                        ) -> std::result::Result<$ty<'de>, A::Error> {
+                            $body
+                        }
+                    }
+                    d.deserialize_map(V)
+                }
+            }
+        };
+    }
+
+    object_visitor!(Server, "a server object", |map| {
+        let (mut name, mut key) = (None, None);
+        object(&mut map, |k, map| match k {
+            "name" => once(map, &mut name),
+            "key" => once(map, &mut key),
+            _ => Ok(false),
+        })?;
+        Ok(Server {
+            name: need(name)?,
+            key: need(key)?,
+        })
+    });
+
+    object_visitor!(Service, "a service object", |map| {
+        let (mut name, mut state, mut info, mut period) = (None, None, None, None);
+        object(&mut map, |k, map| match k {
+            "name" => once(map, &mut name),
+            "state" => once(map, &mut state),
+            "info" => once(map, &mut info),
+            "period" => once(map, &mut period),
+            _ => Ok(false),
+        })?;
+        Ok(Service {
+            name: need(name)?,
+            state: need(state)?,
+            info: info.flatten(),
+            period: period.flatten(),
+        })
+    });
+
+    object_visitor!(Report, "a status report object", |map| {
+        let (mut server, mut period, mut services) = (None, None, None);
+        object(&mut map, |k, map| match k {
+            "server" => once(map, &mut server),
+            "period" => once(map, &mut period),
+            "services" => once(map, &mut services),
+            _ => Ok(false),
+        })?;
+        Ok(Report {
+            server: need(server)?,
+            period: need(period)?,
+            services: need(services)?,
+        })
+    });
+
+    impl Report<'_> {
+        /// The same checks as [`StatusReport::from_json`]; its errors are
+        /// not shown (the general path names the field), so they carry no
+        /// path.
+        pub(super) fn validate(self) -> Result<StatusReport> {
+            let period = |p: u64| check_period(i64::try_from(p).unwrap_or(i64::MAX), "");
+            if self.services.len() > MAX_ITEMS {
+                return Err(invalid(String::new()));
+            }
+            let server = ServerId {
+                name: check_name(&self.server.name.0, "")?,
+                key: check_key(&self.server.key.0)?,
+            };
+            let report_period = period(self.period)?;
+            let mut services = Vec::with_capacity(self.services.len());
+            for s in self.services {
+                let own = match s.period {
+                    Some(p) => Some(period(p)?),
+                    None => None,
+                };
+                let info = s.info.map(|i| i.0.into_owned()).unwrap_or_default();
+                services.push(ServiceReport::new(
+                    check_name(&s.name.0, "")?,
+                    &s.state.0,
+                    info,
+                    own,
+                ));
+            }
+            Ok(StatusReport {
+                server,
+                period: report_period,
+                services,
+            })
+        }
     }
 }
 

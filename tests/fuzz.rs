@@ -43,6 +43,112 @@ fn json() -> impl Strategy<Value = Value> {
     })
 }
 
+/// JSON text for a value that is sometimes right and often awkward: escapes,
+/// a lone surrogate, numbers as floats, strings, out of range or too large.
+fn awkward() -> BoxedStrategy<String> {
+    prop_oneof![
+        "\"[a-z]{1,8}\"",
+        Just("null".to_owned()),
+        Just("60".to_owned()),
+        Just("60.0".to_owned()),
+        Just("\"60\"".to_owned()),
+        Just("-1".to_owned()),
+        Just("0".to_owned()),
+        Just("1e2".to_owned()),
+        Just("1e400".to_owned()),
+        Just("31536001".to_owned()),
+        Just("18446744073709551616".to_owned()),
+        Just("\"\\ud800\"".to_owned()),
+        Just("\"a\\nb\\\"c\"".to_owned()),
+        Just("\"\\u00e9\\u0001\"".to_owned()),
+        Just("[]".to_owned()),
+        Just("{}".to_owned()),
+        Just("[\"h\", \"k\"]".to_owned()),
+        Just("true".to_owned()),
+    ]
+    .boxed()
+}
+
+/// A JSON object's text from its members, in order, duplicates allowed.
+fn object_text(members: Vec<(String, String)>) -> String {
+    let inner: Vec<String> = members
+        .iter()
+        .map(|(k, v)| format!("\"{k}\": {v}"))
+        .collect();
+    format!("{{{}}}", inner.join(", "))
+}
+
+/// Extra members: unknown keys, known keys again, a key spelled with an escape.
+fn extras(keys: &'static [&'static str]) -> impl Strategy<Value = Vec<(String, String)>> {
+    let key = prop_oneof![
+        prop::sample::select(keys).prop_map(str::to_owned),
+        Just("x".to_owned()),
+        Just("na\\u006de".to_owned()),
+    ];
+    prop::collection::vec((key, awkward()), 0..2)
+}
+
+/// Status reports as text, mostly well formed, with the twists above.
+fn report_text() -> impl Strategy<Value = String> {
+    let service = (
+        prop_oneof![4 => "\"[a-z]{1,5}\"", 1 => awkward()],
+        prop_oneof![4 => prop::sample::select(&["\"OK\"", "\"warn\"", "\"Fail\"", "\"bogus\""][..]).prop_map(str::to_owned), 1 => awkward()],
+        prop::option::of(prop_oneof!["\"[ a-z0-9|=;.]{0,12}\"", awkward()]),
+        prop::option::of(prop_oneof!["[1-9][0-9]{0,3}", awkward()]),
+        extras(&["name", "state", "info", "period"]),
+    )
+        .prop_map(|(name, state, info, period, extra)| {
+            let mut m = vec![("name".to_owned(), name), ("state".to_owned(), state)];
+            if let Some(i) = info {
+                m.push(("info".to_owned(), i));
+            }
+            if let Some(p) = period {
+                m.push(("period".to_owned(), p));
+            }
+            m.extend(extra);
+            object_text(m)
+        });
+    let server = (
+        prop_oneof![4 => "\"[a-z]{1,5}\"", 1 => awkward()],
+        prop_oneof![4 => "\"[a-zA-Z0-9:]{1,8}\"", 1 => awkward()],
+        extras(&["name", "key"]),
+    )
+        .prop_map(|(name, key, extra)| {
+            let mut m = vec![("name".to_owned(), name), ("key".to_owned(), key)];
+            m.extend(extra);
+            object_text(m)
+        });
+    (
+        prop_oneof![6 => server, 1 => awkward()],
+        prop_oneof![4 => "[1-9][0-9]{0,4}", 1 => awkward()],
+        prop_oneof![6 => prop::collection::vec(service, 0..10).prop_map(|s| format!("[{}]", s.join(", "))), 1 => awkward()],
+        extras(&["server", "period", "services"]),
+        prop::sample::select(&["", " ", "\n", " x", "{}"][..]),
+    )
+        .prop_map(|(server, period, services, extra, tail)| {
+            let mut m = vec![
+                ("server".to_owned(), server),
+                ("period".to_owned(), period),
+                ("services".to_owned(), services),
+            ];
+            m.extend(extra);
+            format!("{}{tail}", object_text(m))
+        })
+}
+
+/// `StatusReport::parse` gives exactly what the general path gives.
+fn same_as_general(body: &[u8]) -> Result<(), TestCaseError> {
+    let general = parse_object(body).and_then(|o| StatusReport::from_json(&o));
+    let parsed = StatusReport::parse(body);
+    prop_assert_eq!(
+        format!("{parsed:?}"),
+        format!("{general:?}"),
+        "{}",
+        String::from_utf8_lossy(body)
+    );
+    Ok(())
+}
+
 fn check_all(body: &[u8]) {
     if let Ok(obj) = parse_object(body) {
         let _ = Ping::from_json(&obj);
@@ -57,11 +163,18 @@ proptest! {
     #[test]
     fn random_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
         check_all(&body);
+        same_as_general(&body)?;
+    }
+
+    #[test]
+    fn report_text_parses_as_the_general_path_does(body in report_text()) {
+        same_as_general(body.as_bytes())?;
     }
 
     #[test]
     fn random_json_never_panics(v in json()) {
         check_all(v.to_string().as_bytes());
+        same_as_general(v.to_string().as_bytes())?;
         if let Value::Object(map) = &v {
             let _ = StatusReport::from_json(map);
         }

@@ -40,17 +40,14 @@ pub(super) fn route(app: &App, req: &Request<'_>, path: &str) -> Response {
     if req.method != "POST" {
         return method_not_allowed("POST");
     }
-    let body = match parse_object(req.body) {
-        Ok(b) => b,
-        Err(e) => return error_response(e),
-    };
     let store = &app.store;
     // The answers are constant: written as bytes, not built as JSON values.
     let result = match endpoint {
-        "/api/ping" => Ping::from_json(&body)
+        "/api/ping" => parse_object(req.body)
+            .and_then(|body| Ping::from_json(&body))
             .and_then(|p| store.ping(p, req.remote))
             .map(|_| &br#"{"pong":1}"#[..]),
-        "/api/set/service/status" => StatusReport::from_json(&body).and_then(|r| {
+        "/api/set/service/status" => StatusReport::parse(req.body).and_then(|r| {
             let n = r.services.len() as u64;
             let applied = store.report(r, req.remote)?;
             app.counters.reports.fetch_add(n, Ordering::Relaxed);
@@ -60,7 +57,8 @@ pub(super) fn route(app: &App, req: &Request<'_>, path: &str) -> Response {
             app.supervisor.changed(applied.deadlines);
             Ok(&br#"{"ok":1}"#[..])
         }),
-        _ => AlertReport::from_json(&body).and_then(|r| {
+        _ => parse_object(req.body).and_then(|body| {
+            let r = AlertReport::from_json(&body)?;
             store.alerts(r, req.remote)?;
             app.outbox.notify();
             Ok(&br#"{"ok":1}"#[..])

@@ -44,12 +44,14 @@
 //! ## Validate a report without a server
 //!
 //! ```
-//! use overc::protocol::{parse_object, StatusReport};
+//! use overc::protocol::StatusReport;
 //!
 //! let body = br#"{"server": {"name": "a", "key": "k"}, "period": "60",
 //!                 "services": [{"name": "db", "state": "err"}]}"#;
-//! let report = StatusReport::from_json(&parse_object(body)?)?;
+//! let report = StatusReport::parse(body)?;
 //! assert_eq!(report.services[0].state, overc::State::Fail);
+//! let err = StatusReport::parse(br#"{"server": {"name": "a", "key": 1}}"#).unwrap_err();
+//! assert_eq!(err.to_string(), r#"Data: "server.key" should be a string"#);
 //! # Ok::<(), overc::Error>(())
 //! ```
 

@@ -254,9 +254,10 @@ fn serve(app: &Arc<App>, reads: &Reads, mut rq: tiny_http::Request) {
                 Response::error(413, &format!("Request body larger than {limit} bytes"))
             }
             Ok(_) => {
+                let api = rq.url().starts_with("/api/");
                 // The ingest API reads no header: only the page's requests
                 // (sign-in, cross-site checks) have theirs copied.
-                let headers: Vec<(String, String)> = if rq.url().starts_with("/api/") {
+                let headers: Vec<(String, String)> = if api {
                     Vec::new()
                 } else {
                     rq.headers()
@@ -272,7 +273,7 @@ fn serve(app: &Arc<App>, reads: &Reads, mut rq: tiny_http::Request) {
                 let method = rq.method().as_str().to_owned();
                 // Ingest and the page's actions (small answers; a test alert
                 // waits for the plugins) stay on this worker.
-                if !matches!(method.as_str(), "GET" | "HEAD") || rq.url().starts_with("/api/") {
+                if api || !matches!(method.as_str(), "GET" | "HEAD") {
                     let req = Request {
                         method: &method,
                         url: rq.url(),

@@ -4,8 +4,9 @@
 use std::sync::atomic::Ordering;
 
 use super::{App, Request, Response};
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::protocol::{AlertReport, Ping, StatusReport, parse_object};
+use crate::store::Applied;
 
 /// Maps a library error to the protocol's status codes without leaking
 /// internals: storage details go to the log, the client gets a retry hint.
@@ -47,16 +48,15 @@ pub(super) fn route(app: &App, req: &Request<'_>, path: &str) -> Response {
             .and_then(|body| Ping::from_json(&body))
             .and_then(|p| store.ping(p, req.remote))
             .map(|_| &br#"{"pong":1}"#[..]),
-        "/api/set/service/status" => StatusReport::parse(req.body).and_then(|r| {
-            let n = r.services.len() as u64;
-            let applied = store.report(r, req.remote)?;
-            app.counters.reports.fetch_add(n, Ordering::Relaxed);
-            if !applied.alerts.is_empty() {
-                app.outbox.notify();
-            }
-            app.supervisor.changed(applied.deadlines);
-            Ok(&br#"{"ok":1}"#[..])
-        }),
+        "/api/set/service/status" => {
+            return match StatusReport::parse(req.body) {
+                Ok(r) => {
+                    let n = r.services.len() as u64;
+                    stored(app, n, store.report(r, req.remote))
+                }
+                Err(e) => error_response(e),
+            };
+        }
         _ => parse_object(req.body).and_then(|body| {
             let r = AlertReport::from_json(&body)?;
             store.alerts(r, req.remote)?;
@@ -68,6 +68,50 @@ pub(super) fn route(app: &App, req: &Request<'_>, path: &str) -> Response {
         Ok(body) => Response::json_text(200, body.to_vec()),
         Err(e) => error_response(e),
     }
+}
+
+/// What follows storing a status report of `services` services.
+fn stored(app: &App, services: u64, result: Result<Applied>) -> Response {
+    match result {
+        Ok(applied) => {
+            app.counters.reports.fetch_add(services, Ordering::Relaxed);
+            if !applied.alerts.is_empty() {
+                app.outbox.notify();
+            }
+            app.supervisor.changed(applied.deadlines);
+            Response::json_text(200, br#"{"ok":1}"#.to_vec())
+        }
+        Err(e) => error_response(e),
+    }
+}
+
+/// `/api/set/service/status` for many POSTs at once: the valid reports go
+/// to the store together, so one wait covers them all. Answers are in the
+/// order given, each as [`route`] would give it.
+pub(super) fn statuses(app: &App, requests: &[Request<'_>]) -> Vec<Response> {
+    let mut answers = Vec::with_capacity(requests.len());
+    let mut reports = Vec::with_capacity(requests.len());
+    let mut sizes = Vec::with_capacity(requests.len());
+    for req in requests {
+        match StatusReport::parse(req.body) {
+            Ok(r) => {
+                sizes.push(r.services.len() as u64);
+                reports.push((r, req.remote.to_owned()));
+                answers.push(None);
+            }
+            Err(e) => answers.push(Some(error_response(e))),
+        }
+    }
+    let mut outcomes = app.store.report_many(reports).into_iter().zip(sizes);
+    answers
+        .into_iter()
+        .map(|answer| {
+            answer.unwrap_or_else(|| match outcomes.next() {
+                Some((result, n)) => stored(app, n, result),
+                None => error_response(Error::Storage("a report went unanswered".into())),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

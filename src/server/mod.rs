@@ -228,6 +228,27 @@ impl App {
         &self.config
     }
 
+    /// Answers many POSTs to `/api/set/service/status` at once, as
+    /// [`App::handle`] answers each: their reports share the store's wait
+    /// for the disk. Answers are in the order given.
+    pub fn handle_statuses(&self, requests: &[Request<'_>]) -> Vec<Response> {
+        let answers = api::statuses(self, requests);
+        for (req, response) in requests.iter().zip(&answers) {
+            self.counters
+                .http
+                .add("/api/set/service/status", response.status);
+            log::debug!(
+                "{} {} {} from {} -> {}",
+                req.method,
+                req.url,
+                req.body.len(),
+                req.remote,
+                response.status
+            );
+        }
+        answers
+    }
+
     /// Answers one request. Never panics on client input; a storage problem
     /// is a 503 and an unexpected one a 500 whose details go to the log only.
     pub fn handle(&self, req: &Request<'_>) -> Response {

@@ -78,6 +78,33 @@ impl std::io::Write for Connection {
     }
 }
 impl Connection {
+    /// overc patch: writes what the socket takes right now, without waiting
+    /// and without touching the socket's blocking mode (its other handle is
+    /// reading). `Ok(0)` when it would block.
+    pub(crate) fn send_now(&self, buf: &[u8]) -> std::io::Result<usize> {
+        #[cfg(unix)]
+        {
+            use rustix::net::SendFlags;
+            use std::os::fd::AsFd;
+            let fd = match self {
+                Self::Tcp(s) => s.as_fd(),
+                Self::Unix(s) => s.as_fd(),
+            };
+            match rustix::net::send(fd, buf, SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
+                Ok(n) => Ok(n),
+                Err(e) if e == rustix::io::Errno::WOULDBLOCK || e == rustix::io::Errno::INTR => {
+                    Ok(0)
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = buf;
+            Ok(0)
+        }
+    }
+
     /// Gets the peer's address. Some for TCP, None for Unix sockets.
     pub(crate) fn peer_addr(&mut self) -> std::io::Result<Option<SocketAddr>> {
         match self {

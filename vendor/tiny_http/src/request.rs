@@ -52,7 +52,10 @@ pub struct Request {
     data_reader: Option<Box<dyn Read + Send + 'static>>,
 
     // if this writer is empty, then the request has been answered
-    response_writer: Option<Box<dyn Write + Send + 'static>>,
+    response_writer: Option<Box<dyn ResponseWriter + 'static>>,
+
+    // overc patch: the body is already in memory (see `body_ready`).
+    body_ready: bool,
 
     remote_addr: Option<SocketAddr>,
 
@@ -74,6 +77,79 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+}
+
+/// overc patch: a response writer that can also write without blocking.
+pub(crate) trait ResponseWriter: Write + Send {
+    /// Writes what can be written now without waiting (for the connection's
+    /// previous response or for the socket) and returns how many bytes.
+    fn write_now(&mut self, _buf: &[u8]) -> io::Result<usize> {
+        Ok(0)
+    }
+}
+
+impl ResponseWriter for io::Sink {}
+
+impl ResponseWriter
+    for crate::util::SequentialWriter<std::io::BufWriter<crate::util::RefinedTcpStream>>
+{
+    fn write_now(&mut self, buf: &[u8]) -> io::Result<usize> {
+        crate::util::SequentialWriter::write_now(self, buf)
+    }
+}
+
+/// A `ResponseWriter` as a plain writer (trait upcasting needs Rust 1.86).
+struct PlainWriter(Box<dyn ResponseWriter + 'static>);
+
+impl Write for PlainWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// overc patch: what [`Request::respond_now`] could not write without
+/// blocking. It keeps the connection's turn: later responses on the same
+/// connection wait until it is written.
+pub struct Unsent {
+    writer: Option<Box<dyn ResponseWriter + 'static>>,
+    data: Vec<u8>,
+    notify: Option<Sender<()>>,
+}
+
+impl Unsent {
+    /// Writes the rest of the response, blocking as [`Request::respond`] does.
+    pub fn finish(mut self) -> io::Result<()> {
+        self.write_rest()
+    }
+
+    fn write_rest(&mut self) -> io::Result<()> {
+        let result = match self.writer.take() {
+            Some(mut writer) => writer
+                .write_all(&self.data)
+                .and_then(|()| writer.flush()),
+            None => Ok(()),
+        };
+        if let Some(sender) = self.notify.take() {
+            let _ = sender.send(());
+        }
+        Request::ignore_client_closing_errors(result)
+    }
+}
+
+impl Drop for Unsent {
+    fn drop(&mut self) {
+        // Dropped unwritten, the rest would leave the connection mid-response.
+        let _ = self.write_rest();
+    }
+}
+
+impl fmt::Debug for Unsent {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> Result<(), fmt::Error> {
+        write!(formatter, "Unsent({} bytes)", self.data.len())
+    }
 }
 
 struct NotifyOnDrop<R> {
@@ -99,6 +175,11 @@ impl<R> Drop for NotifyOnDrop<R> {
         self.sender.send(()).unwrap();
     }
 }
+
+/// overc patch: bodies up to this size are read by the connection's thread
+/// before the request is handed out (upstream: 1 KiB), so that a worker never
+/// waits for a slow client's body of that size.
+const PRE_READ: usize = 16 * 1024;
 
 /// Error that can happen when building a `Request` object.
 #[derive(Debug)]
@@ -138,7 +219,7 @@ pub fn new_request<R, W>(
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
-    W: Write + Send + 'static,
+    W: ResponseWriter + 'static,
 {
     // finding the transfer-encoding header
     let transfer_encoding = headers
@@ -185,13 +266,20 @@ where
 
     // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
     // content-length headers
+    // overc patch: whether the body is read in full below (or there is none).
+    let body_ready = !connection_upgrade
+        && match content_length {
+            Some(n) => n == 0 || (n <= PRE_READ && !expects_continue),
+            None => transfer_encoding.is_none(),
+        };
+
     let reader = if connection_upgrade {
         // if we have a `Connection: upgrade`, always keeping the whole reader
         Box::new(source_data) as Box<dyn Read + Send + 'static>
     } else if let Some(content_length) = content_length {
         if content_length == 0 {
             Box::new(io::empty()) as Box<dyn Read + Send + 'static>
-        } else if content_length <= 1024 && !expects_continue {
+        } else if content_length <= PRE_READ && !expects_continue {
             // if the content-length is small enough, we just read everything into a buffer
 
             let mut buffer = vec![0; content_length];
@@ -228,7 +316,8 @@ where
 
     Ok(Request {
         data_reader: Some(reader),
-        response_writer: Some(Box::new(writer) as Box<dyn Write + Send + 'static>),
+        response_writer: Some(Box::new(writer) as Box<dyn ResponseWriter + 'static>),
+        body_ready,
         remote_addr,
         secure,
         method,
@@ -388,7 +477,7 @@ impl Request {
     /// Therefore you should always destroy the `Writer` as soon as possible.
     #[inline]
     pub fn into_writer(mut self) -> Box<dyn Write + Send + 'static> {
-        let writer = self.extract_writer_impl();
+        let writer = Box::new(PlainWriter(self.extract_writer_impl()));
         if let Some(sender) = self.notify_when_responded.take() {
             let writer = NotifyOnDrop {
                 sender,
@@ -404,7 +493,7 @@ impl Request {
     /// as the object returned by `into_writer` above.
     ///
     /// This may only be called once on a single request.
-    fn extract_writer_impl(&mut self) -> Box<dyn Write + Send + 'static> {
+    fn extract_writer_impl(&mut self) -> Box<dyn ResponseWriter + 'static> {
         use std::mem;
 
         assert!(self.response_writer.is_some());
@@ -457,6 +546,61 @@ impl Request {
         ))?;
 
         Self::ignore_client_closing_errors(writer.flush())
+    }
+
+    /// overc patch: whether the whole body is already in memory, so reading it
+    /// cannot wait for the client (see `PRE_READ`).
+    #[inline]
+    pub fn body_ready(&self) -> bool {
+        self.body_ready
+    }
+
+    /// overc patch: sends the response only as far as that needs no waiting,
+    /// neither for the connection's previous response nor for the client to
+    /// read. `Err` holds the rest, for a thread that may block to write with
+    /// [`Unsent::finish`]; `Ok` holds the outcome of a complete write.
+    pub fn respond_now<R>(mut self, response: Response<R>) -> Result<io::Result<()>, Unsent>
+    where
+        R: Read,
+    {
+        let mut data = Vec::with_capacity(256);
+        let printed = response.raw_print(
+            &mut data,
+            self.http_version.clone(),
+            &self.headers,
+            self.method == Method::Head,
+            None,
+        );
+        if let Err(e) = printed {
+            // The request answers 500 as it drops.
+            return Ok(Err(e));
+        }
+        let mut writer = self.extract_writer_impl();
+        let notify = self.notify_when_responded.take();
+        match writer.write_now(&data) {
+            Ok(n) if n == data.len() => {
+                drop(writer);
+                if let Some(sender) = notify {
+                    let _ = sender.send(());
+                }
+                Ok(Ok(()))
+            }
+            Ok(n) => {
+                data.drain(..n);
+                Err(Unsent {
+                    writer: Some(writer),
+                    data,
+                    notify,
+                })
+            }
+            Err(e) => {
+                drop(writer);
+                if let Some(sender) = notify {
+                    let _ = sender.send(());
+                }
+                Ok(Self::ignore_client_closing_errors(Err(e)))
+            }
+        }
     }
 
     fn ignore_client_closing_errors(result: io::Result<()>) -> io::Result<()> {

@@ -61,7 +61,13 @@ where
         let mut queue = self.queue.lock().unwrap();
         match queue.pop_front() {
             Some(Control::Elem(value)) => Some(value),
-            Some(Control::Unblock) | None => None,
+            // overc patch: upstream dropped the unblock here, and the thread
+            // it was meant for then never left `pop`.
+            Some(Control::Unblock) => {
+                queue.push_front(Control::Unblock);
+                None
+            }
+            None => None,
         }
     }
 

@@ -141,6 +141,17 @@ impl Read for RefinedTcpStream {
     }
 }
 
+impl RefinedTcpStream {
+    /// overc patch: see `Connection::send_now`; never writes through TLS.
+    pub(crate) fn send_now(&self, buf: &[u8]) -> IoResult<usize> {
+        match &self.stream {
+            Stream::Http(connection) => connection.send_now(buf),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => Ok(0),
+        }
+    }
+}
+
 impl Write for RefinedTcpStream {
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
         self.stream.write(buf)

@@ -144,6 +144,30 @@ impl<W: Write + Send> Write for SequentialWriter<W> {
     }
 }
 
+impl SequentialWriter<std::io::BufWriter<crate::util::RefinedTcpStream>> {
+    /// overc patch: writes what can be written without waiting, either for
+    /// the previous response on the connection or for the socket. Returns
+    /// how many bytes were written (0 when it is not this writer's turn).
+    pub(crate) fn write_now(&mut self, buf: &[u8]) -> IoResult<usize> {
+        if let Some(trigger) = self.trigger.as_mut() {
+            match trigger.try_recv() {
+                Ok(()) | Err(std::sync::mpsc::TryRecvError::Disconnected) => {}
+                Err(std::sync::mpsc::TryRecvError::Empty) => return Ok(0),
+            }
+        }
+        self.trigger = None;
+        let writer = match self.writer.try_lock() {
+            Ok(writer) => writer,
+            Err(_) => return Ok(0),
+        };
+        // Bytes buffered by an earlier writer go first.
+        if !writer.buffer().is_empty() {
+            return Ok(0);
+        }
+        writer.get_ref().send_now(buf)
+    }
+}
+
 impl<R> Drop for SequentialReader<R>
 where
     R: Read + Send,

@@ -546,3 +546,128 @@ fn a_dribbling_client_is_cut_off_at_the_client_timeout() {
     );
     dribbler.join().unwrap();
 }
+
+/// One HTTP request as bytes, with a body when given.
+fn request_bytes(method: &str, path: &str, body: &[u8]) -> Vec<u8> {
+    let mut r = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
+/// Reads one HTTP response: its status and body.
+fn read_response(r: &mut impl std::io::BufRead) -> (u16, Vec<u8>) {
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let status: u16 = line.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut length = 0;
+    loop {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap();
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    r.read_exact(&mut body).unwrap();
+    (status, body)
+}
+
+/// Requests sent back to back on one connection, some answered by the
+/// threads that take status reports in batches and some by the workers, get
+/// their answers in the order they were sent.
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let t = TestServer::start();
+    let mut wire = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..40 {
+        let (bytes, code) = match i % 5 {
+            0 | 1 => {
+                let body = report("h", "k", "s", "OK", &format!("n{i}")).to_string();
+                (request_bytes("POST", "/api/set/service/status", body.as_bytes()), 200)
+            }
+            2 => (request_bytes("POST", "/api/set/service/status", b"not json"), 400),
+            3 => {
+                let body = report("h", "wrong", "s", "OK", "x").to_string();
+                (request_bytes("POST", "/api/set/service/status", body.as_bytes()), 403)
+            }
+            _ => (request_bytes("GET", "/ui/api/status", b""), 200),
+        };
+        wire.extend(bytes);
+        expected.push(code);
+    }
+    let mut s = TcpStream::connect(t.server().addr()).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    s.write_all(&wire).unwrap();
+    let mut r = std::io::BufReader::new(s);
+    let got: Vec<u16> = expected.iter().map(|_| read_response(&mut r).0).collect();
+    assert_eq!(got, expected);
+    assert_eq!(t.service("h", "s").unwrap()["state"]["info"], "n36");
+}
+
+/// A connection that sends reports and never reads the answers, with a
+/// receive buffer small enough that the server's writes soon cannot go on.
+/// Returns once the server has stopped taking its requests.
+fn stalled_reader(addr: std::net::SocketAddr, name: &str) -> TcpStream {
+    use rustix::net::{AddressFamily, SocketType, ipproto, socket, sockopt};
+    let fd = socket(AddressFamily::INET, SocketType::STREAM, Some(ipproto::TCP)).unwrap();
+    sockopt::set_socket_recv_buffer_size(&fd, 2048).unwrap();
+    rustix::net::connect(&fd, &addr).unwrap();
+    let mut s = TcpStream::from(fd);
+    s.set_write_timeout(Some(std::time::Duration::from_millis(200)))
+        .unwrap();
+    let body = report(name, "k", "s", "OK", &"x".repeat(200)).to_string();
+    let one = request_bytes("POST", "/api/set/service/status", body.as_bytes());
+    for _ in 0..200_000 {
+        if let Err(e) = s.write_all(&one) {
+            assert!(
+                matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "{e}"
+            );
+            return s;
+        }
+    }
+    panic!("the server kept taking requests whose answers were not read");
+}
+
+/// Clients that never read their answers hold at most a worker each: status
+/// reports of everyone else are still stored and answered, and the page
+/// still loads.
+#[test]
+fn clients_that_do_not_read_their_answers_hold_up_no_one_else() {
+    let t = TestServer::start_with(|c| {
+        c.workers = 8;
+        // Long enough that nothing here is rescued by a timeout.
+        c.client_timeout = std::time::Duration::from_secs(120);
+    });
+    let addr = t.server().addr();
+    // More of them than threads taking requests from the queue.
+    let stalled: Vec<TcpStream> = (0..6)
+        .map(|i| std::thread::spawn(move || stalled_reader(addr, &format!("greedy{i}"))))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    for i in 0..20 {
+        let (code, _) = t.post_json(
+            "/api/set/service/status",
+            &report("h", "k", "s", "OK", &format!("n{i}")),
+        );
+        assert_eq!(code, 200);
+    }
+    assert_eq!(t.service("h", "s").unwrap()["state"]["info"], "n19");
+    drop(stalled);
+}

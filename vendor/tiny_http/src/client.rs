@@ -151,6 +151,15 @@ impl ClientConnection {
             (method, path, version, headers)
         };
 
+        // overc patch: a request is handed out only once the previous one on
+        // the connection is answered. A client that waits for each answer
+        // (all of them but pipelining ones) never waits here: it sent this
+        // request after reading that answer. One that sends without reading
+        // thus has one answer at most on its way, and the thread writing it
+        // is the only one it can hold up; upstream handed out every request
+        // it sent, and each answer's writer waited for the one before.
+        self.sink.wait_for_last();
+
         // building the writer for the request
         let writer = self.sink.next().unwrap();
 

@@ -73,6 +73,15 @@ impl<W: Write + Send> SequentialWriterBuilder<W> {
     }
 }
 
+impl<W: Write + Send> SequentialWriterBuilder<W> {
+    /// overc patch: waits until the last writer handed out has finished.
+    pub fn wait_for_last(&mut self) {
+        if let Some(trigger) = self.next_trigger.take() {
+            let _ = trigger.recv();
+        }
+    }
+}
+
 impl<R: Read + Send> Iterator for SequentialReaderBuilder<R> {
     type Item = SequentialReader<R>;
 

@@ -86,32 +86,31 @@ fn stored(app: &App, services: u64, result: Result<Applied>) -> Response {
 }
 
 /// `/api/set/service/status` for many POSTs at once: the valid reports go
-/// to the store together, so one wait covers them all. Answers are in the
-/// order given, each as [`route`] would give it.
-pub(super) fn statuses(app: &App, requests: &[Request<'_>]) -> Vec<Response> {
-    let mut answers = Vec::with_capacity(requests.len());
+/// to the store together, so one wait covers them all. `answer` gets each
+/// request's position and response, as [`route`] would give it, as soon as
+/// it is known: refusals first, then each report once it is durable.
+pub(super) fn statuses(
+    app: &App,
+    requests: &[Request<'_>],
+    mut answer: impl FnMut(usize, Response),
+) {
     let mut reports = Vec::with_capacity(requests.len());
-    let mut sizes = Vec::with_capacity(requests.len());
-    for req in requests {
+    // Position among the requests and size of each valid report.
+    let mut valid = Vec::with_capacity(requests.len());
+    for (i, req) in requests.iter().enumerate() {
         match StatusReport::parse(req.body) {
             Ok(r) => {
-                sizes.push(r.services.len() as u64);
+                valid.push((i, r.services.len() as u64));
                 reports.push((r, req.remote.to_owned()));
-                answers.push(None);
             }
-            Err(e) => answers.push(Some(error_response(e))),
+            Err(e) => answer(i, error_response(e)),
         }
     }
-    let mut outcomes = app.store.report_many(reports).into_iter().zip(sizes);
-    answers
-        .into_iter()
-        .map(|answer| {
-            answer.unwrap_or_else(|| match outcomes.next() {
-                Some((result, n)) => stored(app, n, result),
-                None => error_response(Error::Storage("a report went unanswered".into())),
-            })
-        })
-        .collect()
+    app.store.report_each(reports, |k, result| {
+        if let Some(&(i, n)) = valid.get(k) {
+            answer(i, stored(app, n, result));
+        }
+    });
 }
 
 #[cfg(test)]

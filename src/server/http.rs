@@ -238,7 +238,10 @@ fn take_requests(app: &Arc<App>, server: &tiny_http::Server, slow: &mpsc::Sender
                 _ => break,
             }
         }
-        let mut reports = Vec::with_capacity(batch.len());
+        // The requests answered here, their bodies and their clients' addresses.
+        let mut taken = Vec::with_capacity(batch.len());
+        let mut bodies = Vec::with_capacity(batch.len());
+        let mut remotes = Vec::with_capacity(batch.len());
         for mut rq in batch.drain(..) {
             if !is_status_in_memory(&rq, app.config.max_body) {
                 hand_over(slow, Slow::Serve(rq));
@@ -248,47 +251,66 @@ fn take_requests(app: &Arc<App>, server: &tiny_http::Server, slow: &mpsc::Sender
             // In memory already: this read cannot wait for the client.
             match rq.as_reader().read_to_end(&mut body) {
                 Ok(_) => {
-                    let remote = ip_text(rq.remote_addr().map(|a| a.ip()));
-                    reports.push((rq, body, remote));
+                    remotes.push(ip_text(rq.remote_addr().map(|a| a.ip())));
+                    bodies.push(body);
+                    taken.push(Some(rq));
                 }
                 Err(_) => hand_over(slow, Slow::Serve(rq)),
             }
         }
-        if reports.is_empty() {
+        if taken.is_empty() {
             continue;
         }
-        let requests: Vec<Request<'_>> = reports
+        let requests: Vec<Request<'_>> = bodies
             .iter()
-            .map(|(rq, body, remote)| Request {
+            .zip(&remotes)
+            .map(|(body, remote)| Request {
                 method: "POST",
-                url: rq.url(),
+                url: STATUS_PATH,
                 headers: &[],
                 body,
                 remote,
             })
             .collect();
-        let answers = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            app.handle_statuses(&requests)
-        }))
-        .unwrap_or_else(|_| {
+        let answer = |i: usize, response: Response| {
+            let rq = taken.get_mut(i).and_then(Option::take);
+            if let (Some(rq), Some(remote)) = (rq, remotes.get(i)) {
+                respond_now(slow, rq, response, remote);
+            }
+        };
+        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            app.handle_statuses(&requests, answer)
+        }));
+        if handled.is_err() {
             log::error!(
                 "handler panicked on a batch of {} status reports",
                 requests.len()
             );
-            Vec::new()
-        });
-        drop(requests);
-        let mut answers = answers.into_iter();
-        for (rq, _, remote) in reports {
-            let response = answers
-                .next()
-                .unwrap_or_else(|| Response::error(500, "Internal server error"));
-            match rq.respond_now(tiny_response(response)) {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => log::debug!("writing a response to {remote} failed: {e}"),
-                Err(rest) => hand_over(slow, Slow::Finish(rest, remote)),
+        }
+        // Whatever went unanswered (only after a panic) answers 500.
+        for (rq, remote) in taken.iter_mut().zip(&remotes) {
+            if let Some(rq) = rq.take() {
+                let response = Response::error(500, "Internal server error");
+                respond_now(slow, rq, response, remote);
             }
         }
+    }
+}
+
+/// The path of the status reports the intake threads answer (as logged).
+const STATUS_PATH: &str = "/api/set/service/status";
+
+/// Answers as far as that cannot block; the workers write the rest.
+fn respond_now(
+    slow: &mpsc::Sender<Slow>,
+    rq: tiny_http::Request,
+    response: Response,
+    remote: &str,
+) {
+    match rq.respond_now(tiny_response(response)) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => log::debug!("writing a response to {remote} failed: {e}"),
+        Err(rest) => hand_over(slow, Slow::Finish(rest, remote.to_owned())),
     }
 }
 
@@ -297,7 +319,7 @@ fn take_requests(app: &Arc<App>, server: &tiny_http::Server, slow: &mpsc::Sender
 fn is_status_in_memory(rq: &tiny_http::Request, max_body: usize) -> bool {
     let path = rq.url().split('?').next().unwrap_or("");
     *rq.method() == tiny_http::Method::Post
-        && path.trim_end_matches('/') == "/api/set/service/status"
+        && path.trim_end_matches('/') == STATUS_PATH
         && rq.body_ready()
         && rq.body_length().unwrap_or(0) <= max_body
 }

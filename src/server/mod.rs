@@ -230,23 +230,29 @@ impl App {
 
     /// Answers many POSTs to `/api/set/service/status` at once, as
     /// [`App::handle`] answers each: their reports share the store's wait
-    /// for the disk. Answers are in the order given.
-    pub fn handle_statuses(&self, requests: &[Request<'_>]) -> Vec<Response> {
-        let answers = api::statuses(self, requests);
-        for (req, response) in requests.iter().zip(&answers) {
+    /// for the disk. `answer` gets each request's position and response as
+    /// soon as it is known (refusals first, then each report once durable).
+    pub fn handle_statuses(
+        &self,
+        requests: &[Request<'_>],
+        mut answer: impl FnMut(usize, Response),
+    ) {
+        api::statuses(self, requests, |i, response| {
             self.counters
                 .http
                 .add("/api/set/service/status", response.status);
-            log::debug!(
-                "{} {} {} from {} -> {}",
-                req.method,
-                req.url,
-                req.body.len(),
-                req.remote,
-                response.status
-            );
-        }
-        answers
+            if let Some(req) = requests.get(i) {
+                log::debug!(
+                    "{} {} {} from {} -> {}",
+                    req.method,
+                    req.url,
+                    req.body.len(),
+                    req.remote,
+                    response.status
+                );
+            }
+            answer(i, response);
+        });
     }
 
     /// Answers one request. Never panics on client input; a storage problem

@@ -317,6 +317,20 @@ impl Store {
     /// they share commits, and the call returns when all are durable. Results
     /// are in the order given.
     pub fn report_many(&self, reports: Vec<(StatusReport, String)>) -> Vec<Result<Applied>> {
+        let mut results = Vec::with_capacity(reports.len());
+        self.report_each(reports, |_, result| results.push(result));
+        results
+    }
+
+    /// Stores many reports at once, as [`Store::report_many`] does, and calls
+    /// `each` with the position and outcome of each report as soon as it is
+    /// durable, in the order given: the first can be answered while later
+    /// ones wait for the next commit.
+    pub fn report_each(
+        &self,
+        reports: Vec<(StatusReport, String)>,
+        mut each: impl FnMut(usize, Result<Applied>),
+    ) {
         let mut answers = Vec::with_capacity(reports.len());
         {
             let jobs = read(&self.jobs);
@@ -334,13 +348,12 @@ impl Store {
                 answers.push(sent.then_some(answer));
             }
         }
-        answers
-            .into_iter()
-            .map(|a| {
-                a.and_then(|a| a.recv().ok())
-                    .unwrap_or_else(|| Err(Error::Storage("the writer thread has stopped".into())))
-            })
-            .collect()
+        for (i, answer) in answers.into_iter().enumerate() {
+            let result = answer
+                .and_then(|a| a.recv().ok())
+                .unwrap_or_else(|| Err(Error::Storage("the writer thread has stopped".into())));
+            each(i, result);
+        }
     }
 
     /// Stores posted alerts (channel `api`, event `alert`); durable on return.

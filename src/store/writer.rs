@@ -1296,6 +1296,104 @@ mod tests {
         assert!(constant_time_eq(b"", b""));
     }
 
+    /// Operations handled in one batch see each other's writes: history in
+    /// the order sent, a posted alert the state current when it came, a
+    /// state change linked to its own record.
+    #[test]
+    fn operations_in_one_batch_see_each_others_writes() {
+        use crate::clock::ManualClock;
+        use crate::protocol::{AlertMessage, ServerId, ServiceReport};
+
+        let mut conn = Connection::open_in_memory().unwrap();
+        schema::configure(&mut conn, Durability::Process, Duration::from_secs(1)).unwrap();
+        schema::migrate(&mut conn).unwrap();
+        let mut w = Writer::new(
+            None,
+            conn,
+            StoreOptions::default(),
+            Arc::new(ManualClock::new(1_700_000_000_000)),
+            Arc::default(),
+            Arc::default(),
+        );
+        let server = || ServerId {
+            name: "h".into(),
+            key: "k".into(),
+        };
+        let status = |state: State, info: &str| {
+            Op::Status(
+                StatusReport {
+                    server: server(),
+                    period: 60,
+                    services: vec![ServiceReport {
+                        name: "s".into(),
+                        state,
+                        info: info.into(),
+                        period: None,
+                    }],
+                },
+                "127.0.0.1".into(),
+            )
+        };
+        let alert = Op::Alerts(
+            AlertReport {
+                server: server(),
+                alerts: vec![AlertMessage {
+                    message: "disk replaced".into(),
+                    service: Some("s".into()),
+                }],
+            },
+            "127.0.0.1".into(),
+        );
+        let ops = vec![
+            status(State::Ok, "a"),
+            status(State::Ok, "b"),
+            alert,
+            status(State::Ok, "c"),
+            status(State::Warn, "d"),
+        ];
+        let (jobs, answers): (Vec<Job>, Vec<_>) = ops
+            .into_iter()
+            .map(|op| {
+                let (reply, answer) = mpsc::sync_channel(1);
+                (Job { op, reply }, answer)
+            })
+            .unzip();
+        w.commit(jobs);
+        for answer in answers {
+            answer.recv().unwrap().unwrap();
+        }
+        let history: Vec<String> = w
+            .conn
+            .prepare("SELECT info FROM states ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap();
+        assert_eq!(history, ["a", "b", "c", "d"]);
+        // The posted alert carries the state current when it came: "b".
+        let (state, info): (String, String) = w
+            .conn
+            .query_row(
+                "SELECT state, info FROM alerts WHERE channel = 'api'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((state.as_str(), info.as_str()), ("OK", "b"));
+        // The state change links to its own record.
+        let linked: String = w
+            .conn
+            .query_row(
+                "SELECT st.info FROM alerts a JOIN states st ON st.id = a.state_id
+                 WHERE a.channel = 'service:state'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(linked, "d");
+    }
+
     #[test]
     fn key_hash_depends_on_salt() {
         assert_ne!(key_hash(&[0; 16], "k"), key_hash(&[1; 16], "k"));

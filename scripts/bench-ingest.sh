@@ -7,7 +7,9 @@
 #
 # Each measurement is examples/loadgen: N keep-alive connections POSTing
 # 3-service status reports for many distinct servers. overc-server runs with
-# its defaults (durability = disk: every acknowledged report fsynced).
+# its defaults (durability = disk: every acknowledged report fsynced); the
+# bare server (examples/bare_server) in overc-server's thread layout: intake
+# threads taking requests in batches, workers for the rest.
 #
 # Every run starts a fresh server process, loads it for WARMUP seconds (not
 # counted: overc's WAL grows to its working size, caches fill), then measures

@@ -59,7 +59,9 @@ pub struct ServerConfig {
     pub retention_days: u32,
     /// Largest accepted request body in bytes.
     pub max_body: usize,
-    /// Threads answering HTTP requests.
+    /// Threads answering the requests that may wait on a client: the page,
+    /// pings, alerts, large bodies, answers a client is slow to take. Status
+    /// reports are answered by four intake threads of their own.
     pub workers: usize,
     /// How long a connection may idle or stall mid-request before it is dropped.
     pub client_timeout: Duration,

@@ -238,21 +238,24 @@ impl App {
         mut answer: impl FnMut(usize, Response),
     ) {
         api::statuses(self, requests, |i, response| {
-            self.counters
-                .http
-                .add("/api/set/service/status", response.status);
             if let Some(req) = requests.get(i) {
-                log::debug!(
-                    "{} {} {} from {} -> {}",
-                    req.method,
-                    req.url,
-                    req.body.len(),
-                    req.remote,
-                    response.status
-                );
+                self.answered(req, "/api/set/service/status", &response);
             }
             answer(i, response);
         });
+    }
+
+    /// Counts an answer for `/metrics` and logs it.
+    fn answered(&self, req: &Request<'_>, endpoint: &'static str, response: &Response) {
+        self.counters.http.add(endpoint, response.status);
+        log::debug!(
+            "{} {} {} from {} -> {}",
+            req.method,
+            req.url,
+            req.body.len(),
+            req.remote,
+            response.status
+        );
     }
 
     /// Answers one request. Never panics on client input; a storage problem
@@ -285,17 +288,7 @@ impl App {
         } else {
             ui::route(self, req, path)
         };
-        self.counters
-            .http
-            .add(endpoint_label(path), response.status);
-        log::debug!(
-            "{} {} {} from {} -> {}",
-            req.method,
-            req.url,
-            req.body.len(),
-            req.remote,
-            response.status
-        );
+        self.answered(req, endpoint_label(path), &response);
         response
     }
 }

@@ -5,7 +5,7 @@
 //! from tiny_http's queue, up to [`BATCH`] at a time. Status reports whose
 //! body is already in memory they answer themselves: the batch's reports go
 //! to the store together and one wait for the disk covers them all, where a
-//! worker per report paid a sleep and a wake-up each (measured: ~45 % more
+//! worker per report paid a sleep and a wake-up each (measured: a third more
 //! reports per second on 2 cores). Their answers are written only as far as
 //! that cannot block. Everything else — the page, pings, alerts, large or
 //! slow bodies, and the rest of an answer a client is slow to read — goes to

@@ -681,3 +681,26 @@ fn clients_that_do_not_read_their_answers_hold_up_no_one_else() {
     assert_eq!(t.service("h", "s").unwrap()["state"]["info"], "n19");
     drop(stalled);
 }
+
+/// A report too large for the threads that take reports in batches (its body
+/// is not read with its headers) is answered by a worker, the same way.
+#[test]
+fn a_report_larger_than_what_is_read_ahead_is_stored_too() {
+    let t = TestServer::start();
+    let services: Vec<Value> = (0..12)
+        .map(|i| json!({"name": format!("s{i}"), "state": "OK", "info": "x".repeat(2000)}))
+        .collect();
+    let body = json!({"server": {"name": "h", "key": "k"}, "period": 60, "services": services});
+    assert!(body.to_string().len() > 16 * 1024);
+    let (code, _) = t.post_json("/api/set/service/status", &body);
+    assert_eq!(code, 200);
+    assert_eq!(
+        t.service("h", "s11").unwrap()["state"]["info"],
+        "x".repeat(2000)
+    );
+    // The same report with one service's state misspelt: refused alike.
+    let mut bad = body.clone();
+    bad["services"][3]["state"] = json!(7);
+    let (code, v) = t.post_json("/api/set/service/status", &bad);
+    assert_eq!(code, 400, "{v}");
+}

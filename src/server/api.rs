@@ -49,13 +49,9 @@ pub(super) fn route(app: &App, req: &Request<'_>, path: &str) -> Response {
             .and_then(|p| store.ping(p, req.remote))
             .map(|_| &br#"{"pong":1}"#[..]),
         "/api/set/service/status" => {
-            return match StatusReport::parse(req.body) {
-                Ok(r) => {
-                    let n = r.services.len() as u64;
-                    stored(app, n, store.report(r, req.remote))
-                }
-                Err(e) => error_response(e),
-            };
+            let mut answer = None;
+            statuses(app, std::slice::from_ref(req), |_, r| answer = Some(r));
+            return answer.unwrap_or_else(|| Response::error(500, "Internal server error"));
         }
         _ => parse_object(req.body).and_then(|body| {
             let r = AlertReport::from_json(&body)?;

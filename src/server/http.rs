@@ -169,11 +169,7 @@ impl HttpServer {
                         let job = lock(&jobs).recv();
                         match job {
                             Ok(Slow::Serve(rq)) => serve(&app, &reads, rq),
-                            Ok(Slow::Finish(rest, remote)) => {
-                                if let Err(e) = rest.finish() {
-                                    log::debug!("writing a response to {remote} failed: {e}");
-                                }
-                            }
+                            Ok(Slow::Finish(rest, remote)) => finish(rest, &remote),
                             Err(_) => break,
                         }
                     }
@@ -329,9 +325,15 @@ fn is_status_in_memory(rq: &tiny_http::Request, max_body: usize) -> bool {
 /// written here.
 fn hand_over(slow: &mpsc::Sender<Slow>, job: Slow) {
     if let Err(mpsc::SendError(Slow::Finish(rest, remote))) = slow.send(job) {
-        if let Err(e) = rest.finish() {
-            log::debug!("writing a response to {remote} failed: {e}");
-        }
+        finish(rest, &remote);
+    }
+}
+
+/// Writes the rest of an answer, waiting for the client as long as the
+/// client timeout allows.
+fn finish(rest: tiny_http::Unsent, remote: &str) {
+    if let Err(e) = rest.finish() {
+        log::debug!("writing a response to {remote} failed: {e}");
     }
 }
 

@@ -714,8 +714,8 @@ fn apply(conn: &Connection, op: &Op, b: &mut Batch<'_>, opts: &StoreOptions) -> 
             // keys (see `Writer::new`), children first.
             for sql in [
                 "DELETE FROM states WHERE service_id IN (SELECT id FROM services WHERE server_id = ?1)",
-                "DELETE FROM alerts WHERE server_id = ?1
-                     OR service_id IN (SELECT id FROM services WHERE server_id = ?1)",
+                "DELETE FROM alerts WHERE server_id = ?1",
+                "DELETE FROM alerts WHERE service_id IN (SELECT id FROM services WHERE server_id = ?1)",
                 "DELETE FROM services WHERE server_id = ?1",
                 "DELETE FROM servers WHERE id = ?1",
             ] {

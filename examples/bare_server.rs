@@ -64,7 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let jobs = Arc::new(Mutex::new(jobs));
         for _ in 0..workers {
             let jobs = jobs.clone();
-            threads.push(std::thread::spawn(move || {
+            threads.push(std::thread::Builder::new().name("bare-worker".into()).spawn(move || {
                 loop {
                     let job = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
                     match job {
@@ -75,11 +75,11 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                         Err(_) => break,
                     }
                 }
-            }));
+            })?);
         }
         for _ in 0..INTAKE_THREADS {
             let (server, slow) = (server.clone(), slow.clone());
-            threads.push(std::thread::spawn(move || {
+            threads.push(std::thread::Builder::new().name("bare-intake".into()).spawn(move || {
                 let mut batch = Vec::with_capacity(BATCH);
                 while let Ok(first) = server.recv() {
                     batch.push(first);
@@ -101,7 +101,7 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                         }
                     }
                 }
-            }));
+            })?);
         }
     }
     for t in threads {

@@ -38,6 +38,46 @@ enum Slow {
     Finish(tiny_http::Unsent),
 }
 
+/// A worker: serves what the intake threads hand over.
+fn work(jobs: &Mutex<mpsc::Receiver<Slow>>) {
+    loop {
+        let job = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        match job {
+            Ok(Slow::Serve(rq)) => serve(rq),
+            Ok(Slow::Finish(rest)) => {
+                let _ = rest.finish();
+            }
+            Err(_) => break,
+        }
+    }
+}
+
+/// An intake thread: takes up to `BATCH` requests at a time and answers
+/// those whose body is in memory, as far as that cannot block.
+fn take_requests(server: &tiny_http::Server, slow: &mpsc::Sender<Slow>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Ok(first) = server.recv() {
+        batch.push(first);
+        while batch.len() < BATCH {
+            match server.try_recv() {
+                Ok(Some(rq)) => batch.push(rq),
+                _ => break,
+            }
+        }
+        for mut rq in batch.drain(..) {
+            if !rq.body_ready() {
+                let _ = slow.send(Slow::Serve(rq));
+                continue;
+            }
+            let mut body = Vec::new();
+            let _ = rq.as_reader().read_to_end(&mut body);
+            if let Err(rest) = rq.respond_now(answer()) {
+                let _ = slow.send(Slow::Finish(rest));
+            }
+        }
+    }
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut args = std::env::args().skip(1);
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:0".into());
@@ -62,46 +102,17 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     } else {
         let (slow, jobs) = mpsc::channel::<Slow>();
         let jobs = Arc::new(Mutex::new(jobs));
+        // Named as overc-server's are, so scripts/ingest-cost.sh can tell
+        // the intake threads' CPU from the connection threads'.
         for _ in 0..workers {
             let jobs = jobs.clone();
-            threads.push(std::thread::Builder::new().name("bare-worker".into()).spawn(move || {
-                loop {
-                    let job = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                    match job {
-                        Ok(Slow::Serve(rq)) => serve(rq),
-                        Ok(Slow::Finish(rest)) => {
-                            let _ = rest.finish();
-                        }
-                        Err(_) => break,
-                    }
-                }
-            })?);
+            let spawn = std::thread::Builder::new().name("bare-worker".into());
+            threads.push(spawn.spawn(move || work(&jobs))?);
         }
         for _ in 0..INTAKE_THREADS {
             let (server, slow) = (server.clone(), slow.clone());
-            threads.push(std::thread::Builder::new().name("bare-intake".into()).spawn(move || {
-                let mut batch = Vec::with_capacity(BATCH);
-                while let Ok(first) = server.recv() {
-                    batch.push(first);
-                    while batch.len() < BATCH {
-                        match server.try_recv() {
-                            Ok(Some(rq)) => batch.push(rq),
-                            _ => break,
-                        }
-                    }
-                    for mut rq in batch.drain(..) {
-                        if !rq.body_ready() {
-                            let _ = slow.send(Slow::Serve(rq));
-                            continue;
-                        }
-                        let mut body = Vec::new();
-                        let _ = rq.as_reader().read_to_end(&mut body);
-                        if let Err(rest) = rq.respond_now(answer()) {
-                            let _ = slow.send(Slow::Finish(rest));
-                        }
-                    }
-                }
-            })?);
+            let spawn = std::thread::Builder::new().name("bare-intake".into());
+            threads.push(spawn.spawn(move || take_requests(&server, &slow))?);
         }
     }
     for t in threads {

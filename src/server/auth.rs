@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use super::{Request, Response};
 use crate::basic_auth::base64_decode;
 use crate::config::UiConfig;
-use crate::store::constant_time_eq;
+use crate::secret::constant_time_eq;
 
 /// The header every action must carry. A cross-site form cannot send it, and
 /// a cross-site script cannot either without a CORS preflight we never grant.

@@ -127,9 +127,7 @@ impl Unsent {
 
     fn write_rest(&mut self) -> io::Result<()> {
         let result = match self.writer.take() {
-            Some(mut writer) => writer
-                .write_all(&self.data)
-                .and_then(|()| writer.flush()),
+            Some(mut writer) => writer.write_all(&self.data).and_then(|()| writer.flush()),
             None => Ok(()),
         };
         if let Some(sender) = self.notify.take() {

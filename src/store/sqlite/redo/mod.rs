@@ -28,6 +28,9 @@ use rusqlite::{Connection, ToSql};
 
 use crate::error::{Error, Result};
 
+mod tx;
+pub(super) use tx::Tx;
+
 const MAGIC: u32 = 0x4f56_5244;
 /// magic, payload length, sequence number, database id, checksum.
 const HEADER: usize = 4 + 4 + 8 + 16 + 8;
@@ -59,7 +62,7 @@ impl Group {
     }
 
     /// Runs one write statement and records it.
-    pub(super) fn exec(
+    fn exec(
         &mut self,
         conn: &Connection,
         sql: &'static str,
@@ -123,7 +126,7 @@ impl Group {
     /// Records a statement without running it: a group that fails when it
     /// runs again.
     #[cfg(test)]
-    pub(super) fn record_only(&mut self, sql: &'static str) -> Result<()> {
+    fn record_only(&mut self, sql: &'static str) -> Result<()> {
         self.record(sql, &[])
     }
 

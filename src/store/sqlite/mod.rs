@@ -1,0 +1,499 @@
+//! SQLite storage: schema and migrations, the group-commit writer, and the
+//! queries behind the read API.
+//!
+//! All writes go through one writer thread. A request handler hands its
+//! operation over and blocks until it is durable, so a 200 means on disk;
+//! operations that arrive while the writer is busy are collected into the
+//! next group and share its fsync (group commit). A file store's groups
+//! become durable in its redo log (see `redo.rs`), and SQLite commits them
+//! about once a second and before every read.
+//! A refused operation (a wrong key) is refused before it writes anything, so
+//! it never disturbs the others in its batch; any other failure rolls the
+//! whole batch back and every request in it gets a 503.
+
+mod durability;
+mod ops;
+mod outbox;
+mod query;
+mod redo;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::clock::{Clock, Millis};
+use crate::config::Durability;
+use crate::error::{Error, Result};
+use crate::protocol::{AlertReport, Ping, StatusReport};
+
+use durability::Tuning;
+pub use outbox::{AlertRecord, ServiceDeadline};
+pub use query::{
+    AlertFilter, PerfdataView, RangeView, ServerView, ServiceView, StateView, StatsView,
+    StatusFilter, StatusPart, StatusView, TableCounts,
+};
+pub use writer::{Applied, DeadlineChange};
+
+/// Storage settings taken from the server config.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Commit durability.
+    pub durability: Durability,
+    /// History records kept per service.
+    pub history_limit: u32,
+    /// Days alerts are kept.
+    pub retention_days: u32,
+    /// How long a write waits for a database lock before failing.
+    pub lock_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            durability: Durability::Disk,
+            history_limit: 1000,
+            retention_days: 90,
+            lock_timeout: BUSY_TIMEOUT,
+        }
+    }
+}
+
+/// An operation for the writer thread.
+pub(crate) enum Op {
+    Ping(Ping, String),
+    Status(StatusReport, String),
+    Alerts(AlertReport, String),
+    /// Runs the retention rules now (tests and maintenance).
+    Prune,
+    /// Commits SQLite, so that a read sees every write before it.
+    Flush,
+    /// A fault injected by a test.
+    #[cfg(test)]
+    Test(writer::Fault),
+    /// Flags services overdue (if they did not report since `rtime`) and
+    /// raises `plugin/offline` for each.
+    MarkOverdue(Vec<(i64, Millis)>),
+    /// At least one alert plugin took these alerts.
+    Delivered(Vec<i64>),
+    /// Every plugin failed: try again at the given time.
+    Defer(i64, Millis),
+    /// Deletes a server with its services, history and alerts.
+    DeleteServer(i64),
+    /// Deletes a service with its history and alerts.
+    DeleteService(i64),
+    /// Sets the display title of a server (`service = false`) or service.
+    Rename {
+        service: bool,
+        id: i64,
+        title: String,
+    },
+    /// An alert of overc itself (no server), e.g. a failing alert plugin.
+    SystemAlert {
+        channel: String,
+        event: String,
+        message: String,
+    },
+}
+
+struct Job {
+    op: Op,
+    reply: mpsc::SyncSender<Result<Applied>>,
+}
+
+/// The overc database: one writer thread with group commit, and a read connection.
+pub struct Store {
+    checkpointer: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
+    /// Read-locked by every request (the sender itself is shared), so that
+    /// the HTTP workers never queue behind each other to hand over a job;
+    /// write-locked only to close.
+    jobs: RwLock<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    reader: Mutex<Connection>,
+    /// Whether the writer keeps a transaction open across batches (a file
+    /// store with its redo log): reads first ask it to commit.
+    batched: bool,
+    clock: Arc<dyn Clock>,
+    commits: Arc<AtomicU64>,
+    alerts_raised: Arc<AtomicU64>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+static MEMORY_DBS: AtomicU64 = AtomicU64::new(0);
+
+impl Store {
+    /// Opens (creating or migrating) the database file at `path`.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the file cannot be opened or migrated.
+    pub fn open(path: &Path, opts: &StoreOptions, clock: Arc<dyn Clock>) -> Result<Store> {
+        let open = || -> Result<Connection> {
+            let conn = Connection::open(path).map_err(|e| {
+                Error::Storage(format!("cannot open database {}: {e}", path.display()))
+            })?;
+            Ok(conn)
+        };
+        Self::start(open, path.to_path_buf(), opts, clock, Tuning::default())
+    }
+
+    /// [`Store::open`] with other commit batching, for tests.
+    #[cfg(test)]
+    pub(crate) fn open_tuned(
+        path: &Path,
+        opts: &StoreOptions,
+        clock: Arc<dyn Clock>,
+        tuning: Tuning,
+    ) -> Result<Store> {
+        let open = || -> Result<Connection> { Ok(Connection::open(path)?) };
+        Self::start(open, path.to_path_buf(), opts, clock, tuning)
+    }
+
+    /// A private in-memory database, for tests and examples.
+    pub fn open_in_memory(opts: &StoreOptions, clock: Arc<dyn Clock>) -> Result<Store> {
+        let n = MEMORY_DBS.fetch_add(1, Ordering::Relaxed);
+        let uri = format!(
+            "file:overc-mem-{}-{n}?mode=memory&cache=shared",
+            std::process::id()
+        );
+        let open = move || -> Result<Connection> {
+            let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_URI;
+            Ok(Connection::open_with_flags(&uri, flags)?)
+        };
+        Self::start(
+            open,
+            PathBuf::from(":memory:"),
+            opts,
+            clock,
+            Tuning::default(),
+        )
+    }
+
+    fn start(
+        open: impl Fn() -> Result<Connection>,
+        path: PathBuf,
+        opts: &StoreOptions,
+        clock: Arc<dyn Clock>,
+        tuning: Tuning,
+    ) -> Result<Store> {
+        let mut wconn = open()?;
+        let wal_mode = schema::configure(&mut wconn, opts.durability, opts.lock_timeout)?;
+        // A file store in WAL mode gets its redo log beside the file (beside
+        // the file a symlink points to, as SQLite puts its WAL there).
+        let db = (wal_mode && path != Path::new(":memory:"))
+            .then(|| std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone()));
+        let open_redo = |conn: &mut Connection, db: &Path| {
+            let mut log = db.as_os_str().to_owned();
+            log.push("-redo");
+            durability::Redo::open(conn, Path::new(&log), &tuning)
+        };
+        // A log runs again on the schema that wrote it, before migrations.
+        let mut redo = None;
+        if let Some(db) = &db {
+            if schema::version(&wconn)? >= schema::REDO_SINCE {
+                redo = Some(open_redo(&mut wconn, db)?);
+            }
+        }
+        let migrated = schema::migrate(&mut wconn)?;
+        match (&db, &redo) {
+            (Some(db), None) => redo = Some(open_redo(&mut wconn, db)?),
+            // Groups logged from now on expect the new schema: it must not
+            // be lost to a power cut that the log survives.
+            (Some(_), Some(_)) if migrated => durability::commit_durably(&wconn)?,
+            _ => {}
+        }
+        let batched = redo.is_some();
+        let rconn = open()?;
+        schema::prepare_reader(&rconn, opts.lock_timeout)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let commits = Arc::new(AtomicU64::new(0));
+        let alerts_raised = Arc::new(AtomicU64::new(0));
+        let w = writer::Writer::new(
+            redo,
+            wconn,
+            opts.clone(),
+            clock.clone(),
+            commits.clone(),
+            alerts_raised.clone(),
+        );
+        let handle = std::thread::Builder::new()
+            .name("overc-writer".into())
+            .spawn(move || w.run(rx))?;
+        // Checkpoints copy the WAL back into the database file. Done by a
+        // connection of their own (PASSIVE: never blocking the writer), the
+        // writer does not stall while tens of MiB are copied and synced.
+        let (stop_ckpt, ckpt_rx) = mpsc::channel::<()>();
+        let checkpointer = match (path != Path::new(":memory:")).then(&open) {
+            Some(Ok(conn)) => {
+                schema::prepare_reader(&conn, opts.lock_timeout)?;
+                Some(
+                    std::thread::Builder::new()
+                        .name("overc-checkpoint".into())
+                        .spawn(move || checkpoint_loop(conn, ckpt_rx))?,
+                )
+            }
+            Some(Err(e)) => {
+                log::warn!("no checkpoint connection ({e}); the writer checkpoints itself");
+                None
+            }
+            None => None,
+        };
+        Ok(Store {
+            checkpointer: Mutex::new(checkpointer.map(|h| (stop_ckpt, h))),
+            jobs: RwLock::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+            reader: Mutex::new(rconn),
+            batched,
+            clock,
+            commits,
+            alerts_raised,
+            path,
+        })
+    }
+
+    /// The database file's path (`:memory:` for an in-memory store).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How many batches the writer has applied (group commit shares one
+    /// among many requests, so this grows slower than the request count).
+    /// A file store writes each batch's changes to its redo log once.
+    pub fn commit_count(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn now(&self) -> Millis {
+        self.clock.now()
+    }
+
+    fn submit(&self, op: Op) -> Result<Applied> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        {
+            let jobs = read(&self.jobs);
+            let jobs = jobs
+                .as_ref()
+                .ok_or_else(|| Error::Storage("the store is closed".into()))?;
+            jobs.send(Job { op, reply })
+                .map_err(|_| Error::Storage("the writer thread has stopped".into()))?;
+        }
+        answer
+            .recv()
+            .map_err(|_| Error::Storage("the writer thread has stopped".into()))?
+    }
+
+    /// Registers or checks the host, records its address; durable on return.
+    pub fn ping(&self, ping: Ping, ip: &str) -> Result<Applied> {
+        self.submit(Op::Ping(ping, ip.to_owned()))
+    }
+
+    /// Stores a status report; durable on return.
+    ///
+    /// # Errors
+    /// [`Error::Forbidden`] when the key is wrong (nothing stored),
+    /// [`Error::Storage`] when the commit failed (nothing stored).
+    pub fn report(&self, report: StatusReport, ip: &str) -> Result<Applied> {
+        self.submit(Op::Status(report, ip.to_owned()))
+    }
+
+    /// Stores many reports at once: they are handed to the writer together, so
+    /// they share commits, and the call returns when all are durable. Results
+    /// are in the order given.
+    pub fn report_many(&self, reports: Vec<(StatusReport, String)>) -> Vec<Result<Applied>> {
+        let mut results = Vec::with_capacity(reports.len());
+        self.report_each(reports, |_, result| results.push(result));
+        results
+    }
+
+    /// Stores many reports at once, as [`Store::report_many`] does, and calls
+    /// `each` with the position and outcome of each report as soon as it is
+    /// durable, in the order given: the first can be answered while later
+    /// ones wait for the next commit.
+    pub fn report_each(
+        &self,
+        reports: Vec<(StatusReport, String)>,
+        mut each: impl FnMut(usize, Result<Applied>),
+    ) {
+        let mut answers = Vec::with_capacity(reports.len());
+        {
+            let jobs = read(&self.jobs);
+            for (report, ip) in reports {
+                let (reply, answer) = mpsc::sync_channel(1);
+                let sent = match jobs.as_ref() {
+                    Some(jobs) => jobs
+                        .send(Job {
+                            op: Op::Status(report, ip),
+                            reply,
+                        })
+                        .is_ok(),
+                    None => false,
+                };
+                answers.push(sent.then_some(answer));
+            }
+        }
+        for (i, answer) in answers.into_iter().enumerate() {
+            let result = answer
+                .and_then(|a| a.recv().ok())
+                .unwrap_or_else(|| Err(Error::Storage("the writer thread has stopped".into())));
+            each(i, result);
+        }
+    }
+
+    /// Stores posted alerts (channel `api`, event `alert`); durable on return.
+    pub fn alerts(&self, report: AlertReport, ip: &str) -> Result<Applied> {
+        self.submit(Op::Alerts(report, ip.to_owned()))
+    }
+
+    /// Prunes history beyond `history-limit` and alerts past `retention-days` now.
+    pub fn prune(&self) -> Result<Applied> {
+        self.submit(Op::Prune)
+    }
+
+    /// Flags services overdue unless they reported after `rtime`, raising one
+    /// `plugin/offline` alert each; returns the new alert ids in `alerts`.
+    pub fn mark_overdue(&self, due: Vec<(i64, Millis)>) -> Result<Applied> {
+        self.submit(Op::MarkOverdue(due))
+    }
+
+    /// Marks alerts delivered.
+    pub fn mark_delivered(&self, alert_ids: Vec<i64>) -> Result<Applied> {
+        self.submit(Op::Delivered(alert_ids))
+    }
+
+    /// Schedules another delivery attempt of an alert.
+    pub fn defer_delivery(&self, alert_id: i64, next_attempt: Millis) -> Result<Applied> {
+        self.submit(Op::Defer(alert_id, next_attempt))
+    }
+
+    /// Deletes a server with its services, their history and alerts.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when there is no such server.
+    pub fn delete_server(&self, id: i64) -> Result<Applied> {
+        self.submit(Op::DeleteServer(id))
+    }
+
+    /// Deletes a service with its history and alerts.
+    pub fn delete_service(&self, id: i64) -> Result<Applied> {
+        self.submit(Op::DeleteService(id))
+    }
+
+    /// Sets the display title of a server.
+    pub fn rename_server(&self, id: i64, title: &str) -> Result<Applied> {
+        self.submit(Op::Rename {
+            service: false,
+            id,
+            title: title.to_owned(),
+        })
+    }
+
+    /// Sets the display title of a service.
+    pub fn rename_service(&self, id: i64, title: &str) -> Result<Applied> {
+        self.submit(Op::Rename {
+            service: true,
+            id,
+            title: title.to_owned(),
+        })
+    }
+
+    /// Alerts written since the store was opened (a Prometheus counter).
+    pub fn alerts_raised(&self) -> u64 {
+        self.alerts_raised.load(Ordering::Relaxed)
+    }
+
+    /// Records an alert of overc itself (not about any host).
+    pub fn system_alert(&self, channel: &str, event: &str, message: &str) -> Result<Applied> {
+        self.submit(Op::SystemAlert {
+            channel: channel.to_owned(),
+            event: event.to_owned(),
+            message: message.to_owned(),
+        })
+    }
+
+    /// Stops the writer as a crash would, leaving what SQLite has not
+    /// committed to the redo log.
+    #[cfg(test)]
+    pub(crate) fn crash(&self) {
+        let _ = self.submit(Op::Test(writer::Fault::Crash));
+        self.close();
+    }
+
+    #[cfg(test)]
+    pub(crate) fn fail_after_write(&self) -> Result<Applied> {
+        self.submit(Op::Test(writer::Fault::FailAfterWrite))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn poison_log(&self) -> Result<Applied> {
+        self.submit(Op::Test(writer::Fault::PoisonLog))
+    }
+
+    /// The read connection, once the writer committed every write handed
+    /// to it before: a read sees all that was acknowledged.
+    pub(crate) fn reader(&self) -> MutexGuard<'_, Connection> {
+        if self.batched {
+            // A stopped writer has committed all it had.
+            let _ = self.submit(Op::Flush);
+        }
+        lock(&self.reader)
+    }
+
+    /// Stops the writer after the operations already handed over are committed.
+    pub fn close(&self) {
+        self.jobs.write().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = lock(&self.writer).take() {
+            let _ = h.join();
+        }
+        if let Some((stop, h)) = lock(&self.checkpointer).take() {
+            drop(stop);
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// How often the checkpointer looks at the WAL.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        let r = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        });
+        match r {
+            Ok((log, done)) if log > 0 => log::trace!("checkpoint: {done} of {log} WAL frames"),
+            Ok(_) => {}
+            Err(e) => log::debug!("checkpoint failed: {e}"),
+        }
+    }
+}
+
+/// Locks a mutex, recovering from poisoning: our guarded data stays valid
+/// even if a thread panicked while holding it.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How long a connection waits for a lock before reporting "database locked".
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -1,0 +1,86 @@
+//! Flagging services that did not report by their deadline.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::reports::{NewAlert, insert_alert};
+use crate::clock::Millis;
+use crate::error::Result;
+use crate::state::State;
+use crate::store::sqlite::schema::current_state;
+use crate::store::sqlite::writer::{Applied, Batch};
+
+pub(in crate::store::sqlite) fn mark_overdue(
+    due: &[(i64, Millis)],
+    b: &mut Batch<'_>,
+) -> Result<Applied> {
+    let now = b.now;
+    let mut applied = Applied::default();
+    for &(service_id, rtime) in due {
+        /// The service and its current state.
+        struct Row {
+            server_id: i64,
+            name: String,
+            flaggable: bool,
+            state: Option<String>,
+            info: Option<String>,
+            state_id: Option<i64>,
+            rtime: Option<Millis>,
+        }
+        let row =
+            b.tx.read(concat!(
+                "SELECT s.server_id, s.name, s.overdue = 0 AND s.period IS NOT NULL,
+                        st.state, st.info, st.id, st.rtime FROM services s ",
+                current_state!(),
+                " WHERE s.id = ?1"
+            ))?
+            .query_row([service_id], |r| {
+                Ok(Row {
+                    server_id: r.get(0)?,
+                    name: r.get(1)?,
+                    flaggable: r.get(2)?,
+                    state: r.get(3)?,
+                    info: r.get(4)?,
+                    state_id: r.get(5)?,
+                    rtime: r.get(6)?,
+                })
+            })
+            .optional()?;
+        // Deleted, already flagged, or reported again since: not overdue.
+        let Some(Row {
+            server_id,
+            name,
+            state,
+            info,
+            state_id,
+            ..
+        }) = row.filter(|r| r.flaggable && r.rtime == Some(rtime))
+        else {
+            continue;
+        };
+        b.tx.exec(
+            "UPDATE services SET overdue = 1 WHERE id = ?1",
+            params![service_id],
+        )?;
+        if let Some(known) = b
+            .caches
+            .services
+            .get_mut(&server_id)
+            .and_then(|m| m.get_mut(&name))
+        {
+            known.overdue = true;
+        }
+        let info = info.unwrap_or_default();
+        let alert = NewAlert {
+            server_id: Some(server_id),
+            service_id: Some(service_id),
+            state_id,
+            channel: "plugin",
+            event: "offline",
+            message: "Monitoring plugin offline",
+            severity: State::Fail,
+            state: state.as_deref().map(|s| (s, info.as_str())),
+        };
+        applied.alerts.push(insert_alert(&mut b.tx, &alert, now)?);
+    }
+    Ok(applied)
+}

@@ -1,0 +1,281 @@
+//! Status reports and posted alerts: history records, new services, and the
+//! alerts their state changes raise.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::auth::authenticate;
+use crate::clock::Millis;
+use crate::error::Result;
+use crate::protocol::{AlertReport, StatusReport};
+use crate::state::State;
+use crate::store::sqlite::redo::Tx;
+use crate::store::sqlite::schema::current_state;
+use crate::store::sqlite::writer::{Applied, Batch, DeadlineChange, KnownService};
+
+/// Finds a service (in the cache or the database) or creates it.
+pub(in crate::store::sqlite) fn find_or_create_service(
+    b: &mut Batch<'_>,
+    server_id: i64,
+    name: &str,
+    period: Option<u32>,
+) -> Result<KnownService> {
+    if let Some(known) = b.caches.services.get(&server_id).and_then(|m| m.get(name)) {
+        return Ok(known.clone());
+    }
+    let row =
+        b.tx.read(concat!(
+            "SELECT s.id, st.state, s.overdue, s.period FROM services s ",
+            current_state!(),
+            " WHERE s.server_id = ?1 AND s.name = ?2"
+        ))?
+        .query_row(params![server_id, name], |r| {
+            Ok(KnownService {
+                id: r.get(0)?,
+                state: r
+                    .get::<_, Option<String>>(1)?
+                    .map(|s| State::parse(&s).unwrap_or(State::Unk)),
+                overdue: r.get(2)?,
+                period: r.get(3)?,
+            })
+        })
+        .optional()?;
+    let known = match row {
+        Some(row) => row,
+        None => {
+            b.tx.exec(
+                "INSERT INTO services(server_id, name, title, period) VALUES (?1, ?2, ?2, ?3)",
+                params![server_id, name, period],
+            )?;
+            KnownService {
+                id: b.tx.last_insert_rowid(),
+                state: None,
+                overdue: false,
+                period,
+            }
+        }
+    };
+    b.caches
+        .services
+        .entry(server_id)
+        .or_default()
+        .insert(name.to_owned(), known.clone());
+    Ok(known)
+}
+
+/// What an alert is about and says; written to the outbox.
+pub(in crate::store::sqlite) struct NewAlert<'a> {
+    pub server_id: Option<i64>,
+    pub service_id: Option<i64>,
+    pub state_id: Option<i64>,
+    pub channel: &'a str,
+    pub event: &'a str,
+    pub message: &'a str,
+    pub severity: State,
+    pub state: Option<(&'a str, &'a str)>,
+}
+
+pub(in crate::store::sqlite) fn insert_alert(
+    tx: &mut Tx<'_>,
+    a: &NewAlert<'_>,
+    now: Millis,
+) -> Result<i64> {
+    tx.exec(
+        "INSERT INTO alerts(server_id, service_id, state_id, ctime, channel, event, message,
+                            severity, state, info)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            a.server_id,
+            a.service_id,
+            a.state_id,
+            now,
+            a.channel,
+            a.event,
+            a.message,
+            a.severity.as_str(),
+            a.state.map(|s| s.0),
+            a.state.map(|s| s.1),
+        ],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// History rows written by one statement at most. A report's records go in
+/// as one multi-row INSERT rather than one statement each: the statement
+/// cache, binding and halting are paid once per report.
+pub(in crate::store::sqlite) const HISTORY_CHUNK: usize = 8;
+
+/// `INSERT_HISTORY[n - 1]` inserts `n` history records. `OR FAIL`: a NOT
+/// NULL violation would stop the statement where it is rather than undo its
+/// earlier rows, so SQLite keeps no statement journal for it; the batch is
+/// rolled back on any error anyway.
+#[rustfmt::skip]
+pub(in crate::store::sqlite) const INSERT_HISTORY: [&str; HISTORY_CHUNK] = [
+        "INSERT OR FAIL INTO states(service_id, rtime, state, info) VALUES (?, ?, ?, ?)",
+        "INSERT OR FAIL INTO states(service_id, rtime, state, info) VALUES (?, ?, ?, ?), (?, ?, ?, ?)",
+        "INSERT OR FAIL INTO states(service_id, rtime, state, info) VALUES (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?)",
+        "INSERT OR FAIL INTO states(service_id, rtime, state, info) VALUES (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?)",
+        "INSERT OR FAIL INTO states(service_id, rtime, state, info) VALUES (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?)",
+        "INSERT OR FAIL INTO states(service_id, rtime, state, info) VALUES (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?)",
+        "INSERT OR FAIL INTO states(service_id, rtime, state, info) VALUES (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?)",
+        "INSERT OR FAIL INTO states(service_id, rtime, state, info) VALUES (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?)",
+];
+
+/// One service's report as it is about to be written.
+struct Pending {
+    row: KnownService,
+    period: u32,
+    state: &'static str,
+    changed: bool,
+}
+
+pub(in crate::store::sqlite) fn apply_status(
+    r: &StatusReport,
+    ip: &str,
+    b: &mut Batch<'_>,
+) -> Result<Applied> {
+    let server_id = authenticate(&r.server, ip, b)?;
+    let mut applied = Applied {
+        server_id: Some(server_id),
+        ..Applied::default()
+    };
+    // First what each record changes, in order: a name given twice sees
+    // its first record as the current state, as if each were written alone.
+    let mut pending = Vec::with_capacity(r.services.len());
+    for s in &r.services {
+        let period = s.period.unwrap_or(r.period);
+        let row = find_or_create_service(b, server_id, &s.name, Some(period))?;
+        // The service row changes only when its period does or it was
+        // overdue; its current state is the record about to be inserted.
+        if row.overdue || row.period != Some(period) {
+            b.tx.exec(
+                "UPDATE services SET period = ?2, overdue = 0 WHERE id = ?1",
+                params![row.id, period],
+            )?;
+        }
+        let changed = match row.state {
+            None => s.state != State::Ok,
+            Some(prev) => prev != s.state,
+        };
+        if let Some(known) = b
+            .caches
+            .services
+            .get_mut(&server_id)
+            .and_then(|m| m.get_mut(&s.name))
+        {
+            known.state = Some(s.state);
+            known.overdue = false;
+            known.period = Some(period);
+        }
+        pending.push(Pending {
+            row,
+            period,
+            state: s.state.as_str(),
+            changed,
+        });
+    }
+    // Then the history records, a chunk per statement. Without an id given,
+    // SQLite numbers the rows of one INSERT one after the other, each the
+    // largest id plus one, so the last id tells each record's.
+    let mut state_ids = Vec::with_capacity(pending.len());
+    for (chunk, reports) in pending
+        .chunks(HISTORY_CHUNK)
+        .zip(r.services.chunks(HISTORY_CHUNK))
+    {
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(4 * chunk.len());
+        for (p, s) in chunk.iter().zip(reports) {
+            values.extend_from_slice(&[&p.row.id, &b.now, &p.state, &s.info]);
+        }
+        b.tx.exec(INSERT_HISTORY[chunk.len() - 1], &values)?;
+        let last = b.tx.last_insert_rowid();
+        state_ids.extend((0..chunk.len() as i64).rev().map(|back| last - back));
+    }
+    for ((p, s), state_id) in pending.iter().zip(&r.services).zip(state_ids) {
+        let (row, state) = (&p.row, p.state);
+        let base = NewAlert {
+            server_id: Some(server_id),
+            service_id: Some(row.id),
+            state_id: Some(state_id),
+            channel: "",
+            event: "",
+            message: "",
+            severity: s.state,
+            state: Some((state, &s.info)),
+        };
+        if p.changed {
+            let message = format!(
+                "State changed: \"{}\" -> \"{state}\"",
+                row.state.map_or("(?)", State::as_str)
+            );
+            let alert = NewAlert {
+                channel: "service:state",
+                event: state,
+                message: &message,
+                ..base
+            };
+            applied.alerts.push(insert_alert(&mut b.tx, &alert, b.now)?);
+        }
+        if row.overdue {
+            let alert = NewAlert {
+                channel: "plugin",
+                event: "online",
+                message: "Monitoring plugin back online",
+                severity: State::Ok,
+                ..base
+            };
+            applied.alerts.push(insert_alert(&mut b.tx, &alert, b.now)?);
+        }
+        applied.deadlines.push(DeadlineChange {
+            service_id: row.id,
+            rtime: b.now,
+            due: Some(b.now + i64::from(p.period) * 1000),
+        });
+        b.touched.insert(row.id);
+    }
+    Ok(applied)
+}
+
+pub(in crate::store::sqlite) fn apply_alerts(
+    r: &AlertReport,
+    ip: &str,
+    b: &mut Batch<'_>,
+) -> Result<Applied> {
+    let server_id = authenticate(&r.server, ip, b)?;
+    let mut applied = Applied {
+        server_id: Some(server_id),
+        ..Applied::default()
+    };
+    for a in &r.alerts {
+        let (service_id, current) = match &a.service {
+            Some(name) => {
+                let row = find_or_create_service(b, server_id, name, None)?;
+                let current: Option<(String, String)> =
+                    b.tx.read(concat!(
+                        "SELECT st.state, st.info FROM services s ",
+                        current_state!(),
+                        " WHERE s.id = ?1 AND st.id IS NOT NULL"
+                    ))?
+                    .query_row([row.id], |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                        ))
+                    })
+                    .optional()?;
+                (Some(row.id), current)
+            }
+            None => (None, None),
+        };
+        let alert = NewAlert {
+            server_id: Some(server_id),
+            service_id,
+            state_id: None,
+            channel: "api",
+            event: "alert",
+            message: &a.message,
+            severity: State::Fail,
+            state: current.as_ref().map(|(s, i)| (s.as_str(), i.as_str())),
+        };
+        applied.alerts.push(insert_alert(&mut b.tx, &alert, b.now)?);
+    }
+    Ok(applied)
+}

@@ -14,10 +14,9 @@ use crate::clock::{Clock, Millis};
 use crate::command::{self, CommandSpec, Exit};
 use crate::config::AlertPluginConfig;
 use crate::error::Result;
+use crate::rules;
 use crate::store::{AlertRecord, Store, lock};
 
-/// Channel and event of the alert raised when an alert plugin fails.
-pub const PLUGIN_FAILED: (&str, &str) = ("alert-plugin", "failed");
 /// First retry delay after every plugin failed; doubles up to [`MAX_BACKOFF`].
 pub const FIRST_BACKOFF: Millis = 10_000;
 /// Longest delay between delivery attempts.
@@ -124,15 +123,6 @@ pub fn run_plugins(
     })
 }
 
-/// The message of the alert raised for a failed plugin.
-pub fn failure_message(outcome: &PluginOutcome) -> String {
-    format!(
-        "Alert plugin `{}` failed: {}",
-        outcome.plugin,
-        outcome.failure.as_deref().unwrap_or("unknown reason")
-    )
-}
-
 /// Sends a test alert through every configured plugin (`overc-server
 /// test-alert`) and returns what each did. Nothing is stored.
 pub fn send_test_alert(config: &crate::config::ServerConfig) -> Vec<PluginOutcome> {
@@ -225,15 +215,18 @@ impl Delivery {
     fn deliver(&mut self, alert: &AlertRecord, report: &mut DeliveryReport) -> Result<()> {
         log::info!("alert {}: {}", alert.id, alert.text().replace('\n', " | "));
         let outcomes = run_plugins(&self.plugins, &self.cwd, alert);
-        let is_failure_alert = (alert.channel.as_str(), alert.event.as_str()) == PLUGIN_FAILED;
+        let is_failure_alert =
+            (alert.channel.as_str(), alert.event.as_str()) == rules::PLUGIN_FAILED;
         // Report a failing plugin once per alert, not on every retry, and
         // never for the failure alerts themselves (that would never end).
         if alert.attempts == 0 && !is_failure_alert {
             for o in outcomes.iter().filter(|o| o.failure.is_some()) {
-                let message = failure_message(o);
-                log::warn!("{message} (alert {})", alert.id);
-                self.store
-                    .system_alert(PLUGIN_FAILED.0, PLUGIN_FAILED.1, &message)?;
+                let event = rules::on_plugin_failure(
+                    &o.plugin,
+                    o.failure.as_deref().unwrap_or("unknown reason"),
+                );
+                log::warn!("{} (alert {})", event.message, alert.id);
+                self.store.system_alert(event)?;
             }
         }
         if outcomes.iter().any(|o| o.failure.is_none()) {

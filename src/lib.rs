@@ -66,6 +66,7 @@ mod idmap;
 pub mod monitor;
 pub mod perfdata;
 pub mod protocol;
+pub mod rules;
 mod secret;
 pub mod server;
 mod state;

@@ -19,6 +19,7 @@ use crate::alerts::Outbox;
 use crate::clock::{Clock, Millis};
 use crate::error::Result;
 use crate::idmap::IdMap;
+use crate::rules;
 use crate::store::{DeadlineChange, Store, lock};
 
 /// Deadlines of all supervised services.
@@ -337,10 +338,7 @@ impl Supervisor {
         let now = clock.now();
         let mut deadlines = Deadlines::new();
         for s in store.service_deadlines()? {
-            let mut due = s.rtime + s.period * 1000 + grace;
-            if due < now {
-                due = now + s.period * 1000 + grace;
-            }
+            let due = rules::resumed_deadline(s.rtime, s.period, grace, now);
             deadlines.set(s.service_id, s.rtime, due);
         }
         log::info!("supervising {} services", deadlines.len());

@@ -370,7 +370,9 @@ mod tests {
         clock.advance(120_000);
         let pg = db.deadlines[0];
         store.mark_overdue(vec![(pg.service_id, pg.rtime)]).unwrap();
-        store.system_alert("plugin", "failed", "boom").unwrap();
+        store
+            .system_alert(crate::rules::on_plugin_failure("log", "boom"))
+            .unwrap();
         for i in 0..30 {
             clock.advance(1000);
             report(

@@ -94,11 +94,7 @@ pub(crate) enum Op {
         title: String,
     },
     /// An alert of overc itself (no server), e.g. a failing alert plugin.
-    SystemAlert {
-        channel: String,
-        event: String,
-        message: String,
-    },
+    SystemAlert(crate::rules::Event),
 }
 
 struct Job {
@@ -414,12 +410,8 @@ impl Store {
     }
 
     /// Records an alert of overc itself (not about any host).
-    pub fn system_alert(&self, channel: &str, event: &str, message: &str) -> Result<Applied> {
-        self.submit(Op::SystemAlert {
-            channel: channel.to_owned(),
-            event: event.to_owned(),
-            message: message.to_owned(),
-        })
+    pub fn system_alert(&self, event: crate::rules::Event) -> Result<Applied> {
+        self.submit(Op::SystemAlert(event))
     }
 
     /// Stops the writer as a crash would, leaving what SQLite has not

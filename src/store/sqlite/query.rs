@@ -10,6 +10,7 @@ use super::Store;
 use super::schema::current_state;
 use crate::clock::{Millis, iso8601};
 use crate::error::Result;
+use crate::rules;
 
 /// Which servers `/ui/api/status/` shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,22 +37,6 @@ pub enum AlertFilter {
 const DAY: Millis = 86_400_000;
 /// Most alerts one listing returns.
 const MAX_ALERTS: i64 = 5000;
-
-/// Is a service overdue at `now`? True when flagged by the supervisor, or
-/// when its deadline (last report + period + grace) has passed.
-pub fn timed_out(
-    overdue: bool,
-    period: Option<i64>,
-    rtime: Option<Millis>,
-    grace_ms: Millis,
-    now: Millis,
-) -> bool {
-    overdue
-        || match (period, rtime) {
-            (Some(p), Some(t)) => now > t + p * 1000 + grace_ms,
-            _ => false,
-        }
-}
 
 fn state_info(state: Option<String>, info: Option<String>) -> Value {
     match state {
@@ -211,7 +196,7 @@ impl Store {
                         let info = r.get::<_, Option<String>>(5)?.unwrap_or_default();
                         Some(StateView {
                             rtime: iso8601(t),
-                            timed_out: timed_out(overdue, period, rtime, grace_ms, now),
+                            timed_out: rules::is_overdue(overdue, period, rtime, grace_ms, now),
                             seen_ago: (now - t).max(0) / 1000,
                             state,
                             perfdata: perfdata_views(&info),
@@ -547,14 +532,5 @@ mod tests {
         assert_eq!(got[1]["id"], 6);
         assert!(got[2].get("group").is_none());
         assert!(got[4].get("group").is_none());
-    }
-
-    #[test]
-    fn deadline_includes_period_and_grace() {
-        assert!(!timed_out(false, Some(60), Some(0), 0, 60_000));
-        assert!(timed_out(false, Some(60), Some(0), 0, 60_001));
-        assert!(!timed_out(false, Some(60), Some(0), 5_000, 65_000));
-        assert!(!timed_out(false, None, Some(0), 0, 1_000_000));
-        assert!(timed_out(true, None, None, 0, 0));
     }
 }

@@ -434,11 +434,7 @@ fn apply(op: &Op, b: &mut Batch<'_>, opts: &StoreOptions) -> Result<Applied> {
         Op::MarkOverdue(due) => overdue::mark_overdue(due, b),
         Op::Delivered(ids) => admin::delivered(b, ids),
         Op::Defer(id, at) => admin::defer(b, *id, *at),
-        Op::SystemAlert {
-            channel,
-            event,
-            message,
-        } => admin::system_alert(b, channel, event, message),
+        Op::SystemAlert(event) => admin::system_alert(b, event),
         #[cfg(test)]
         Op::Test(fault) => fault.apply(b),
     }

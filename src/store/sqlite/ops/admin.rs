@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, params};
 use super::reports::{NewAlert, insert_alert};
 use crate::clock::Millis;
 use crate::error::{Error, Result};
-use crate::state::State;
+use crate::rules::Event;
 use crate::store::sqlite::writer::{Applied, Batch};
 
 /// Deletes a server with its services, their history and alerts.
@@ -108,20 +108,12 @@ pub(in crate::store::sqlite) fn defer(b: &mut Batch<'_>, id: i64, at: Millis) ->
 }
 
 /// An alert of overc itself (no server), e.g. a failing alert plugin.
-pub(in crate::store::sqlite) fn system_alert(
-    b: &mut Batch<'_>,
-    channel: &str,
-    event: &str,
-    message: &str,
-) -> Result<Applied> {
+pub(in crate::store::sqlite) fn system_alert(b: &mut Batch<'_>, event: &Event) -> Result<Applied> {
     let alert = NewAlert {
         server_id: None,
         service_id: None,
         state_id: None,
-        channel,
         event,
-        message,
-        severity: State::Fail,
         state: None,
     };
     let now = b.now;

@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, params};
 use super::reports::{NewAlert, insert_alert};
 use crate::clock::Millis;
 use crate::error::Result;
-use crate::state::State;
+use crate::rules;
 use crate::store::sqlite::schema::current_state;
 use crate::store::sqlite::writer::{Applied, Batch};
 
@@ -20,7 +20,8 @@ pub(in crate::store::sqlite) fn mark_overdue(
         struct Row {
             server_id: i64,
             name: String,
-            flaggable: bool,
+            overdue: bool,
+            has_period: bool,
             state: Option<String>,
             info: Option<String>,
             state_id: Option<i64>,
@@ -28,7 +29,7 @@ pub(in crate::store::sqlite) fn mark_overdue(
         }
         let row =
             b.tx.read(concat!(
-                "SELECT s.server_id, s.name, s.overdue = 0 AND s.period IS NOT NULL,
+                "SELECT s.server_id, s.name, s.overdue, s.period IS NOT NULL,
                         st.state, st.info, st.id, st.rtime FROM services s ",
                 current_state!(),
                 " WHERE s.id = ?1"
@@ -37,26 +38,30 @@ pub(in crate::store::sqlite) fn mark_overdue(
                 Ok(Row {
                     server_id: r.get(0)?,
                     name: r.get(1)?,
-                    flaggable: r.get(2)?,
-                    state: r.get(3)?,
-                    info: r.get(4)?,
-                    state_id: r.get(5)?,
-                    rtime: r.get(6)?,
+                    overdue: r.get(2)?,
+                    has_period: r.get(3)?,
+                    state: r.get(4)?,
+                    info: r.get(5)?,
+                    state_id: r.get(6)?,
+                    rtime: r.get(7)?,
                 })
             })
             .optional()?;
-        // Deleted, already flagged, or reported again since: not overdue.
-        let Some(Row {
+        // Deleted, or reported again since: not overdue.
+        let Some(row) = row.filter(|r| r.rtime == Some(rtime)) else {
+            continue;
+        };
+        let Some(event) = rules::on_overdue(row.overdue, row.has_period) else {
+            continue;
+        };
+        let Row {
             server_id,
             name,
             state,
             info,
             state_id,
             ..
-        }) = row.filter(|r| r.flaggable && r.rtime == Some(rtime))
-        else {
-            continue;
-        };
+        } = row;
         b.tx.exec(
             "UPDATE services SET overdue = 1 WHERE id = ?1",
             params![service_id],
@@ -74,10 +79,7 @@ pub(in crate::store::sqlite) fn mark_overdue(
             server_id: Some(server_id),
             service_id: Some(service_id),
             state_id,
-            channel: "plugin",
-            event: "offline",
-            message: "Monitoring plugin offline",
-            severity: State::Fail,
+            event: &event,
             state: state.as_deref().map(|s| (s, info.as_str())),
         };
         applied.alerts.push(insert_alert(&mut b.tx, &alert, now)?);

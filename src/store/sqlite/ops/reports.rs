@@ -7,6 +7,7 @@ use super::auth::authenticate;
 use crate::clock::Millis;
 use crate::error::Result;
 use crate::protocol::{AlertReport, StatusReport};
+use crate::rules::{self, Event, Known};
 use crate::state::State;
 use crate::store::sqlite::redo::Tx;
 use crate::store::sqlite::schema::current_state;
@@ -62,15 +63,13 @@ pub(in crate::store::sqlite) fn find_or_create_service(
     Ok(known)
 }
 
-/// What an alert is about and says; written to the outbox.
+/// An event of the alert log about to be written, with what it is about.
 pub(in crate::store::sqlite) struct NewAlert<'a> {
     pub server_id: Option<i64>,
     pub service_id: Option<i64>,
     pub state_id: Option<i64>,
-    pub channel: &'a str,
-    pub event: &'a str,
-    pub message: &'a str,
-    pub severity: State,
+    pub event: &'a Event,
+    /// The service's state and info when it was raised.
     pub state: Option<(&'a str, &'a str)>,
 }
 
@@ -88,10 +87,10 @@ pub(in crate::store::sqlite) fn insert_alert(
             a.service_id,
             a.state_id,
             now,
-            a.channel,
-            a.event,
-            a.message,
-            a.severity.as_str(),
+            a.event.channel,
+            a.event.event,
+            &*a.event.message,
+            a.event.severity.as_str(),
             a.state.map(|s| s.0),
             a.state.map(|s| s.1),
         ],
@@ -125,7 +124,6 @@ struct Pending {
     row: KnownService,
     period: u32,
     state: &'static str,
-    changed: bool,
 }
 
 pub(in crate::store::sqlite) fn apply_status(
@@ -152,10 +150,6 @@ pub(in crate::store::sqlite) fn apply_status(
                 params![row.id, period],
             )?;
         }
-        let changed = match row.state {
-            None => s.state != State::Ok,
-            Some(prev) => prev != s.state,
-        };
         if let Some(known) = b
             .caches
             .services
@@ -170,7 +164,6 @@ pub(in crate::store::sqlite) fn apply_status(
             row,
             period,
             state: s.state.as_str(),
-            changed,
         });
     }
     // Then the history records, a chunk per statement. Without an id given,
@@ -191,43 +184,25 @@ pub(in crate::store::sqlite) fn apply_status(
     }
     for ((p, s), state_id) in pending.iter().zip(&r.services).zip(state_ids) {
         let (row, state) = (&p.row, p.state);
-        let base = NewAlert {
-            server_id: Some(server_id),
-            service_id: Some(row.id),
-            state_id: Some(state_id),
-            channel: "",
-            event: "",
-            message: "",
-            severity: s.state,
-            state: Some((state, &s.info)),
+        let before = Known {
+            state: row.state,
+            overdue: row.overdue,
         };
-        if p.changed {
-            let message = format!(
-                "State changed: \"{}\" -> \"{state}\"",
-                row.state.map_or("(?)", State::as_str)
-            );
+        for event in rules::on_report(before, s.state) {
             let alert = NewAlert {
-                channel: "service:state",
-                event: state,
-                message: &message,
-                ..base
-            };
-            applied.alerts.push(insert_alert(&mut b.tx, &alert, b.now)?);
-        }
-        if row.overdue {
-            let alert = NewAlert {
-                channel: "plugin",
-                event: "online",
-                message: "Monitoring plugin back online",
-                severity: State::Ok,
-                ..base
+                server_id: Some(server_id),
+                service_id: Some(row.id),
+                state_id: Some(state_id),
+                event: &event,
+                state: Some((state, &s.info)),
             };
             applied.alerts.push(insert_alert(&mut b.tx, &alert, b.now)?);
         }
         applied.deadlines.push(DeadlineChange {
             service_id: row.id,
             rtime: b.now,
-            due: Some(b.now + i64::from(p.period) * 1000),
+            // Grace is the supervisor's to add.
+            due: Some(rules::deadline(b.now, i64::from(p.period), 0)),
         });
         b.touched.insert(row.id);
     }
@@ -265,14 +240,12 @@ pub(in crate::store::sqlite) fn apply_alerts(
             }
             None => (None, None),
         };
+        let event = rules::on_api_alert(&a.message);
         let alert = NewAlert {
             server_id: Some(server_id),
             service_id,
             state_id: None,
-            channel: "api",
-            event: "alert",
-            message: &a.message,
-            severity: State::Fail,
+            event: &event,
             state: current.as_ref().map(|(s, i)| (s.as_str(), i.as_str())),
         };
         applied.alerts.push(insert_alert(&mut b.tx, &alert, b.now)?);

@@ -61,7 +61,7 @@ pub fn on_report(before: Known, state: State) -> impl Iterator<Item = Event> {
         )),
         severity: state,
     });
-    let online = before.overdue.then(|| Event {
+    let online = before.overdue.then_some(Event {
         channel: PLUGIN_CHANNEL,
         event: "online",
         message: Cow::Borrowed("Monitoring plugin back online"),
@@ -73,7 +73,7 @@ pub fn on_report(before: Known, state: State) -> impl Iterator<Item = Event> {
 /// The event of a service whose deadline passed without a report. Raised
 /// once: `None` when it is already flagged overdue or has no period.
 pub fn on_overdue(already_overdue: bool, has_period: bool) -> Option<Event> {
-    (!already_overdue && has_period).then(|| Event {
+    (!already_overdue && has_period).then_some(Event {
         channel: PLUGIN_CHANNEL,
         event: "offline",
         message: Cow::Borrowed("Monitoring plugin offline"),

@@ -1,5 +1,6 @@
 //! Comparing secrets without telling how much of them matched.
 
+/// Compares a presented value with a known one without an early exit: the
 /// time depends on the known value's length only, so it shows neither how
 /// much matched nor how long the presented value is.
 pub(crate) fn constant_time_eq(known: &[u8], presented: &[u8]) -> bool {

@@ -54,9 +54,9 @@ fn asset(content_type: &str, body: &str) -> Response {
     }
 }
 
-fn answer(result: crate::Result<Option<Value>>) -> Response {
+fn answer<T: serde::Serialize>(result: crate::Result<Option<T>>) -> Response {
     match result {
-        Ok(Some(v)) => Response::json(200, &v),
+        Ok(Some(v)) => Response::json_of(200, &v),
         Ok(None) => Response::error(404, "Not found: no such server or service"),
         Err(e) => error_response(e),
     }
@@ -116,15 +116,15 @@ pub(super) fn route(app: &App, req: &Request<'_>, path: &str) -> Response {
         Ok(None) => Response::error(404, "Not found: no such server or service"),
         Err(e) => error_response(e),
     };
-    let result = match parts.as_slice() {
-        [] => return status(StatusFilter::All),
+    match parts.as_slice() {
+        [] => status(StatusFilter::All),
         ["server", sid] => match id(sid) {
-            Ok(i) => return status(StatusFilter::Server(i)),
-            Err(r) => return r,
+            Ok(i) => status(StatusFilter::Server(i)),
+            Err(r) => r,
         },
         ["service", sid] => match id(sid) {
-            Ok(i) => return status(StatusFilter::Service(i)),
-            Err(r) => return r,
+            Ok(i) => status(StatusFilter::Service(i)),
+            Err(r) => r,
         },
         ["service", sid, "states"] => {
             let (i, h) = match (id(sid), hours(req.url)) {
@@ -132,7 +132,7 @@ pub(super) fn route(app: &App, req: &Request<'_>, path: &str) -> Response {
                 (Err(r), _) | (_, Err(r)) => return r,
             };
             let groups = matches!(query_param(req.url, "groups"), Some("1" | "true"));
-            store.states(i, h, groups)
+            answer(store.states(i, h, groups))
         }
         ["alerts", tail @ ..] => {
             let h = match hours(req.url) {
@@ -151,11 +151,10 @@ pub(super) fn route(app: &App, req: &Request<'_>, path: &str) -> Response {
                 },
                 _ => return Response::error(404, "Not found"),
             };
-            store.alert_list(filter, h)
+            answer(store.alert_list(filter, h))
         }
-        _ => return Response::error(404, "Not found"),
-    };
-    answer(result)
+        _ => Response::error(404, "Not found"),
+    }
 }
 
 /// `DELETE /ui/api/item/{server,service}/<id>` and

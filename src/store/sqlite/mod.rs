@@ -34,10 +34,6 @@ use crate::protocol::{AlertReport, Ping, StatusReport};
 
 use durability::Tuning;
 pub use outbox::{AlertRecord, ServiceDeadline};
-pub use query::{
-    AlertFilter, PerfdataView, RangeView, ServerView, ServiceView, StateView, StatsView,
-    StatusFilter, StatusPart, StatusView, TableCounts,
-};
 pub use writer::{Applied, DeadlineChange};
 
 /// Storage settings taken from the server config.

@@ -3,63 +3,39 @@
 use std::collections::HashMap;
 
 use rusqlite::{OptionalExtension, Row, params};
-use serde::Serialize;
-use serde_json::{Value, json};
 
 use super::Store;
 use super::schema::current_state;
 use crate::clock::{Millis, iso8601};
 use crate::error::Result;
 use crate::rules;
-
-/// Which servers `/ui/api/status/` shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatusFilter {
-    /// Every server.
-    All,
-    /// One server by id.
-    Server(i64),
-    /// One service (inside its server) by id.
-    Service(i64),
-}
-
-/// Which alerts `/ui/api/status/alerts/` lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AlertFilter {
-    /// All alerts.
-    All,
-    /// Alerts of one server (including its services').
-    Server(i64),
-    /// Alerts of one service.
-    Service(i64),
-}
+use crate::store::views::*;
+use crate::store::{AlertFilter, StatusFilter};
 
 const DAY: Millis = 86_400_000;
 /// Most alerts one listing returns.
 const MAX_ALERTS: i64 = 5000;
 
-fn state_info(state: Option<String>, info: Option<String>) -> Value {
-    match state {
-        Some(s) => json!({"state": s, "info": info.unwrap_or_default()}),
-        None => Value::Null,
-    }
-}
-
-fn alert_json(r: &Row<'_>) -> rusqlite::Result<Value> {
-    Ok(json!({
-        "id": r.get::<_, i64>(0)?,
-        "server_id": r.get::<_, Option<i64>>(1)?,
-        "server": r.get::<_, Option<String>>(2)?,
-        "service_id": r.get::<_, Option<i64>>(3)?,
-        "service": r.get::<_, Option<String>>(4)?,
-        "ctime": iso8601(r.get(5)?),
-        "channel": r.get::<_, String>(6)?,
-        "event": r.get::<_, String>(7)?,
-        "message": r.get::<_, String>(8)?,
-        "severity": r.get::<_, String>(9)?,
-        "state_info": state_info(r.get(10)?, r.get(11)?),
-        "delivered": r.get::<_, bool>(12)?,
-    }))
+fn alert_view(r: &Row<'_>) -> rusqlite::Result<AlertView> {
+    let state: Option<String> = r.get(10)?;
+    let info: Option<String> = r.get(11)?;
+    Ok(AlertView {
+        id: r.get(0)?,
+        server_id: r.get(1)?,
+        server: r.get(2)?,
+        service_id: r.get(3)?,
+        service: r.get(4)?,
+        ctime: iso8601(r.get(5)?),
+        channel: r.get(6)?,
+        event: r.get(7)?,
+        message: r.get(8)?,
+        severity: r.get(9)?,
+        state_info: state.map(|state| StateInfo {
+            state,
+            info: info.unwrap_or_default(),
+        }),
+        delivered: r.get(12)?,
+    })
 }
 
 const ALERT_COLUMNS: &str =
@@ -225,7 +201,7 @@ impl Store {
     /// `GET /ui/api/status/service/<id>/states`: history newest first, with
     /// runs of three or more same-state records without alerts folded when
     /// `groups` is set. `None` when the service does not exist.
-    pub fn states(&self, service_id: i64, hours: u32, groups: bool) -> Result<Option<Value>> {
+    pub fn states(&self, service_id: i64, hours: u32, groups: bool) -> Result<Option<HistoryView>> {
         let now = self.now();
         let conn = self.reader();
         let name: Option<String> = conn
@@ -234,7 +210,7 @@ impl Store {
             .optional()?;
         let Some(name) = name else { return Ok(None) };
         let since = now - i64::from(hours) * 3_600_000;
-        let mut alerts: HashMap<i64, Vec<Value>> = HashMap::new();
+        let mut alerts: HashMap<i64, Vec<AlertView>> = HashMap::new();
         {
             let sql = format!(
                 "{ALERT_COLUMNS} WHERE a.service_id = ?1 AND a.ctime >= ?2 AND a.state_id IS NOT NULL
@@ -244,7 +220,7 @@ impl Store {
             let mut rows = st.query(params![service_id, since])?;
             while let Some(r) = rows.next()? {
                 let state_id: i64 = r.get(13)?;
-                alerts.entry(state_id).or_default().push(alert_json(r)?);
+                alerts.entry(state_id).or_default().push(alert_view(r)?);
             }
         }
         let mut states = Vec::new();
@@ -257,25 +233,29 @@ impl Store {
             while let Some(r) = rows.next()? {
                 let id: i64 = r.get(0)?;
                 let info: String = r.get(3)?;
-                states.push(json!({
-                    "id": id,
-                    "rtime": iso8601(r.get(1)?),
-                    "state": r.get::<_, String>(2)?,
-                    "perfdata": perfdata_views(&info),
-                    "info": info,
-                    "alerts": alerts.remove(&id).unwrap_or_default(),
-                    "service": name,
-                    "service_id": service_id,
-                }));
+                states.push(RecordView {
+                    id,
+                    rtime: iso8601(r.get(1)?),
+                    state: r.get(2)?,
+                    perfdata: perfdata_views(&info),
+                    info,
+                    alerts: alerts.remove(&id).unwrap_or_default(),
+                    service: name.clone(),
+                    service_id,
+                });
             }
         }
-        let states = if groups { fold_runs(states) } else { states };
-        Ok(Some(json!({"states": states})))
+        let states = if groups {
+            fold_runs(states)
+        } else {
+            states.into_iter().map(HistoryEntry::Record).collect()
+        };
+        Ok(Some(HistoryView { states }))
     }
 
     /// `GET /ui/api/status/alerts/…`: alerts of the last `hours`, newest first.
     /// `None` when the filtered server or service does not exist.
-    pub fn alert_list(&self, filter: AlertFilter, hours: u32) -> Result<Option<Value>> {
+    pub fn alert_list(&self, filter: AlertFilter, hours: u32) -> Result<Option<AlertListView>> {
         let now = self.now();
         let conn = self.reader();
         let exists = |sql: &str, id: i64| -> Result<bool> {
@@ -305,9 +285,9 @@ impl Store {
             format!("{ALERT_COLUMNS} WHERE {cond} AND a.ctime >= ?2 ORDER BY a.id DESC LIMIT ?3");
         let mut st = conn.prepare_cached(&sql)?;
         let list = st
-            .query_map(params![arg, since, MAX_ALERTS], alert_json)?
+            .query_map(params![arg, since, MAX_ALERTS], alert_view)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(Some(json!({"alerts": list})))
+        Ok(Some(AlertListView { alerts: list }))
     }
 
     /// Count of rows in each table, for tests and diagnostics.
@@ -325,182 +305,30 @@ impl Store {
     }
 }
 
-/// What [`Store::status_each`] hands out, in order.
-#[derive(Debug, Clone)]
-pub enum StatusPart {
-    /// The totals, first.
-    Stats(StatsView),
-    /// Then each server (sorted by name) with its services.
-    Server(ServerView),
-}
-
-/// The body of `GET /ui/api/status/`.
-#[derive(Debug, Clone, Serialize)]
-pub struct StatusView {
-    /// Totals.
-    pub stats: StatsView,
-    /// Servers sorted by name.
-    pub servers: Vec<ServerView>,
-}
-
-/// `stats` of [`StatusView`].
-#[derive(Debug, Clone, Serialize)]
-pub struct StatsView {
-    /// Alerts of the last 24 h.
-    pub n_alerts: i64,
-    /// Id of the newest history record.
-    pub last_state_id: i64,
-    /// Seconds overdue detection is behind.
-    pub supervisor_lag: f64,
-}
-
-/// A server in [`StatusView`].
-#[derive(Debug, Clone, Serialize)]
-pub struct ServerView {
-    /// Server id.
-    pub id: i64,
-    /// Name it reports as.
-    pub name: String,
-    /// Display title.
-    pub title: String,
-    /// Address of its last request.
-    pub ip: String,
-    /// First request, ISO 8601.
-    pub first_seen: String,
-    /// Latest request, ISO 8601.
-    pub last_seen: String,
-    /// Alerts of the last 24 h, its services' included.
-    pub n_alerts: i64,
-    /// Services sorted by name.
-    pub services: Vec<ServiceView>,
-}
-
-/// A service in [`ServerView`].
-#[derive(Debug, Clone, Serialize)]
-pub struct ServiceView {
-    /// Service id.
-    pub id: i64,
-    /// Name it reports as.
-    pub name: String,
-    /// Display title.
-    pub title: String,
-    /// Promised seconds between reports; `None` for alert-only services.
-    pub period: Option<i64>,
-    /// Alerts of the last 24 h.
-    pub n_alerts: i64,
-    /// Current state; `None` before the first report.
-    pub state: Option<StateView>,
-}
-
-/// The current state in [`ServiceView`].
-#[derive(Debug, Clone, Serialize)]
-pub struct StateView {
-    /// When it was reported, ISO 8601.
-    pub rtime: String,
-    /// Overdue: flagged, or past last report + period + grace.
-    pub timed_out: bool,
-    /// Seconds since the report.
-    pub seen_ago: i64,
-    /// `OK`, `WARN`, `FAIL` or `UNK`.
-    pub state: String,
-    /// Nagios perfdata parsed from `info`.
-    pub perfdata: Vec<PerfdataView>,
-    /// The text as reported.
-    pub info: String,
-}
-
-/// One perfdata item in [`StateView`].
-#[derive(Debug, Clone, Serialize)]
-pub struct PerfdataView {
-    /// Label.
-    pub label: String,
-    /// Value (`None` for `U`).
-    pub value: Option<f64>,
-    /// Unit of measurement.
-    pub uom: String,
-    /// Warning range.
-    pub warn: Option<RangeView>,
-    /// Critical range.
-    pub crit: Option<RangeView>,
-    /// Minimum.
-    pub min: Option<f64>,
-    /// Maximum.
-    pub max: Option<f64>,
-}
-
-/// A threshold range; open ends are `None`.
-#[derive(Debug, Clone, Serialize)]
-pub struct RangeView {
-    /// Lower bound.
-    pub start: Option<f64>,
-    /// Upper bound.
-    pub end: Option<f64>,
-    /// Alert inside rather than outside.
-    pub inside: bool,
-}
-
-/// The perfdata in an info text, as views.
-pub fn perfdata_views(info: &str) -> Vec<PerfdataView> {
-    let range = |r: Option<crate::perfdata::Range>| {
-        r.map(|r| RangeView {
-            start: r.start.is_finite().then_some(r.start),
-            end: r.end.is_finite().then_some(r.end),
-            inside: r.inside,
-        })
-    };
-    crate::perfdata::parse_output(info)
-        .perfdata
-        .into_iter()
-        .map(|p| PerfdataView {
-            label: p.label,
-            value: p.value,
-            uom: p.uom,
-            warn: range(p.warn),
-            crit: range(p.crit),
-            min: p.min,
-            max: p.max,
-        })
-        .collect()
-}
-
-/// Row counts per table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct TableCounts {
-    /// Registered hosts.
-    pub servers: i64,
-    /// Known services.
-    pub services: i64,
-    /// History records.
-    pub states: i64,
-    /// Alerts.
-    pub alerts: i64,
-}
-
 /// Folds runs of three or more same-state records without alerts.
-fn fold_runs(states: Vec<Value>) -> Vec<Value> {
-    let foldable = |v: &Value| v["alerts"].as_array().is_some_and(|a| a.is_empty());
+fn fold_runs(states: Vec<RecordView>) -> Vec<HistoryEntry> {
+    let foldable = |r: &RecordView| r.alerts.is_empty();
     let mut out = Vec::new();
-    let mut i = 0;
-    while i < states.len() {
-        let mut j = i;
-        while foldable(&states[i])
-            && j + 1 < states.len()
-            && foldable(&states[j + 1])
-            && states[j + 1]["state"] == states[i]["state"]
+    let mut records = states.into_iter().peekable();
+    while let Some(first) = records.next() {
+        let mut run = vec![first];
+        while foldable(&run[0])
+            && records
+                .peek()
+                .is_some_and(|next| foldable(next) && next.state == run[0].state)
         {
-            j += 1;
+            run.extend(records.next());
         }
-        if j - i + 1 >= 3 {
-            out.push(json!({
-                "id": states[i]["id"],
-                "state": states[i]["state"],
-                "group": format!("{}-{}", states[i]["id"], states[j]["id"]),
-                "group_count": j - i + 1,
+        if run.len() >= 3 {
+            let (newest, oldest) = (&run[0], &run[run.len() - 1]);
+            out.push(HistoryEntry::Group(GroupView {
+                id: newest.id,
+                state: newest.state.clone(),
+                group: format!("{}-{}", newest.id, oldest.id),
+                group_count: run.len(),
             }));
-            i = j + 1;
         } else {
-            out.push(states[i].clone());
-            i += 1;
+            out.extend(run.into_iter().map(HistoryEntry::Record));
         }
     }
     out
@@ -510,13 +338,36 @@ fn fold_runs(states: Vec<Value>) -> Vec<Value> {
 mod tests {
     use super::*;
 
-    fn st(id: i64, state: &str, alerts: usize) -> Value {
-        json!({"id": id, "state": state, "alerts": vec![json!({}); alerts]})
+    fn st(id: i64, state: &str, alerts: usize) -> RecordView {
+        let alert = AlertView {
+            id: 1,
+            server_id: None,
+            server: None,
+            service_id: None,
+            service: None,
+            ctime: String::new(),
+            channel: String::new(),
+            event: String::new(),
+            message: String::new(),
+            severity: String::new(),
+            state_info: None,
+            delivered: false,
+        };
+        RecordView {
+            id,
+            rtime: String::new(),
+            state: state.into(),
+            perfdata: Vec::new(),
+            info: String::new(),
+            alerts: vec![alert; alerts],
+            service: "svc".into(),
+            service_id: 1,
+        }
     }
 
     #[test]
     fn folds_runs_of_three_or_more_without_alerts() {
-        let got = fold_runs(vec![
+        let got = serde_json::to_value(fold_runs(vec![
             st(9, "OK", 0),
             st(8, "OK", 0),
             st(7, "OK", 0),
@@ -525,8 +376,9 @@ mod tests {
             st(4, "WARN", 0),
             st(3, "OK", 0),
             st(2, "OK", 0),
-        ]);
-        assert_eq!(got.len(), 6);
+        ]))
+        .unwrap();
+        assert_eq!(got.as_array().unwrap().len(), 6);
         assert_eq!(got[0]["group"], "9-7");
         assert_eq!(got[0]["group_count"], 3);
         assert_eq!(got[1]["id"], 6);

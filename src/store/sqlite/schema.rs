@@ -294,7 +294,7 @@ mod tests {
             (state.state, state.info)
         };
         let history = || -> Vec<String> {
-            let v = store.states(1, 24, false).unwrap().unwrap();
+            let v = serde_json::to_value(store.states(1, 24, false).unwrap().unwrap()).unwrap();
             v["states"]
                 .as_array()
                 .unwrap()
@@ -316,7 +316,8 @@ mod tests {
             let report = StatusReport::from_json(&parse_object(body.as_bytes()).unwrap()).unwrap();
             store.report(report, "127.0.0.1").unwrap();
         }
-        let alerts = store.alert_list(AlertFilter::All, 24).unwrap().unwrap();
+        let alerts =
+            serde_json::to_value(store.alert_list(AlertFilter::All, 24).unwrap().unwrap()).unwrap();
         let messages: Vec<&str> = alerts["alerts"]
             .as_array()
             .unwrap()

@@ -19,8 +19,6 @@ pub(in crate::store::sqlite) fn key_hash(salt: &[u8; 16], key: &str) -> [u8; 32]
     h.finalize().into()
 }
 
-/// Compares a presented value with a known one without an early exit: the
-
 /// Registers a new host (trust on first use) or checks its key, and records
 /// where it called from. A wrong key is refused before anything is written.
 pub(in crate::store::sqlite) fn authenticate(

@@ -3,6 +3,8 @@
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// Standard base64 with padding.
+// Only the client sends credentials.
+#[cfg_attr(not(feature = "client"), allow(dead_code))]
 pub(crate) fn base64_encode(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
@@ -24,6 +26,8 @@ pub(crate) fn base64_encode(data: &[u8]) -> String {
 }
 
 /// Decodes standard base64; `None` on anything malformed.
+// Only the server checks credentials.
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
 pub(crate) fn base64_decode(text: &str) -> Option<Vec<u8>> {
     let text = text.trim().trim_end_matches('=');
     let mut out = Vec::with_capacity(text.len() * 3 / 4);
@@ -41,6 +45,8 @@ pub(crate) fn base64_decode(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+// Only the client sends credentials.
+#[cfg_attr(not(feature = "client"), allow(dead_code))]
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -65,6 +71,8 @@ fn percent_decode(s: &str) -> String {
 
 /// Splits `scheme://user:password@host/…` into the URL without credentials
 /// and an `Authorization` header value, if credentials were given.
+// Only the client sends credentials.
+#[cfg_attr(not(feature = "client"), allow(dead_code))]
 pub(crate) fn split_credentials(url: &str) -> (String, Option<String>) {
     let Some((scheme, rest)) = url.split_once("://") else {
         return (url.to_owned(), None);

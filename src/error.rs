@@ -62,6 +62,7 @@ impl From<std::io::Error> for Error {
     }
 }
 
+#[cfg(feature = "server")]
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
         Error::Storage(e.to_string())

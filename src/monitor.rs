@@ -2,65 +2,18 @@
 //! (pure, driven by `now`), the newest-unsent-state buffer, and the loop.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use crate::client::Client;
 use crate::clock::{Clock, Millis};
-use crate::command::{self, CommandSpec, Exit};
+use crate::command::Exit;
 use crate::config::{MonitorConfig, ServiceConfig};
 use crate::error::{Error, Result};
 use crate::protocol::ServiceReport;
 use crate::state::State;
 
-/// The result of running one Nagios plugin.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PluginRun {
-    /// Exit code mapped to a state (0 OK, 1 WARN, 2 FAIL, else UNK).
-    pub state: State,
-    /// What to report as `info`: stdout, then stderr, or why it failed.
-    pub info: String,
-    /// How it ended.
-    pub exit: Exit,
-    /// How long it ran.
-    pub duration: Duration,
-}
-
-/// Runs a plugin: no shell, `cwd` as working directory, killed with its
-/// children at `timeout`. Never fails: problems become `UNK` with the reason.
-pub fn run_plugin(argv: &[String], cwd: &Path, timeout: Duration) -> PluginRun {
-    let out = command::run(&CommandSpec::new(argv.to_vec(), cwd, timeout));
-    let mut info = out.stdout.trim_end().to_owned();
-    let stderr = out.stderr.trim_end();
-    if !stderr.is_empty() {
-        if !info.is_empty() {
-            info.push('\n');
-        }
-        info.push_str(stderr);
-    }
-    let state = match &out.exit {
-        Exit::Code(c) => State::from_exit_code(Some(*c)),
-        _ => State::Unk,
-    };
-    match &out.exit {
-        Exit::Code(_) => {}
-        other => {
-            let why = other.describe();
-            info = if info.is_empty() {
-                why
-            } else {
-                format!("{why}\n{info}")
-            };
-        }
-    }
-    PluginRun {
-        state,
-        info: crate::protocol::cut_text(info),
-        exit: out.exit,
-        duration: out.duration,
-    }
-}
+pub use crate::plugin::{PluginRun, run_plugin};
 
 /// Seconds to wait after a report before running a service again:
 /// `period × 0.8 − (max-lag, or 3 × the last run time)`, never negative.
@@ -494,6 +447,7 @@ pub fn worst(results: &[CheckResult]) -> State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn svc(period: u32, max_lag: Option<f64>) -> ServiceConfig {
         ServiceConfig {

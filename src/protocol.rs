@@ -38,7 +38,11 @@ pub struct ServerId {
 }
 
 /// One service's state inside a [`StatusReport`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Build one with `..ServiceReport::default()`, so code keeps compiling as
+/// fields are added:
+/// `ServiceReport { name: "db".into(), state: State::Ok, ..ServiceReport::default() }`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ServiceReport {
     /// Service name, unique per host.
     pub name: String,

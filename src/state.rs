@@ -3,7 +3,8 @@
 use std::fmt;
 
 /// The state of a service, ordered by severity: `Ok < Warn < Fail < Unk`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// The default is `Unk`: nothing is known of a service until it reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum State {
     /// Everything is fine.
     Ok,
@@ -12,6 +13,7 @@ pub enum State {
     /// Critical: something is broken.
     Fail,
     /// The check could not tell.
+    #[default]
     Unk,
 }
 

@@ -95,7 +95,7 @@ fn try_main(args: Args) -> Result<ExitCode, overc::Error> {
     if args.test_alert {
         return test_alert(&config, config_file.is_some());
     }
-    let stop = overc::server::StopSignal::register()?;
+    let stop = overc::StopSignal::register()?;
     match overc::server::raise_open_files_limit() {
         Some(n) => log::info!("open files limit: {n}"),
         None => log::info!("open files limit: unlimited"),

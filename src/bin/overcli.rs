@@ -166,7 +166,7 @@ fn try_main(a: Args) -> Result<ExitCode, Error> {
             let id =
                 a.id.or_else(|| Some(format!("{}:{}", config.name.clone()?, config.key.clone()?)));
             let client = client(a.server.or_else(|| config.server.clone()), id)?;
-            let stop = overc::server::StopSignal::register()?;
+            let stop = overc::StopSignal::register()?;
             let monitor = Monitor::new(config, client.clone(), Arc::new(SystemClock));
             let stopper = monitor.stopper();
             std::thread::spawn(move || {

@@ -116,14 +116,20 @@ impl Client {
         }
         let mut resp = req
             .send(body.to_string().as_bytes())
-            .map_err(|e| Error::Transport(format!("{url}: {e}")))?;
+            .map_err(|e| Error::Http {
+                url: url.clone(),
+                source: Box::new(e),
+            })?;
         let status = resp.status().as_u16();
         let text = resp
             .body_mut()
             .with_config()
             .limit(1024 * 1024)
             .read_to_string()
-            .map_err(|e| Error::Transport(format!("{url}: reading the answer: {e}")))?;
+            .map_err(|e| Error::Http {
+                url: url.clone(),
+                source: Box::new(e),
+            })?;
         let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if status == 200 {
             return Ok(json);

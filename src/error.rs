@@ -27,6 +27,19 @@ pub enum Error {
     },
     /// An operating system call failed.
     Io(std::io::Error),
+    /// SQLite failed a statement; [`source`](std::error::Error::source) is
+    /// the `rusqlite::Error`.
+    #[cfg(feature = "server")]
+    Database(rusqlite::Error),
+    /// An HTTP request to an overc server failed before an answer came;
+    /// [`source`](std::error::Error::source) is the `ureq::Error`.
+    #[cfg(feature = "client")]
+    Http {
+        /// The URL asked.
+        url: String,
+        /// What ureq reported.
+        source: Box<ureq::Error>,
+    },
 }
 
 /// Result with [`Error`] as the default error type.
@@ -43,6 +56,10 @@ impl fmt::Display for Error {
             Error::Transport(m) => write!(f, "transport: {m}"),
             Error::Refused { status, message } => write!(f, "refused ({status}): {message}"),
             Error::Io(e) => write!(f, "io: {e}"),
+            #[cfg(feature = "server")]
+            Error::Database(e) => write!(f, "storage: {e}"),
+            #[cfg(feature = "client")]
+            Error::Http { url, source } => write!(f, "transport: {url}: {source}"),
         }
     }
 }
@@ -51,6 +68,10 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io(e) => Some(e),
+            #[cfg(feature = "server")]
+            Error::Database(e) => Some(e),
+            #[cfg(feature = "client")]
+            Error::Http { source, .. } => Some(source.as_ref()),
             _ => None,
         }
     }
@@ -65,6 +86,42 @@ impl From<std::io::Error> for Error {
 #[cfg(feature = "server")]
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
-        Error::Storage(e.to_string())
+        Error::Database(e)
+    }
+}
+
+impl Error {
+    /// Whether storage could not be used (disk full, locked, a failed
+    /// commit): the request may succeed when retried, so HTTP answers 503.
+    pub fn is_storage(&self) -> bool {
+        match self {
+            Error::Storage(_) => true,
+            #[cfg(feature = "server")]
+            Error::Database(_) => true,
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn wrapped_errors_keep_their_source() {
+        let io = Error::from(std::io::Error::other("disk on fire"));
+        assert_eq!(
+            io.source().map(|s| s.to_string()).as_deref(),
+            Some("disk on fire")
+        );
+        #[cfg(feature = "server")]
+        {
+            let db = Error::from(rusqlite::Error::InvalidQuery);
+            assert!(db.is_storage());
+            assert!(db.source().is_some_and(|s| s.is::<rusqlite::Error>()));
+            assert!(db.to_string().starts_with("storage: "), "{db}");
+        }
+        assert!(Error::Invalid("x".into()).source().is_none());
     }
 }

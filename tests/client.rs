@@ -51,7 +51,13 @@ fn client_reports_unreachable_server_as_transport_error() {
         ServerId::parse("a:b").unwrap(),
     )
     .unwrap();
-    assert!(matches!(client.ping(), Err(Error::Transport(_))));
+    let err = client.ping().unwrap_err();
+    assert!(matches!(err, Error::Http { .. }), "{err:?}");
+    assert!(err.to_string().starts_with("transport: "), "{err}");
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "the ureq error is kept"
+    );
     assert!(matches!(
         Client::new("ftp://x", ServerId::parse("a:b").unwrap()),
         Err(Error::Config(_))

@@ -15,8 +15,8 @@ pub(super) fn error_response(e: Error) -> Response {
         Error::Invalid(m) => Response::error(400, &m),
         Error::Forbidden(m) => Response::error(403, &m),
         Error::NotFound(m) => Response::error(404, &format!("Not found: {m}")),
-        Error::Storage(m) => {
-            log::error!("storage unavailable: {m}");
+        e if e.is_storage() => {
+            log::error!("storage unavailable: {e}");
             Response::error(503, "Storage unavailable; please retry")
         }
         other => {

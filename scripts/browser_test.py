@@ -166,8 +166,11 @@ with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
 profile = tempfile.mkdtemp()
+# Its TMPDIR is the profile, removed below: a chromium stopped by a signal
+# (SIGTERM too) leaves its org.chromium.Chromium.* singleton folder behind.
 browser = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", f"--remote-debugging-port={port}",
-                            "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           env={**os.environ, "TMPDIR": profile}, start_new_session=True)
 try:
     targets = None
     for _ in range(300):
@@ -211,7 +214,8 @@ try:
                 "document.getElementById('banner').textContent.includes('Cannot reach the overc server')")
         print("the page warns when it cannot reach the server")
 finally:
-    browser.kill()
+    # The whole process group: its zygote and renderer processes too.
+    os.killpg(browser.pid, 9)
     browser.wait()
     shutil.rmtree(profile, ignore_errors=True)
 print("e2e-browser: ok")

@@ -7,7 +7,10 @@ Loads every page with --dump-dom and asserts on the rendered DOM, takes a
 screenshot of each, then opens the services page over the DevTools protocol,
 pushes a new state through the real API and checks the row changes in place
 (highlighted, without a reload). Given the server's PID, it finally stops
-the server and checks the page shows its cannot-reach banner.
+the server and checks the page shows its cannot-reach banner. With LOGIN_URL
+set in the environment (a server with a [ui] login, as
+http://user:pass@host:port), it also checks the page works when opened with
+the credentials in its URL.
 """
 import base64, json, os, shutil, socket, struct, subprocess, sys, tempfile, time, urllib.request
 
@@ -75,6 +78,20 @@ for page, name in [("", "overview"), ("services", "services"), (f"service/{load_
 # A phone-width view of the busiest page.
 screenshot("services", "services-phone", size="390,844")
 print("pages rendered and screenshotted")
+
+# Opened as http://user:pass@host/, the page's URL carries the credentials:
+# fetch() refuses such URLs, and a relative URL resolved against the page keeps
+# them, so every request failed until app.js built them on location.origin.
+LOGIN_URL = os.environ.get("LOGIN_URL")
+if LOGIN_URL:
+    where = "services, opened with credentials in the URL"
+    dom = chromium("--virtual-time-budget=5000", "--dump-dom", f"{LOGIN_URL}/#/services")
+    if "Cannot reach the overc server" in dom:
+        fail(f"{where}: the page could not fetch its data:\n{dom[:4000]}")
+    expect(dom, '<table class="services">', ">load<", "LOAD OK - load average", page=where)
+    # /ui/api/info answered with the login: the actions are offered.
+    expect(dom, '<button id="test-alert" class="action">', page=where)
+    print("the page works when opened as http://user:pass@host/")
 
 
 # --- a minimal DevTools-protocol client over a WebSocket -------------------
@@ -149,8 +166,11 @@ with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
 profile = tempfile.mkdtemp()
+# Its TMPDIR is the profile, removed below: a chromium stopped by a signal
+# (SIGTERM too) leaves its org.chromium.Chromium.* singleton folder behind.
 browser = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", f"--remote-debugging-port={port}",
-                            "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           env={**os.environ, "TMPDIR": profile}, start_new_session=True)
 try:
     targets = None
     for _ in range(300):
@@ -194,7 +214,8 @@ try:
                 "document.getElementById('banner').textContent.includes('Cannot reach the overc server')")
         print("the page warns when it cannot reach the server")
 finally:
-    browser.kill()
+    # The whole process group: its zygote and renderer processes too.
+    os.killpg(browser.pid, 9)
     browser.wait()
     shutil.rmtree(profile, ignore_errors=True)
 print("e2e-browser: ok")

@@ -45,6 +45,21 @@ pub(crate) fn base64_decode(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+// Only the server checks credentials.
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+/// The decoded `user:password` of an `Authorization: Basic …` header value.
+///
+/// The scheme is matched in any case and may be followed by more than one
+/// space (RFC 7235 §2.1: `auth-scheme 1*SP token68`, schemes case-insensitive);
+/// proxies and scripts do send `BASIC` and `basic`.
+pub(crate) fn basic_credentials(header: &str) -> Option<Vec<u8>> {
+    let (scheme, token) = header.trim_start().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    base64_decode(token.trim_start_matches(' '))
+}
+
 // Only the client sends credentials.
 #[cfg_attr(not(feature = "client"), allow(dead_code))]
 fn percent_decode(s: &str) -> String {
@@ -108,6 +123,24 @@ mod tests {
             );
         }
         assert!(base64_decode("@@@").is_none());
+    }
+
+    #[test]
+    fn the_basic_scheme_is_matched_in_any_case() {
+        for h in [
+            "Basic bWFydGluOnNlY3JldA==",
+            "BASIC bWFydGluOnNlY3JldA==",
+            "bAsIc  bWFydGluOnNlY3JldA==",
+        ] {
+            assert_eq!(
+                basic_credentials(h).as_deref(),
+                Some(&b"martin:secret"[..]),
+                "{h}"
+            );
+        }
+        for h in ["Basic", "Basicx bWFy", "Bearer bWFy", "Digest user=x", ""] {
+            assert_eq!(basic_credentials(h), None, "{h}");
+        }
     }
 
     #[test]

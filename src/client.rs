@@ -1,8 +1,11 @@
 //! [`Client`]: pushes states and alerts to an overc server over HTTP(S).
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
+
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig, parse_pem};
 
 use crate::basic_auth::split_credentials;
 use crate::error::{Error, Result};
@@ -29,6 +32,52 @@ pub struct Client {
     base: String,
     authorization: Option<String>,
     server: ServerId,
+    timeout: Duration,
+}
+
+/// An agent that answers every status itself and gives up after `timeout`;
+/// `roots` replaces the bundled Mozilla roots for HTTPS when given.
+fn agent(timeout: Duration, roots: Option<RootCerts>) -> ureq::Agent {
+    let mut config = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .user_agent(concat!("overc/", env!("CARGO_PKG_VERSION")));
+    if let Some(roots) = roots {
+        config = config.tls_config(TlsConfig::builder().root_certs(roots).build());
+    }
+    ureq::Agent::new_with_config(config.build())
+}
+
+/// The certificates of a PEM file's text, refused when there are none: a
+/// CA file that trusts nothing would only fail later, at every handshake.
+fn ca_certificates(pem: &[u8]) -> Result<Vec<Certificate<'static>>> {
+    let mut certs = Vec::new();
+    for item in parse_pem(pem) {
+        match item {
+            Ok(PemItem::Certificate(cert)) => {
+                // A certificate is a DER SEQUENCE; anything else in a
+                // CERTIFICATE block is not one, whatever its base64 says.
+                if cert.der().first() != Some(&0x30) {
+                    return Err(Error::Config(format!(
+                        "certificate {} is not an X.509 certificate",
+                        certs.len() + 1
+                    )));
+                }
+                certs.push(cert);
+            }
+            // Keys and other blocks are no CA; skipped as curl does.
+            Ok(_) => {}
+            Err(e) => return Err(Error::Config(format!("not valid PEM: {e}"))),
+        }
+    }
+    if certs.is_empty() {
+        return Err(Error::Config(
+            "no PEM certificate (-----BEGIN CERTIFICATE-----) in it; convert a DER file with \
+             `openssl x509 -inform der -in FILE -out FILE.pem`"
+                .into(),
+        ));
+    }
+    Ok(certs)
 }
 
 impl Client {
@@ -47,16 +96,51 @@ impl Client {
             )));
         }
         let (base, authorization) = split_credentials(url);
-        let config = ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
-            .http_status_as_error(false)
-            .user_agent(concat!("overc/", env!("CARGO_PKG_VERSION")))
-            .build();
         Ok(Client {
-            agent: ureq::Agent::new_with_config(config),
+            agent: agent(timeout, None),
             base: base.trim_end_matches('/').to_owned(),
             authorization,
             server,
+            timeout,
+        })
+    }
+
+    /// Trusts the CA certificates of a PEM file for HTTPS instead of the
+    /// bundled Mozilla roots: for a server whose certificate a private CA
+    /// signed. Only these CAs are trusted afterwards, as with curl's `--cacert`.
+    ///
+    /// ```no_run
+    /// use overc::{Client, ServerId};
+    ///
+    /// let client = Client::new("https://mon.example.com", ServerId::parse("web1:secret")?)?
+    ///     .with_ca_file("/etc/overc/ca.pem".as_ref())?;
+    /// client.ping()?;
+    /// # Ok::<(), overc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`], naming the file, when it cannot be read or holds no
+    /// PEM certificate.
+    pub fn with_ca_file(self, path: &Path) -> Result<Client> {
+        let named = |why: String| Error::Config(format!("{}: {why}", path.display()));
+        let pem = std::fs::read(path).map_err(|e| named(format!("cannot read: {e}")))?;
+        self.with_ca_pem(&pem).map_err(|e| match e {
+            Error::Config(why) => named(why),
+            other => other,
+        })
+    }
+
+    /// The pure twin of [`Client::with_ca_file`]: the CA certificates as PEM text.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `pem` holds no valid PEM certificate.
+    pub fn with_ca_pem(self, pem: &[u8]) -> Result<Client> {
+        let roots = RootCerts::new_with_certs(&ca_certificates(pem)?);
+        Ok(Client {
+            agent: agent(self.timeout, Some(roots)),
+            ..self
         })
     }
 
@@ -140,5 +224,41 @@ impl Client {
             .map(str::to_owned)
             .unwrap_or_else(|| text.chars().take(200).collect());
         Err(Error::Refused { status, message })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ca_file_without_a_certificate_is_refused() {
+        let e = ca_certificates(b"").unwrap_err().to_string();
+        assert!(e.contains("no PEM certificate"), "{e}");
+        let key =
+            b"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n";
+        let e = ca_certificates(key).unwrap_err().to_string();
+        assert!(e.contains("no PEM certificate"), "{e}");
+        let e = ca_certificates(b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not valid PEM"), "{e}");
+        let e =
+            ca_certificates(b"-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            e.contains("certificate 1 is not an X.509 certificate"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn every_certificate_of_a_bundle_is_trusted() {
+        let ca = include_bytes!("../tests/tls/ca.pem");
+        let server = include_bytes!("../tests/tls/server.pem");
+        assert_eq!(ca_certificates(ca).unwrap().len(), 1);
+        let bundle = [&ca[..], &server[..]].concat();
+        assert_eq!(ca_certificates(&bundle).unwrap().len(), 2);
     }
 }

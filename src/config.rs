@@ -364,6 +364,10 @@ pub struct MonitorConfig {
     pub name: Option<String>,
     /// `[overc] my-key`.
     pub key: Option<String>,
+    /// `[overc] ca-file`: PEM file of the CA certificates to trust for HTTPS
+    /// instead of the bundled roots; a relative path is taken from the
+    /// config file's folder.
+    pub ca_file: Option<PathBuf>,
     /// The services, in file order.
     pub services: Vec<ServiceConfig>,
     /// Folder plugin commands run in (the config file's folder).
@@ -384,6 +388,7 @@ impl MonitorConfig {
             server: None,
             name: None,
             key: None,
+            ca_file: None,
             services: Vec::new(),
             base_dir: base_dir.to_path_buf(),
         };
@@ -402,6 +407,9 @@ impl MonitorConfig {
                         "server" => cfg.server = v,
                         "my-name" => cfg.name = v,
                         "my-key" => cfg.key = v,
+                        // Read when the client is made, so that `check`,
+                        // which sends nothing, does not need it.
+                        "ca-file" => cfg.ca_file = v.map(|p| base_dir.join(p)),
                         _ => return Err(key_error(source, section, k, "unknown key")),
                     }
                 }
@@ -577,6 +585,7 @@ mod tests {
         );
         assert_eq!(cfg.name.as_deref(), Some("a.example.com"));
         assert_eq!(cfg.key.as_deref(), Some("1234"));
+        assert_eq!(cfg.ca_file, None);
         assert_eq!(cfg.services[0].command, vec!["./plugin.d/app.sh", "httpd"]);
         assert_eq!(cfg.services[0].max_lag, Some(3.0));
         assert_eq!(
@@ -584,6 +593,28 @@ mod tests {
             Duration::from_secs(60),
             "timeout defaults to the period"
         );
+    }
+
+    #[test]
+    fn monitor_ca_file_is_taken_from_the_config_folder() {
+        let parse = |line: &str| {
+            MonitorConfig::from_ini_str(
+                &format!("[overc]\n{line}\n[service:a]\nperiod = 5\ncommand = x\n"),
+                "m.ini",
+                Path::new("/etc/overc"),
+            )
+            .unwrap()
+            .ca_file
+        };
+        assert_eq!(
+            parse("ca-file = ca.pem"),
+            Some(PathBuf::from("/etc/overc/ca.pem"))
+        );
+        assert_eq!(
+            parse("ca-file = /usr/local/share/ca/mon.pem"),
+            Some(PathBuf::from("/usr/local/share/ca/mon.pem"))
+        );
+        assert_eq!(parse("ca-file ="), None);
     }
 
     #[test]

@@ -2,10 +2,12 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
+use std::path::Path;
 
 use overc::{Client, Error, ServerId, ServiceReport, State};
 
 use crate::common::TestServer;
+use crate::common::tls::{CA_PEM, TlsEndpoint};
 
 #[test]
 fn client_pings_reports_and_alerts() {
@@ -102,4 +104,50 @@ fn credentials_in_the_url_become_basic_auth() {
             .any(|h| h.eq_ignore_ascii_case("authorization: Basic YWRtaW46cEBzcw==")),
         "{headers:?}"
     );
+}
+
+/// A server whose certificate a private CA signed: refused with the bundled
+/// roots, accepted once the client trusts the CA file.
+#[test]
+fn a_private_ca_file_makes_the_handshake_work() {
+    let endpoint = TlsEndpoint::start();
+    let id = ServerId::parse("web1:k").unwrap();
+    match Client::new(&endpoint.url, id.clone()).unwrap().ping() {
+        Err(e @ Error::Http { .. }) => assert!(e.to_string().contains("UnknownIssuer"), "{e}"),
+        other => panic!("expected an unknown issuer, got {other:?}"),
+    }
+    let client = Client::new(&endpoint.url, id)
+        .unwrap()
+        .with_ca_file(Path::new(CA_PEM))
+        .unwrap();
+    client.ping().unwrap();
+    assert_eq!(endpoint.requests.recv().unwrap(), "/api/ping");
+}
+
+#[test]
+fn a_bad_ca_file_is_a_config_error_naming_it() {
+    let id = ServerId::parse("web1:k").unwrap();
+    let client = || Client::new("https://127.0.0.1:9", id.clone()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pem");
+    match client().with_ca_file(&missing) {
+        Err(Error::Config(m)) => assert!(
+            m.starts_with(&format!("{}: cannot read", missing.display())),
+            "{m}"
+        ),
+        other => panic!("expected a config error, got {other:?}"),
+    }
+    // The server's key where its CA was meant: no certificate in it.
+    let key = Path::new(CA_PEM).with_file_name("server.key");
+    match client().with_ca_file(&key) {
+        Err(Error::Config(m)) => assert!(
+            m.starts_with(&format!("{}: no PEM certificate", key.display())),
+            "{m}"
+        ),
+        other => panic!("expected a config error, got {other:?}"),
+    }
+    match client().with_ca_file(dir.path()) {
+        Err(Error::Config(m)) => assert!(m.contains("cannot read"), "{m}"),
+        other => panic!("a folder: expected a config error, got {other:?}"),
+    }
 }

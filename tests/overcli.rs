@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::TestServer;
+use crate::common::tls::{CA_PEM, TlsEndpoint};
 use crate::supervision::plugin;
 
 const BIN: &str = env!("CARGO_BIN_EXE_overcli");
@@ -16,6 +17,7 @@ fn overcli(args: &[&str]) -> Output {
         .args(args)
         .env_remove("OVERC_SERVER")
         .env_remove("OVERC_SERVER_ID")
+        .env_remove("OVERC_CA_FILE")
         .output()
         .unwrap()
 }
@@ -283,6 +285,7 @@ fn spawn_monitor(cfg: &Path) -> Child {
         .args(["monitor", cfg.to_str().unwrap()])
         .env_remove("OVERC_SERVER")
         .env_remove("OVERC_SERVER_ID")
+        .env_remove("OVERC_CA_FILE")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -438,4 +441,98 @@ fn monitor_keeps_checking_while_the_server_hangs() {
     }
     assert_eq!(terminate(&mut child), 0);
     drop(hung);
+}
+
+/// Kills the monitor if a test fails before it stopped it.
+struct Stopping(Child);
+
+impl Drop for Stopping {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// `--ca-file`, `OVERC_CA_FILE` and the monitor config's `ca-file`: a real
+/// handshake with a server of a private CA, and a clear config error (exit
+/// 2, naming where the file was given) for a file that is missing or holds
+/// no certificate.
+#[test]
+fn a_private_ca_from_the_flag_the_environment_or_the_monitor_config() {
+    let endpoint = TlsEndpoint::start();
+    let url = endpoint.url.clone();
+    let o = overcli(&["-s", &url, "-i", "h:k", "ping"]);
+    assert_eq!(code(&o), 1, "the bundled roots do not know the CA");
+    assert!(
+        text(&o.stderr).contains("UnknownIssuer"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = overcli(&["-s", &url, "-i", "h:k", "--ca-file", CA_PEM, "ping"]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).trim(), "pong");
+    let o = Command::new(BIN)
+        .args(["-s", &url, "-i", "h:k", "ping"])
+        .env("OVERC_CA_FILE", CA_PEM)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pem");
+    let missing = missing.to_str().unwrap();
+    let o = overcli(&["-s", &url, "-i", "h:k", "--ca-file", missing, "ping"]);
+    assert_eq!(code(&o), 2);
+    let err = text(&o.stderr);
+    assert!(
+        err.contains(&format!("--ca-file: {missing}: cannot read")),
+        "{err}"
+    );
+    let key = Path::new(CA_PEM).with_file_name("server.key");
+    let o = Command::new(BIN)
+        .args(["-s", &url, "-i", "h:k", "ping"])
+        .env("OVERC_CA_FILE", &key)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2);
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("environment OVERC_CA_FILE: ") && err.contains("no PEM certificate"),
+        "{err}"
+    );
+
+    // The monitor config's key, relative to the config's folder.
+    let exit = plugin("exit.sh");
+    let cfg = write_config(dir.path(), &url, &[("ok", 60, &format!("{exit} 0 fine"))]);
+    let with_key = |ca: &str| {
+        let ini = std::fs::read_to_string(&cfg).unwrap();
+        let ini = ini.replacen("[overc]\n", &format!("[overc]\nca-file = {ca}\n"), 1);
+        std::fs::write(&cfg, ini).unwrap();
+    };
+    with_key("missing.pem");
+    let o = overcli(&["monitor", cfg.to_str().unwrap()]);
+    assert_eq!(code(&o), 2);
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("monitor.ini: [overc] ca-file: ") && err.contains("missing.pem: cannot read"),
+        "{err}"
+    );
+    std::fs::copy(CA_PEM, dir.path().join("ca.pem")).unwrap();
+    let cfg = write_config(dir.path(), &url, &[("ok", 60, &format!("{exit} 0 fine"))]);
+    with_key("ca.pem");
+    let mut monitor = Stopping(spawn_monitor(&cfg));
+    // Bounds a broken monitor; a working one reports at once.
+    let deadline = Duration::from_secs(30);
+    loop {
+        let path = endpoint
+            .requests
+            .recv_timeout(deadline)
+            .expect("the monitor reports over TLS");
+        if path == "/api/set/service/status" {
+            break;
+        }
+    }
+    assert_eq!(terminate(&mut monitor.0), 0);
 }

@@ -107,6 +107,58 @@ fn a_password_protects_the_page_its_api_and_metrics_but_not_ingest() {
     assert!(js.body.contains("refresh"));
 }
 
+/// Field report: a proxy that sent `Authorization: BASIC …` was refused.
+/// RFC 7235 §2.1: the scheme is case-insensitive, and one or more spaces
+/// separate it from the credentials.
+#[test]
+fn the_basic_scheme_is_accepted_in_any_case() {
+    let t = with_login();
+    let url = format!("{}/ui/api/status/", t.url());
+    for value in [
+        "BASIC YWRtaW46c2VjcmV0",
+        "bAsIc YWRtaW46c2VjcmV0",
+        "basic YWRtaW46c2VjcmV0",
+        "Basic   YWRtaW46c2VjcmV0",
+    ] {
+        let a = request("GET", &url, &[("Authorization", value)], "");
+        assert_eq!(a.status, 200, "{value:?}: {}", a.body);
+    }
+    for value in [
+        "BASIC YWRtaW46c2VjcmVY",
+        "Basicx YWRtaW46c2VjcmV0",
+        "Bearer YWRtaW46c2VjcmV0",
+        "BASIC",
+    ] {
+        let a = request("GET", &url, &[("Authorization", value)], "");
+        assert_eq!(a.status, 401, "{value:?}");
+    }
+}
+
+/// The page must work when opened as `http://user:pass@host/`: browsers
+/// refuse `fetch()` of a URL with credentials in it, and a relative URL
+/// resolved against such a page keeps them. So app.js builds every request
+/// URL from `location.origin` (which never holds credentials) through one
+/// helper. scripts/browser_test.py checks it in Chromium; this catches a
+/// new `fetch` that bypasses the helper where no browser is installed.
+#[test]
+fn app_js_fetches_only_urls_built_from_the_origin() {
+    let js = include_str!("../src/server/assets/app.js");
+    let code = js.lines().filter(|l| !l.trim_start().starts_with("//"));
+    let fetches: Vec<&str> = code
+        .flat_map(|l| l.match_indices("fetch(").map(move |(i, _)| &l[i..]))
+        .collect();
+    assert_eq!(fetches.len(), 1, "one fetch() call, in api(): {fetches:?}");
+    assert!(
+        fetches[0].starts_with("fetch(sameOrigin("),
+        "api() should fetch sameOrigin(path): {}",
+        fetches[0]
+    );
+    assert!(
+        js.contains("new URL(path, location.origin)"),
+        "sameOrigin() builds on location.origin"
+    );
+}
+
 #[test]
 fn without_a_password_the_page_is_read_only() {
     let t = TestServer::start();

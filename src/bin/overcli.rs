@@ -22,6 +22,9 @@ Commands:
 Options:
   -s, --server URL        server URL (or OVERC_SERVER); user:password@ sends Basic auth
   -i, --server-id NAME:KEY  this host's identity (or OVERC_SERVER_ID)
+      --ca-file PEM       trust these CA certificates for HTTPS instead of the
+                          bundled roots (or the monitor config's ca-file, or
+                          OVERC_CA_FILE)
   -v, --verbose           more logging (repeat for more)
   -h, --help              help (also after a command)
   -V, --version           print the version
@@ -44,7 +47,7 @@ const COMMAND_HELP: &[(&str, &str)] = &[
     ),
     (
         "monitor",
-        "Usage: overcli [-s URL] [-i NAME:KEY] monitor CONFIG.ini\n\nRuns every [service:NAME] plugin of the config on its schedule and reports\nthe results. -s/-i override the config's [overc] server, my-name, my-key.\nKeeps running while the server is away; stops on SIGTERM/SIGINT.",
+        "Usage: overcli [-s URL] [-i NAME:KEY] [--ca-file PEM] monitor CONFIG.ini\n\nRuns every [service:NAME] plugin of the config on its schedule and reports\nthe results. -s/-i/--ca-file override the config's [overc] server, my-name,\nmy-key, ca-file.\nKeeps running while the server is away; stops on SIGTERM/SIGINT.",
     ),
     (
         "check",
@@ -56,6 +59,7 @@ const COMMAND_HELP: &[(&str, &str)] = &[
 struct Args {
     server: Option<String>,
     id: Option<String>,
+    ca_file: Option<PathBuf>,
     verbose: u8,
     command: Option<String>,
     service: Option<String>,
@@ -74,6 +78,7 @@ fn parse_args() -> Result<Result<Args, String>, lexopt::Error> {
         match arg {
             Short('s') | Long("server") => a.server = Some(parser.value()?.string()?),
             Short('i') | Long("server-id") => a.id = Some(parser.value()?.string()?),
+            Long("ca-file") => a.ca_file = Some(parser.value()?.into()),
             Short('v') | Long("verbose") => a.verbose += 1,
             Long("service") if a.command.as_deref() == Some("alert") => {
                 a.service = Some(parser.value()?.string()?)
@@ -100,14 +105,33 @@ fn parse_args() -> Result<Result<Args, String>, lexopt::Error> {
     Ok(Ok(a))
 }
 
-fn client(server: Option<String>, id: Option<String>) -> Result<Client, Error> {
+/// A CA file to trust and where it was given (`--ca-file`, a config key), for errors.
+type CaFile = (PathBuf, String);
+
+fn client(
+    server: Option<String>,
+    id: Option<String>,
+    ca_file: Option<CaFile>,
+) -> Result<Client, Error> {
     let server = server
         .or_else(|| std::env::var("OVERC_SERVER").ok())
         .ok_or_else(|| usage("no server given: use -s URL or set OVERC_SERVER"))?;
     let id = id
         .or_else(|| std::env::var("OVERC_SERVER_ID").ok())
         .ok_or_else(|| usage("no server id given: use -i NAME:KEY or set OVERC_SERVER_ID"))?;
-    Client::new(&server, ServerId::parse(&id)?)
+    let client = Client::new(&server, ServerId::parse(&id)?)?;
+    let ca_file = ca_file.or_else(|| {
+        std::env::var_os("OVERC_CA_FILE")
+            .filter(|p| !p.is_empty())
+            .map(|p| (PathBuf::from(p), "environment OVERC_CA_FILE".to_owned()))
+    });
+    match ca_file {
+        Some((path, from)) => client.with_ca_file(&path).map_err(|e| match e {
+            Error::Config(why) => usage(format!("{from}: {why}")),
+            other => other,
+        }),
+        None => Ok(client),
+    }
 }
 
 fn try_main(a: Args) -> Result<ExitCode, Error> {
@@ -121,10 +145,11 @@ fn try_main(a: Args) -> Result<ExitCode, Error> {
             Ok(())
         }
     };
+    let ca_flag = a.ca_file.clone().map(|p| (p, "--ca-file".to_owned()));
     match cmd.as_str() {
         "ping" => {
             arity(0, 0)?;
-            client(a.server, a.id)?.ping()?;
+            client(a.server, a.id, ca_flag)?.ping()?;
             println!("pong");
         }
         "service-status" => {
@@ -147,11 +172,11 @@ fn try_main(a: Args) -> Result<ExitCode, Error> {
                 info: a.rest.get(3).cloned().unwrap_or_default(),
                 period: None,
             };
-            client(a.server, a.id)?.report(period, vec![report])?;
+            client(a.server, a.id, ca_flag)?.report(period, vec![report])?;
         }
         "alert" => {
             arity(1, 1)?;
-            client(a.server, a.id)?.alert(&a.rest[0], a.service.as_deref())?;
+            client(a.server, a.id, ca_flag)?.alert(&a.rest[0], a.service.as_deref())?;
         }
         "check" => {
             arity(1, 1)?;
@@ -165,7 +190,11 @@ fn try_main(a: Args) -> Result<ExitCode, Error> {
             let config = MonitorConfig::from_file(&PathBuf::from(&a.rest[0]))?;
             let id =
                 a.id.or_else(|| Some(format!("{}:{}", config.name.clone()?, config.key.clone()?)));
-            let client = client(a.server.or_else(|| config.server.clone()), id)?;
+            let ca_file = ca_flag.or_else(|| {
+                let from = format!("{}: [overc] ca-file", a.rest[0]);
+                config.ca_file.clone().map(|p| (p, from))
+            });
+            let client = client(a.server.or_else(|| config.server.clone()), id, ca_file)?;
             let stop = overc::StopSignal::register()?;
             let monitor = Monitor::new(config, client.clone(), Arc::new(SystemClock));
             let stopper = monitor.stopper();

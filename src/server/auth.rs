@@ -4,7 +4,7 @@
 use sha2::{Digest, Sha256};
 
 use super::{Request, Response};
-use crate::basic_auth::base64_decode;
+use crate::basic_auth::basic_credentials;
 use crate::config::UiConfig;
 use crate::secret::constant_time_eq;
 
@@ -25,11 +25,7 @@ pub(super) fn require_login(req: &Request<'_>, ui: &UiConfig) -> Option<Response
     let user = ui.username.as_deref().unwrap_or(DEFAULT_USER);
     let given = req
         .header("Authorization")
-        .and_then(|h| {
-            h.strip_prefix("Basic ")
-                .or_else(|| h.strip_prefix("basic "))
-        })
-        .and_then(base64_decode)
+        .and_then(basic_credentials)
         .and_then(|b| String::from_utf8(b).ok());
     if let Some(given) = given {
         if let Some((u, p)) = given.split_once(':') {

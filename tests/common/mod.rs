@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // not every test module uses every helper
 
+pub mod tls;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

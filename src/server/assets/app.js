@@ -33,8 +33,19 @@ function firstLine(s) {
   return String(s ?? "").split("\n")[0];
 }
 
+// Every request URL is built on location.origin, never relative to the page.
+// Opened as http://user:pass@host/, the page's own URL carries the
+// credentials, a relative URL resolved against it keeps them, and fetch()
+// refuses any URL with credentials in it (Fetch standard: "Request cannot be
+// constructed from a URL that includes credentials"), so every call failed.
+// The origin never holds credentials, and the browser still sends the login
+// it used for the page with each same-origin request.
+function sameOrigin(path) {
+  return new URL(path, location.origin);
+}
+
 async function api(path, opts = {}) {
-  const r = await fetch(path, { ...opts, headers: { "X-Overc-Action": "1", ...(opts.body ? { "Content-Type": "application/json" } : {}) } });
+  const r = await fetch(sameOrigin(path), { ...opts, headers: { "X-Overc-Action": "1", ...(opts.body ? { "Content-Type": "application/json" } : {}) } });
   const body = await r.json().catch(() => ({}));
   if (!r.ok) throw new Error(body.error || `HTTP ${r.status}`);
   return body;

@@ -182,6 +182,24 @@ impl Unsent {
         Duration::from_millis(wait as u64)
     }
 
+    /// Applies what [`send_states`] did with what [`Unsent::take`] handed
+    /// out: delivered and refused states are forgotten, failed ones kept.
+    /// Returns the back-off when some failed.
+    pub fn settle(&mut self, report: &SendReport, now: Millis) -> Option<Duration> {
+        for (refused, _) in &report.refused {
+            self.refused(refused);
+        }
+        self.forget(&report.delivered);
+        match &report.failed {
+            Some(_) => Some(self.failed(now)),
+            None => {
+                self.failures = 0;
+                self.retry_at = 0;
+                None
+            }
+        }
+    }
+
     /// When the next send attempt is due, if anything is waiting.
     pub fn next_attempt(&self) -> Option<Millis> {
         (!self.states.is_empty() && !self.in_flight).then_some(self.retry_at)
@@ -198,50 +216,92 @@ impl Unsent {
     }
 }
 
-/// How a send ended, as the loop needs to know it.
-enum SendOutcome {
-    Sent,
-    Refused(String),
-    Failed(String),
-}
+/// Most bytes of states (names and info) put in one request, so that many
+/// large outputs stay well under the server's body limit (1 MiB by default).
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 
-/// Sends states in requests of at most about 256 KiB of info each, so that
-/// many large outputs never exceed the server's body limit.
-fn send_states(client: &Client, states: Vec<ServiceReport>) -> SendOutcome {
-    let mut chunks: Vec<Vec<ServiceReport>> = vec![Vec::new()];
+/// Cuts states into requests the server accepts: at most
+/// [`MAX_ITEMS`](crate::protocol::MAX_ITEMS) states (SPEC §1) and about
+/// [`MAX_BATCH_BYTES`] each, in order. Pure.
+pub fn batches(states: Sending) -> Vec<Sending> {
+    let mut out: Vec<Sending> = Vec::new();
     let mut size = 0;
     for s in states {
-        let len = s.info.len() + s.name.len() + 64;
-        if size + len > 256 * 1024 && !chunks.last().is_some_and(Vec::is_empty) {
-            chunks.push(Vec::new());
+        let len = s.2.info.len() + s.2.name.len() + 64;
+        let full = out.last().is_none_or(|b| {
+            !b.is_empty() && (b.len() >= crate::protocol::MAX_ITEMS || size + len > MAX_BATCH_BYTES)
+        });
+        if full {
+            out.push(Vec::new());
             size = 0;
         }
         size += len;
-        if let Some(c) = chunks.last_mut() {
-            c.push(s);
+        if let Some(b) = out.last_mut() {
+            b.push(s);
         }
     }
-    for chunk in chunks.into_iter().filter(|c| !c.is_empty()) {
-        let period = chunk.iter().filter_map(|s| s.period).min().unwrap_or(60);
-        match client.report(period, chunk) {
-            Ok(()) => {}
+    out
+}
+
+/// What became of the states handed to [`send_states`].
+#[derive(Debug, Clone, Default)]
+pub struct SendReport {
+    /// Taken by the server.
+    pub delivered: Sending,
+    /// Refused for good (400/403), each group with the server's answer.
+    pub refused: Vec<(Sending, String)>,
+    /// Not sent because the server could not be reached or failed (5xx, a
+    /// proxy's 404…), with the reason: worth another try later.
+    pub failed: Option<(Sending, String)>,
+}
+
+/// Sends states in as many requests as [`batches`] cuts them into.
+///
+/// A 400 refuses a whole request for what may be one bad state, so a
+/// refused batch is halved and each half sent again, until the state the
+/// server refuses is alone: no other state is dropped with it. A 403 (the
+/// key) refuses every batch the same way and is not split. The first other
+/// failure stops sending; what was not sent comes back in
+/// [`SendReport::failed`].
+pub fn send_states(client: &Client, states: Sending) -> SendReport {
+    send_with(states, |period, states| client.report(period, states))
+}
+
+/// [`send_states`] with the request as a function, for tests.
+fn send_with(
+    states: Sending,
+    mut post: impl FnMut(u32, Vec<ServiceReport>) -> Result<()>,
+) -> SendReport {
+    let mut report = SendReport::default();
+    let mut queue: std::collections::VecDeque<Sending> = batches(states).into();
+    while let Some(mut batch) = queue.pop_front() {
+        let period = batch.iter().filter_map(|s| s.2.period).min().unwrap_or(60);
+        match post(period, batch.iter().map(|s| s.2.clone()).collect()) {
+            Ok(()) => report.delivered.extend(batch),
+            Err(Error::Refused { status: 400, .. }) if batch.len() > 1 => {
+                let second = batch.split_off(batch.len() / 2);
+                queue.push_front(second);
+                queue.push_front(batch);
+            }
             // Only these mean the server will never take them; anything else
             // (a proxy's 404/429, a 5xx) is worth another try.
             Err(Error::Refused {
                 status: status @ (400 | 403),
                 message,
-            }) => {
-                return SendOutcome::Refused(format!("{status}: {message}"));
+            }) => report.refused.push((batch, format!("{status}: {message}"))),
+            Err(e) => {
+                batch.extend(queue.drain(..).flatten());
+                report.failed = Some((batch, e.to_string()));
+                break;
             }
-            Err(e) => return SendOutcome::Failed(e.to_string()),
         }
     }
-    SendOutcome::Sent
+    report
 }
 
 enum Msg {
     Done(usize, PluginRun),
-    Sent(Sending, SendOutcome),
+    Sent(SendReport),
     Stop,
 }
 
@@ -337,12 +397,10 @@ impl Monitor {
             // stop the checks; one send at a time.
             if let Some(sending) = unsent.take(now) {
                 let (client, tx) = (self.client.clone(), self.tx.clone());
-                let states = sending.iter().map(|(_, _, r)| r.clone()).collect();
                 std::thread::Builder::new()
                     .name("overc-send".into())
                     .spawn(move || {
-                        let outcome = send_states(&client, states);
-                        let _ = tx.send(Msg::Sent(sending, outcome));
+                        let _ = tx.send(Msg::Sent(send_states(&client, sending)));
                     })
                     .map_err(|e| {
                         Error::Io(std::io::Error::other(format!(
@@ -382,22 +440,14 @@ impl Monitor {
                             },
                         );
                     }
-                    Msg::Sent(sent, outcome) => {
-                        let n = sent.len();
-                        match outcome {
-                            SendOutcome::Sent => {
-                                log::debug!("sent {n} states");
-                                unsent.sent(&sent);
-                            }
-                            SendOutcome::Refused(why) => {
-                                // The server will never take these; the next ones may differ.
-                                log::error!("the server refused {n} states ({why})");
-                                unsent.refused(&sent);
-                            }
-                            SendOutcome::Failed(why) => {
-                                let wait = unsent.failed(self.clock.now());
+                    Msg::Sent(report) => {
+                        log_refused(&report);
+                        log::debug!("sent {} states", report.delivered.len());
+                        if let Some(wait) = unsent.settle(&report, self.clock.now()) {
+                            if let Some((states, why)) = &report.failed {
                                 log::warn!(
-                                    "cannot send {n} states, retrying in {} s: {why}",
+                                    "cannot send {} states, retrying in {} s: {why}",
+                                    states.len(),
                                     wait.as_secs()
                                 );
                             }
@@ -411,15 +461,31 @@ impl Monitor {
         // One last try so a clean stop does not throw away fresh results
         // (unless a send is still under way).
         if let Some(sending) = unsent.take(Millis::MAX) {
-            let states = sending.iter().map(|(_, _, r)| r.clone()).collect();
-            if let SendOutcome::Failed(why) | SendOutcome::Refused(why) =
-                send_states(&self.client, states)
-            {
-                log::warn!("could not send the last {} states: {why}", sending.len());
+            let report = send_states(&self.client, sending);
+            log_refused(&report);
+            if let Some((states, why)) = &report.failed {
+                log::warn!("could not send the last {} states: {why}", states.len());
             }
         }
         log::info!("monitor stopped");
         Ok(())
+    }
+}
+
+fn log_refused(report: &SendReport) {
+    for (states, why) in &report.refused {
+        // The server will never take these; the next ones may differ.
+        let names: Vec<&str> = states.iter().take(5).map(|s| s.2.name.as_str()).collect();
+        log::error!(
+            "the server refused {} states ({}{}): {why}",
+            states.len(),
+            names.join(", "),
+            if states.len() > names.len() {
+                ", …"
+            } else {
+                ""
+            }
+        );
     }
 }
 
@@ -575,6 +641,115 @@ mod tests {
         assert_eq!(u.next_attempt(), Some(MAX_RESEND_BACKOFF));
         let s = u.take(Millis::MAX).unwrap();
         u.refused(&s);
+        assert!(u.is_empty());
+        assert_eq!(u.next_attempt(), None);
+    }
+
+    fn states(n: usize, info_len: usize) -> Sending {
+        (0..n)
+            .map(|i| {
+                let report = ServiceReport {
+                    name: format!("s{i}"),
+                    state: State::Ok,
+                    info: "x".repeat(info_len),
+                    period: Some(60),
+                };
+                (i, 1, report)
+            })
+            .collect()
+    }
+
+    fn sizes(batches: &[Sending]) -> Vec<usize> {
+        batches.iter().map(Vec::len).collect()
+    }
+
+    #[test]
+    fn batches_are_cut_by_count_and_by_size_in_order() {
+        assert_eq!(sizes(&batches(Vec::new())), Vec::<usize>::new());
+        assert_eq!(sizes(&batches(states(1000, 0))), vec![1000]);
+        let cut = batches(states(2500, 0));
+        assert_eq!(sizes(&cut), vec![1000, 1000, 500]);
+        let order: Vec<usize> = cut.iter().flatten().map(|s| s.0).collect();
+        assert_eq!(order, (0..2500).collect::<Vec<_>>());
+        // 16 KiB outputs: 15 of them (with names and overhead) fill 256 KiB.
+        let big = batches(states(40, 16 * 1024));
+        assert!(big.iter().all(|b| b.len() <= 15), "{:?}", sizes(&big));
+        assert_eq!(sizes(&big).iter().sum::<usize>(), 40);
+        // A single state larger than a batch still goes, alone.
+        assert_eq!(sizes(&batches(states(2, 300 * 1024))), vec![1, 1]);
+    }
+
+    /// A fake server: refuses (400) a request holding a state named in
+    /// `bad`, fails (503) once `down_after` requests were answered, and
+    /// records the size of every request.
+    fn fake_server<'a>(
+        bad: &'a [&'a str],
+        down_after: usize,
+        requests: &'a mut Vec<usize>,
+    ) -> impl FnMut(u32, Vec<ServiceReport>) -> Result<()> + 'a {
+        move |_period, states| {
+            assert!(states.len() <= crate::protocol::MAX_ITEMS);
+            requests.push(states.len());
+            if requests.len() > down_after {
+                return Err(Error::Refused {
+                    status: 503,
+                    message: "down".into(),
+                });
+            }
+            match states.iter().find(|s| bad.contains(&s.name.as_str())) {
+                Some(s) => Err(Error::Refused {
+                    status: 400,
+                    message: format!("bad {}", s.name),
+                }),
+                None => Ok(()),
+            }
+        }
+    }
+
+    #[test]
+    fn a_refused_state_is_dropped_alone() {
+        let mut requests = Vec::new();
+        let report = send_with(
+            states(2500, 0),
+            fake_server(&["s1234", "s7"], usize::MAX, &mut requests),
+        );
+        let refused: Vec<(Vec<&str>, &str)> = report
+            .refused
+            .iter()
+            .map(|(s, why)| (s.iter().map(|s| s.2.name.as_str()).collect(), why.as_str()))
+            .collect();
+        assert_eq!(
+            refused,
+            vec![
+                (vec!["s7"], "400: bad s7"),
+                (vec!["s1234"], "400: bad s1234")
+            ]
+        );
+        assert_eq!(report.delivered.len(), 2498);
+        assert!(report.failed.is_none());
+        // Halving costs about 2 × log2(1000) requests per bad state.
+        assert!(requests.len() <= 3 + 2 * 2 * 10, "{}", requests.len());
+    }
+
+    #[test]
+    fn a_failure_keeps_what_was_not_delivered() {
+        let mut u = Unsent::default();
+        for (i, _, r) in states(2500, 0) {
+            u.put(i, r);
+        }
+        let taken = u.take(0).unwrap();
+        let mut requests = Vec::new();
+        let report = send_with(taken, fake_server(&[], 1, &mut requests));
+        assert_eq!(requests, vec![1000, 1000]);
+        assert_eq!(report.delivered.len(), 1000);
+        let (failed, why) = report.failed.clone().unwrap();
+        assert_eq!(failed.len(), 1500);
+        assert!(why.contains("503"), "{why}");
+        assert_eq!(u.settle(&report, 0), Some(Duration::from_secs(1)));
+        assert_eq!(u.len(), 1500, "the delivered ones are forgotten");
+        let taken = u.take(1000).unwrap();
+        let report = send_with(taken, fake_server(&["s2000"], usize::MAX, &mut Vec::new()));
+        assert_eq!(u.settle(&report, 1000), None);
         assert!(u.is_empty());
         assert_eq!(u.next_attempt(), None);
     }

@@ -1,12 +1,14 @@
 //! The real `overcli` binary against a real server on 127.0.0.1.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::TestServer;
+use crate::common::{TestServer, signal, wait_for_line};
 use crate::supervision::plugin;
 
 const BIN: &str = env!("CARGO_BIN_EXE_overcli");
@@ -438,4 +440,63 @@ fn monitor_keeps_checking_while_the_server_hangs() {
     }
     assert_eq!(terminate(&mut child), 0);
     drop(hung);
+}
+
+/// A running `overcli monitor` and the lines it logs. Dropping it kills the
+/// process, so a failing test leaves none behind.
+struct LoggedMonitor {
+    child: Child,
+    log: mpsc::Receiver<String>,
+}
+
+impl Drop for LoggedMonitor {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `overcli monitor CFG` at the default log level, its stderr read line by line.
+fn spawn_monitor_logged(cfg: &Path) -> LoggedMonitor {
+    let mut child = Command::new(BIN)
+        .args(["monitor", cfg.to_str().unwrap()])
+        .env_remove("OVERC_SERVER")
+        .env_remove("OVERC_SERVER_ID")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let (tx, log) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while err.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            let _ = tx.send(std::mem::take(&mut line));
+        }
+    });
+    LoggedMonitor { child, log }
+}
+
+/// Regression: SIGHUP killed `overcli monitor` with status 129.
+#[test]
+fn monitor_logs_sighup_and_keeps_running() {
+    let t = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (count_file, cfg) = counter_monitor(dir.path(), &t.url());
+    let mut m = spawn_monitor_logged(&cfg);
+    eventually("a first report", || {
+        t.service("mon", "counter")
+            .is_some_and(|s| !s["state"].is_null())
+    });
+    signal(&m.child, "HUP");
+    wait_for_line(&m.log, "SIGHUP");
+    let at_signal = runs(&count_file);
+    eventually("the plugin to run on after SIGHUP", || {
+        runs(&count_file) >= at_signal + 2
+    });
+    assert!(m.child.try_wait().unwrap().is_none(), "still running");
+    assert_eq!(terminate(&mut m.child), 0);
 }

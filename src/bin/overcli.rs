@@ -44,7 +44,7 @@ const COMMAND_HELP: &[(&str, &str)] = &[
     ),
     (
         "monitor",
-        "Usage: overcli [-s URL] [-i NAME:KEY] monitor CONFIG.ini\n\nRuns every [service:NAME] plugin of the config on its schedule and reports\nthe results. -s/-i override the config's [overc] server, my-name, my-key.\nKeeps running while the server is away; stops on SIGTERM/SIGINT.",
+        "Usage: overcli [-s URL] [-i NAME:KEY] monitor CONFIG.ini\n\nRuns every [service:NAME] plugin of the config on its schedule and reports\nthe results. -s/-i override the config's [overc] server, my-name, my-key.\nKeeps running while the server is away; stops on SIGTERM/SIGINT\n(SIGHUP is logged and ignored).",
     ),
     (
         "check",

@@ -2,13 +2,14 @@
 //! shell, a working directory, stdin, a timeout that kills the command and
 //! its children, and capped output.
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 /// Default cap on captured stdout and stderr, each.
@@ -31,6 +32,66 @@ pub struct CommandSpec {
     pub timeout: Duration,
     /// Bytes kept of stdout and of stderr.
     pub output_cap: usize,
+    /// When set, [`KillSwitch::kill_all`] kills the command (with its
+    /// process group) while it runs, and refuses to start it afterwards.
+    pub kill_switch: Option<KillSwitch>,
+}
+
+/// Kills the commands started with it that are still running, each with its
+/// process group, and any started afterwards: a program that stops must not
+/// leave its plugins (and their children) running.
+#[derive(Debug, Clone, Default)]
+pub struct KillSwitch(Arc<Mutex<Running>>);
+
+#[derive(Debug, Default)]
+struct Running {
+    groups: BTreeSet<u32>,
+    thrown: bool,
+}
+
+impl KillSwitch {
+    /// A switch with nothing to kill yet.
+    pub fn new() -> KillSwitch {
+        KillSwitch::default()
+    }
+
+    /// Kills every command running under this switch, and from now on every
+    /// command started under it as soon as it starts.
+    pub fn kill_all(&self) {
+        let mut running = self.lock();
+        running.thrown = true;
+        for pid in &running.groups {
+            kill_group(*pid);
+        }
+    }
+
+    /// True once [`KillSwitch::kill_all`] was called.
+    pub fn is_thrown(&self) -> bool {
+        self.lock().thrown
+    }
+
+    /// Counts the process group `pid` as running; false (and killed) when the
+    /// switch was already thrown.
+    fn enter(&self, pid: u32) -> bool {
+        let mut running = self.lock();
+        if running.thrown {
+            kill_group(pid);
+            return false;
+        }
+        running.groups.insert(pid);
+        true
+    }
+
+    fn leave(&self, pid: u32) {
+        self.lock().groups.remove(&pid);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Running> {
+        // The set stays consistent whatever panicked while holding it.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl CommandSpec {
@@ -43,6 +104,7 @@ impl CommandSpec {
             stdin: Vec::new(),
             timeout,
             output_cap: OUTPUT_CAP,
+            kill_switch: None,
         }
     }
 }
@@ -359,6 +421,9 @@ pub fn run(spec: &CommandSpec) -> CommandOutput {
     let Some(program) = spec.argv.first() else {
         return not_started("empty command".into());
     };
+    if spec.kill_switch.as_ref().is_some_and(KillSwitch::is_thrown) {
+        return not_started("not started: stopping".into());
+    }
     let program_path = Path::new(program);
     let program = if program.contains('/') && program_path.is_relative() {
         spec.cwd.join(program_path)
@@ -379,16 +444,24 @@ pub fn run(spec: &CommandSpec) -> CommandOutput {
         Err(e) => return not_started(format!("cannot start {}: {e}", spec.argv[0])),
     };
     let pid = child.id();
+    // Thrown between the check above and here, the switch kills it now.
+    let switch = spec.kill_switch.as_ref().filter(|k| k.enter(pid));
     let mut pipes = Pipes::take(&mut child, spec);
     let reaper = match Reaper::start(child) {
         Ok(r) => r,
         Err(e) => {
             // The child is dropped unreaped; better than one we cannot time out.
             kill_group(pid);
+            if let Some(switch) = switch {
+                switch.leave(pid);
+            }
             return not_started(format!("cannot wait for {}: {e}", spec.argv[0]));
         }
     };
     let exit = pipes.pump(&reaper, pid, spec, started);
+    if let Some(switch) = switch {
+        switch.leave(pid);
+    }
     CommandOutput {
         exit,
         stdout: pipes.out.into_text(),
@@ -592,6 +665,46 @@ mod tests {
             assert!(Instant::now() < deadline, "sleep {pid} still runs");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    #[test]
+    fn a_kill_switch_kills_running_commands_and_refuses_new_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let started = dir.path().join("started");
+        let switch = KillSwitch::new();
+        let mut spec = CommandSpec::new(
+            vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "sleep 600 & touch \"$0\"; sleep 600".into(),
+                started.display().to_string(),
+            ],
+            Path::new("/"),
+            Duration::from_secs(600),
+        );
+        spec.kill_switch = Some(switch.clone());
+        // Thrown on the way out too, so a failing test leaves nothing running.
+        struct ThrowOnDrop(KillSwitch);
+        impl Drop for ThrowOnDrop {
+            fn drop(&mut self) {
+                self.0.kill_all();
+            }
+        }
+        let _throw = ThrowOnDrop(switch.clone());
+        let running = {
+            let spec = spec.clone();
+            std::thread::spawn(move || run(&spec))
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !started.exists() {
+            assert!(Instant::now() < deadline, "the command did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        switch.kill_all();
+        let out = running.join().unwrap();
+        assert_eq!(out.exit, Exit::Signal(9));
+        assert!(out.duration < Duration::from_secs(60), "{out:?}");
+        assert!(matches!(run(&spec).exit, Exit::NotStarted(_)));
     }
 
     #[test]

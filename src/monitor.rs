@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::client::Client;
 use crate::clock::{Clock, Millis};
-use crate::command::{self, CommandSpec, Exit};
+use crate::command::{self, CommandSpec, Exit, KillSwitch};
 use crate::config::{MonitorConfig, ServiceConfig};
 use crate::error::{Error, Result};
 use crate::protocol::ServiceReport;
@@ -30,7 +30,12 @@ pub struct PluginRun {
 /// Runs a plugin: no shell, `cwd` as working directory, killed with its
 /// children at `timeout`. Never fails: problems become `UNK` with the reason.
 pub fn run_plugin(argv: &[String], cwd: &Path, timeout: Duration) -> PluginRun {
-    let out = command::run(&CommandSpec::new(argv.to_vec(), cwd, timeout));
+    run_plugin_spec(&CommandSpec::new(argv.to_vec(), cwd, timeout))
+}
+
+/// [`run_plugin`] with every knob of [`CommandSpec`] (a kill switch, stdin…).
+pub fn run_plugin_spec(spec: &CommandSpec) -> PluginRun {
+    let out = command::run(spec);
     let mut info = out.stdout.trim_end().to_owned();
     let stderr = out.stderr.trim_end();
     if !stderr.is_empty() {
@@ -100,6 +105,11 @@ impl Schedule {
     pub fn finished(&mut self, i: usize, now: Millis, service: &ServiceConfig, run_time: Duration) {
         let delay = next_run_delay(service.period, service.max_lag, run_time);
         self.next[i] = Some(now + delay.as_millis() as Millis);
+    }
+
+    /// How many services are running.
+    pub fn running(&self) -> usize {
+        self.next.iter().filter(|n| n.is_none()).count()
     }
 
     /// The earliest time a service is due (none while all are running).
@@ -330,6 +340,7 @@ pub struct Monitor {
     clock: Arc<dyn Clock>,
     tx: mpsc::Sender<Msg>,
     rx: mpsc::Receiver<Msg>,
+    plugins: KillSwitch,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -350,6 +361,7 @@ impl Monitor {
             clock,
             tx,
             rx,
+            plugins: KillSwitch::new(),
         }
     }
 
@@ -359,39 +371,36 @@ impl Monitor {
     }
 
     /// Runs until stopped. Returns an error only for something it cannot
-    /// ride out; a server that is away is not one.
+    /// ride out; a server that is away is not one. Either way its running
+    /// plugins are killed (with their process groups) before it returns.
     pub fn run(self) -> Result<()> {
-        let services = &self.config.services;
-        let mut schedule = Schedule::new(services.len(), self.clock.now());
+        let mut schedule = Schedule::new(self.config.services.len(), self.clock.now());
         let mut unsent = Unsent::default();
-        let mut stopping = false;
         log::info!(
             "monitoring {} services for {}",
-            services.len(),
+            self.config.services.len(),
             self.client.server_id().name
         );
-        while !stopping {
+        let result = self.run_until_stopped(&mut schedule, &mut unsent);
+        self.stop_plugins(schedule.running(), &mut unsent);
+        // One last try so a clean stop does not throw away fresh results
+        // (unless a send is still under way).
+        if let Some(sending) = unsent.take(Millis::MAX) {
+            let report = send_states(&self.client, sending);
+            log_refused(&report);
+            if let Some((states, why)) = &report.failed {
+                log::warn!("could not send the last {} states: {why}", states.len());
+            }
+        }
+        log::info!("monitor stopped");
+        result
+    }
+
+    fn run_until_stopped(&self, schedule: &mut Schedule, unsent: &mut Unsent) -> Result<()> {
+        loop {
             let now = self.clock.now();
             for i in schedule.take_due(now) {
-                let s = &services[i];
-                let (argv, cwd, timeout, tx) = (
-                    s.command.clone(),
-                    self.config.base_dir.clone(),
-                    s.timeout,
-                    self.tx.clone(),
-                );
-                std::thread::Builder::new()
-                    .name(format!("plugin-{}", s.name))
-                    .stack_size(256 * 1024)
-                    .spawn(move || {
-                        let run = run_plugin(&argv, &cwd, timeout);
-                        let _ = tx.send(Msg::Done(i, run));
-                    })
-                    .map_err(|e| {
-                        Error::Io(std::io::Error::other(format!(
-                            "cannot start a plugin thread: {e}"
-                        )))
-                    })?;
+                self.start_plugin(i)?;
             }
             // Sending runs beside the loop, so a server that hangs does not
             // stop the checks; one send at a time.
@@ -421,54 +430,88 @@ impl Monitor {
                 .ok();
             while let Some(m) = msg {
                 match m {
-                    Msg::Done(i, run) => {
-                        let s = &services[i];
-                        log::debug!(
-                            "{}: {} in {:.2}s",
-                            s.name,
-                            run.state,
-                            run.duration.as_secs_f64()
-                        );
-                        schedule.finished(i, self.clock.now(), s, run.duration);
-                        unsent.put(
-                            i,
-                            ServiceReport {
-                                name: s.name.clone(),
-                                state: run.state,
-                                info: run.info,
-                                period: Some(s.period),
-                            },
-                        );
-                    }
-                    Msg::Sent(report) => {
-                        log_refused(&report);
-                        log::debug!("sent {} states", report.delivered.len());
-                        if let Some(wait) = unsent.settle(&report, self.clock.now()) {
-                            if let Some((states, why)) = &report.failed {
-                                log::warn!(
-                                    "cannot send {} states, retrying in {} s: {why}",
-                                    states.len(),
-                                    wait.as_secs()
-                                );
-                            }
-                        }
-                    }
-                    Msg::Stop => stopping = true,
+                    Msg::Done(i, run) => self.finished(i, run, schedule, unsent),
+                    Msg::Sent(report) => self.settle(&report, unsent),
+                    Msg::Stop => return Ok(()),
                 }
                 msg = self.rx.try_recv().ok();
             }
         }
-        // One last try so a clean stop does not throw away fresh results
-        // (unless a send is still under way).
-        if let Some(sending) = unsent.take(Millis::MAX) {
-            let report = send_states(&self.client, sending);
-            log_refused(&report);
+    }
+
+    /// Runs the plugin of service `i` on a thread of its own.
+    fn start_plugin(&self, i: usize) -> Result<()> {
+        let s = &self.config.services[i];
+        let mut spec = CommandSpec::new(s.command.clone(), &self.config.base_dir, s.timeout);
+        spec.kill_switch = Some(self.plugins.clone());
+        let tx = self.tx.clone();
+        std::thread::Builder::new()
+            .name(format!("plugin-{}", s.name))
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let run = run_plugin_spec(&spec);
+                let _ = tx.send(Msg::Done(i, run));
+            })
+            .map(drop)
+            .map_err(|e| {
+                Error::Io(std::io::Error::other(format!(
+                    "cannot start a plugin thread: {e}"
+                )))
+            })
+    }
+
+    fn finished(&self, i: usize, run: PluginRun, schedule: &mut Schedule, unsent: &mut Unsent) {
+        let s = &self.config.services[i];
+        log::debug!(
+            "{}: {} in {:.2}s",
+            s.name,
+            run.state,
+            run.duration.as_secs_f64()
+        );
+        schedule.finished(i, self.clock.now(), s, run.duration);
+        unsent.put(
+            i,
+            ServiceReport {
+                name: s.name.clone(),
+                state: run.state,
+                info: run.info,
+                period: Some(s.period),
+            },
+        );
+    }
+
+    fn settle(&self, report: &SendReport, unsent: &mut Unsent) {
+        log_refused(report);
+        log::debug!("sent {} states", report.delivered.len());
+        if let Some(wait) = unsent.settle(report, self.clock.now()) {
             if let Some((states, why)) = &report.failed {
-                log::warn!("could not send the last {} states: {why}", states.len());
+                log::warn!(
+                    "cannot send {} states, retrying in {} s: {why}",
+                    states.len(),
+                    wait.as_secs()
+                );
             }
         }
-        log::info!("monitor stopped");
-        Ok(())
+    }
+
+    /// Kills the `running` plugins (with their process groups) and waits a
+    /// little for their threads to see it, so none outlives the monitor.
+    /// What they report then (killed) is not news for the server.
+    fn stop_plugins(&self, mut running: usize, unsent: &mut Unsent) {
+        self.plugins.kill_all();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while running > 0 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(Msg::Done(..)) => running -= 1,
+                Ok(Msg::Sent(report)) => self.settle(&report, unsent),
+                Ok(Msg::Stop) => {}
+                Err(_) => {
+                    log::warn!("{running} plugins did not end when killed");
+                    break;
+                }
+            }
+        }
     }
 }
 

@@ -500,3 +500,89 @@ fn monitor_logs_sighup_and_keeps_running() {
     assert!(m.child.try_wait().unwrap().is_none(), "still running");
     assert_eq!(terminate(&mut m.child), 0);
 }
+
+/// Processes (not zombies) of process group `pgid`.
+fn group_members(pgid: u32) -> Vec<u32> {
+    let mut members = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp …; comm may hold spaces and parentheses.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string() {
+            members.push(pid);
+        }
+    }
+    members
+}
+
+/// The pid of a live process whose command line contains `marker`.
+fn process_with(marker: &str) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid = entry.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            String::from_utf8_lossy(&cmdline)
+                .contains(marker)
+                .then_some(pid)
+        })
+}
+
+/// Kills a process group when dropped, so a failing test leaves no plugin behind.
+struct GroupGuard(u32);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0)])
+            .status();
+    }
+}
+
+/// Regression: SIGTERM ended `overcli monitor` but left its running plugins
+/// (and their children) behind.
+#[test]
+fn monitor_stops_its_running_plugins_on_sigterm() {
+    let t = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = format!(
+        "overc-test-plugin-{}",
+        dir.path().file_name().unwrap().to_string_lossy()
+    );
+    let cfg = dir.path().join("monitor.ini");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[overc]\nserver = {}\nmy-name = mon\nmy-key = secret\n\n\
+             [service:slow]\nperiod = 600\ntimeout = 600\n\
+             command = sh -c \"sleep 600 & sleep 600\" {marker}\n",
+            t.url()
+        ),
+    )
+    .unwrap();
+    let mut m = spawn_monitor_logged(&cfg);
+    let mut plugin = None;
+    eventually("the plugin to start", || {
+        plugin = process_with(&marker);
+        plugin.is_some()
+    });
+    // The plugin leads its own process group.
+    let group = plugin.unwrap();
+    let _guard = GroupGuard(group);
+    eventually("both of its sleeps to start", || {
+        group_members(group).len() == 3
+    });
+    assert_eq!(terminate(&mut m.child), 0);
+    eventually("the plugin and its children to be gone", || {
+        group_members(group).is_empty()
+    });
+}

@@ -586,3 +586,86 @@ fn monitor_stops_its_running_plugins_on_sigterm() {
         group_members(group).is_empty()
     });
 }
+
+/// Regression: `overcli` alone printed "no command given" and no usage.
+#[test]
+fn no_arguments_prints_the_usage() {
+    let o = overcli(&[]);
+    assert_eq!(code(&o), 2);
+    let err = text(&o.stderr);
+    assert!(err.contains("Usage: overcli"), "{err}");
+    assert!(
+        err.contains("service-status PERIOD NAME STATE [INFO]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_message_starting_with_a_dash_goes_after_double_dash() {
+    let o = overcli(&["--help"]);
+    assert!(
+        text(&o.stdout).contains("starts with -"),
+        "{}",
+        text(&o.stdout)
+    );
+    let t = TestServer::start();
+    let url = t.url();
+    let o = overcli(&["-s", &url, "-i", "h:k", "alert", "-5 degrees"]);
+    assert_eq!(code(&o), 2, "without --, a dash is an option");
+    assert!(text(&o.stderr).contains("after --"), "{}", text(&o.stderr));
+    let o = overcli(&["-s", &url, "-i", "h:k", "alert", "--", "-5 degrees"]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let o = overcli(&[
+        "-s",
+        &url,
+        "-i",
+        "h:k",
+        "service-status",
+        "30",
+        "db",
+        "OK",
+        "--",
+        "-1 rows",
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert_eq!(t.service("h", "db").unwrap()["state"]["info"], "-1 rows");
+    let (_, alerts) = t.get("/ui/api/status/alerts/");
+    assert!(
+        alerts["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["message"] == "-5 degrees"),
+        "{alerts}"
+    );
+}
+
+/// `service-status` takes the states as Nagios names them, and their codes.
+#[test]
+fn service_status_accepts_nagios_state_names_and_codes() {
+    let t = TestServer::start();
+    let url = t.url();
+    for (given, stored) in [
+        ("CRITICAL", "FAIL"),
+        ("warning", "WARN"),
+        ("Unknown", "UNK"),
+        ("ok", "OK"),
+        ("err", "FAIL"),
+        ("0", "OK"),
+        ("1", "WARN"),
+        ("2", "FAIL"),
+        ("3", "UNK"),
+    ] {
+        let o = overcli(&["-s", &url, "-i", "h:k", "service-status", "30", "db", given]);
+        assert_eq!(code(&o), 0, "{given}: {}", text(&o.stderr));
+        assert_eq!(
+            t.service("h", "db").unwrap()["state"]["state"],
+            stored,
+            "{given}"
+        );
+    }
+    for bad in ["4", "CRIT", "-1", ""] {
+        let o = overcli(&["-s", &url, "-i", "h:k", "service-status", "30", "db", bad]);
+        assert_eq!(code(&o), 2, "{bad:?}");
+    }
+}

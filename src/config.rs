@@ -224,6 +224,53 @@ pub(crate) fn folder_of(path: &Path) -> PathBuf {
     }
 }
 
+/// Reads a `database` setting: `sqlite:PATH` (also `sqlite://PATH`) or a
+/// plain file path, for SQLite.
+///
+/// # Errors
+///
+/// Any other `scheme://…`, such as the original OverC's `mysql://…`, with a
+/// message saying what is supported (PostgreSQL is not in this build yet).
+/// The message repeats the scheme only, never the rest of a URL, which may
+/// hold a password.
+pub fn parse_database(value: &str) -> std::result::Result<PathBuf, String> {
+    let v = value.trim();
+    let sqlite = v.get(..7).filter(|p| p.eq_ignore_ascii_case("sqlite:"));
+    let path = match sqlite {
+        Some(_) => v[7..].strip_prefix("//").unwrap_or(&v[7..]),
+        None => v,
+    };
+    if let Some(scheme) = url_scheme(path).filter(|_| sqlite.is_none()) {
+        return Err(
+            if ["postgres", "postgresql"]
+                .iter()
+                .any(|p| scheme.eq_ignore_ascii_case(p))
+            {
+                format!(
+                    "{scheme}://… is not supported yet in this build; use sqlite:PATH or a plain file path (SQLite)"
+                )
+            } else {
+                format!(
+                    "{scheme}://… is not supported; use sqlite:PATH or a plain file path (SQLite)"
+                )
+            },
+        );
+    }
+    if path.is_empty() {
+        return Err("empty path".into());
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// The scheme of `scheme://…` (RFC 3986: a letter, then letters, digits, `+-.`).
+fn url_scheme(v: &str) -> Option<&str> {
+    let (scheme, _) = v.split_once("://")?;
+    let mut chars = scheme.chars();
+    let first = chars.next()?;
+    (first.is_ascii_alphabetic() && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)))
+        .then_some(scheme)
+}
+
 /// Splits a command line with shell-like quoting (no shell is involved).
 pub fn split_command(line: &str) -> Option<Vec<String>> {
     let words = shlex::split(line)?;
@@ -367,12 +414,7 @@ impl ServerConfig {
                 self.listen = v.trim().to_owned();
             }
             "database" => {
-                let path = v.trim().strip_prefix("sqlite:").unwrap_or(v.trim());
-                let path = path.strip_prefix("//").unwrap_or(path);
-                if path.is_empty() {
-                    return Err(key_error(source, s, key, "empty path"));
-                }
-                self.database = PathBuf::from(path);
+                self.database = parse_database(v).map_err(|why| key_error(source, s, key, &why))?;
             }
             "durability" => {
                 self.durability = match v.trim().to_ascii_lowercase().as_str() {
@@ -742,6 +784,33 @@ mod tests {
             cfg.services[0].command,
             vec!["check_dummy", "0", "ticket #12 ; see wiki"]
         );
+    }
+
+    #[test]
+    fn database_is_sqlite_or_refused_naming_what_is_supported() {
+        for (given, path) in [
+            ("a.db", "a.db"),
+            ("sqlite:a.db", "a.db"),
+            ("sqlite:///var/lib/overc.db", "/var/lib/overc.db"),
+            ("SQLite:/x.db", "/x.db"),
+            ("./odd://name.db", "./odd://name.db"),
+        ] {
+            assert_eq!(parse_database(given), Ok(PathBuf::from(path)), "{given}");
+        }
+        let e = parse("[overc]\ndatabase = mysql://overc:hunter2@localhost/overc\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("server.ini: [overc] database: mysql://… is not supported")
+                && e.contains("sqlite:PATH")
+                && !e.contains("hunter2"),
+            "{e}"
+        );
+        let e = parse_database("postgres://db/overc").unwrap_err();
+        assert!(e.contains("not supported yet in this build"), "{e}");
+        assert!(parse_database("postgresql://db").is_err());
+        assert!(parse_database("sqlite:").is_err());
+        assert!(parse_database(" ").is_err());
     }
 
     #[test]

@@ -368,3 +368,61 @@ fn sighup_is_logged_and_the_server_keeps_running() {
     assert_eq!(code, 200, "still answering after SIGHUP");
     assert_eq!(terminate(&mut child), 0);
 }
+
+/// Regression: `database = mysql://…` (the original OverC's default) was
+/// taken for a file name and failed with "file not found" (exit 1).
+#[test]
+fn a_database_url_other_than_sqlite_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("server.ini");
+    std::fs::write(
+        &cfg,
+        "[overc]\nlisten = 127.0.0.1:0\ndatabase = mysql://overc:hunter2@localhost/overc\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["--config", cfg.to_str().unwrap()], dir.path());
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("server.ini") && err.contains("[overc] database") && err.contains("mysql"),
+        "{err}"
+    );
+    assert!(
+        err.contains("sqlite:PATH"),
+        "names what is supported: {err}"
+    );
+    assert!(
+        !err.contains("hunter2"),
+        "no password in the message: {err}"
+    );
+
+    let (code, _, err) = run(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            "postgres://db/overc",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--database") && err.contains("not supported yet"),
+        "{err}"
+    );
+
+    let out = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env_remove("OVERC_CONFIG")
+        .env("OVERC_DATABASE", "redis://cache/0")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("OVERC_DATABASE") && err.contains("redis"),
+        "{err}"
+    );
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+    assert_eq!(files.len(), 1, "nothing but server.ini: {files:?}");
+}

@@ -591,12 +591,13 @@ pub fn check_table(results: &[CheckResult]) -> String {
     out
 }
 
-/// The worst state among check results (OK when there are none).
+/// The worst state among check results by the Nagios order (OK < WARN <
+/// UNK < FAIL, see [`State::nagios_rank`]); OK when there are none.
 pub fn worst(results: &[CheckResult]) -> State {
     results
         .iter()
         .map(|r| r.run.state)
-        .max()
+        .max_by_key(|s| s.nagios_rank())
         .unwrap_or(State::Ok)
 }
 
@@ -795,6 +796,30 @@ mod tests {
         assert_eq!(u.settle(&report, 1000), None);
         assert!(u.is_empty());
         assert_eq!(u.next_attempt(), None);
+    }
+
+    #[test]
+    fn the_worst_check_result_goes_by_the_nagios_order() {
+        let results = |states: &[State]| -> Vec<CheckResult> {
+            states
+                .iter()
+                .map(|s| CheckResult {
+                    service: "s".into(),
+                    run: PluginRun {
+                        state: *s,
+                        info: String::new(),
+                        exit: Exit::Code(s.exit_code()),
+                        duration: Duration::ZERO,
+                    },
+                })
+                .collect()
+        };
+        use State::*;
+        assert_eq!(worst(&results(&[])), Ok);
+        assert_eq!(worst(&results(&[Ok, Warn])), Warn);
+        assert_eq!(worst(&results(&[Warn, Unk])), Unk);
+        assert_eq!(worst(&results(&[Unk, Fail])), Fail);
+        assert_eq!(worst(&results(&[Fail, Unk, Warn])), Fail);
     }
 
     #[test]

@@ -83,6 +83,19 @@ impl State {
         self as i32
     }
 
+    /// Rank in the Nagios order of badness, used to pick the worst of
+    /// several plugin results: OK < WARN < UNK < FAIL. A plugin that could
+    /// not tell is less bad than one that saw a failure; this differs from
+    /// the `Ord` of `State`, where UNK comes last.
+    pub fn nagios_rank(self) -> u8 {
+        match self {
+            State::Ok => 0,
+            State::Warn => 1,
+            State::Unk => 2,
+            State::Fail => 3,
+        }
+    }
+
     /// Numeric value used by metrics: 0 OK, 1 WARN, 2 FAIL, 3 UNK.
     pub fn value(self) -> u8 {
         self as u8

@@ -669,3 +669,32 @@ fn service_status_accepts_nagios_state_names_and_codes() {
         assert_eq!(code(&o), 2, "{bad:?}");
     }
 }
+
+/// Regression: `check` exited 3 when one plugin said UNK and another FAIL;
+/// by the Nagios order FAIL (2) is the worse.
+#[test]
+fn check_exits_with_the_worst_code_in_nagios_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let exit = plugin("exit.sh");
+    let cases: [(&[u32], i32); 5] = [
+        (&[0, 1], 1),
+        (&[1, 3], 3),
+        (&[3, 2], 2),
+        (&[2, 3, 1, 0], 2),
+        (&[0, 0], 0),
+    ];
+    for (codes, worst) in cases {
+        let services: Vec<(String, u32, String)> = codes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("s{i}"), 60, format!("{exit} {c} x")))
+            .collect();
+        let services: Vec<(&str, u32, &str)> = services
+            .iter()
+            .map(|(n, p, c)| (n.as_str(), *p, c.as_str()))
+            .collect();
+        let cfg = write_config(dir.path(), "http://127.0.0.1:9", &services);
+        let o = overcli(&["check", cfg.to_str().unwrap()]);
+        assert_eq!(code(&o), worst, "{codes:?}: {}", text(&o.stdout));
+    }
+}

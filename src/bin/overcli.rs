@@ -53,7 +53,7 @@ const COMMAND_HELP: &[(&str, &str)] = &[
     ),
     (
         "check",
-        "Usage: overcli check CONFIG.ini\n\nRuns every plugin of a monitor config once, prints a table, and exits with\nthe worst plugin's code (0 OK, 1 WARN, 2 FAIL, 3 UNK). Sends nothing.",
+        "Usage: overcli check CONFIG.ini\n\nRuns every plugin of a monitor config once, prints a table, and exits with\nthe worst plugin's code in the Nagios order: 2 FAIL over 3 UNK over 1 WARN\nover 0 OK. Sends nothing.",
     ),
 ];
 

@@ -376,11 +376,7 @@ impl Monitor {
     pub fn run(self) -> Result<()> {
         let mut schedule = Schedule::new(self.config.services.len(), self.clock.now());
         let mut unsent = Unsent::default();
-        log::info!(
-            "monitoring {} services for {}",
-            self.config.services.len(),
-            self.client.server_id().name
-        );
+        self.log_plan();
         let result = self.run_until_stopped(&mut schedule, &mut unsent);
         self.stop_plugins(schedule.running(), &mut unsent);
         // One last try so a clean stop does not throw away fresh results
@@ -394,6 +390,27 @@ impl Monitor {
         }
         log::info!("monitor stopped");
         result
+    }
+
+    /// Says what it runs and where it sends, so a log shows the monitor's
+    /// plan at a glance. The program only, not its arguments, which may
+    /// hold a password (`check_mysql -p …`); the URL without its password.
+    fn log_plan(&self) {
+        log::info!(
+            "monitoring {} services for {}, sending to {}",
+            self.config.services.len(),
+            self.client.server_id().name,
+            self.client.url()
+        );
+        for s in &self.config.services {
+            log::info!(
+                "{}: every {} s, timeout {:?}, runs {}",
+                s.name,
+                s.period,
+                s.timeout,
+                s.command.first().map_or("", String::as_str)
+            );
+        }
     }
 
     fn run_until_stopped(&self, schedule: &mut Schedule, unsent: &mut Unsent) -> Result<()> {

@@ -698,3 +698,39 @@ fn check_exits_with_the_worst_code_in_nagios_order() {
         assert_eq!(code(&o), worst, "{codes:?}: {}", text(&o.stdout));
     }
 }
+
+/// At the default log level the monitor says what it runs and where it
+/// sends, without the password of the URL.
+#[test]
+fn monitor_says_at_start_what_it_runs_and_where_it_sends() {
+    let t = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = t.url();
+    let with_password = url.replacen("http://", "http://probe:topsecret@", 1);
+    let exit = plugin("exit.sh");
+    let cfg = write_config(
+        dir.path(),
+        &with_password,
+        &[
+            ("web", 30, &format!("{exit} 0 fine")),
+            ("disk", 300, &format!("{exit} 0 roomy")),
+        ],
+    );
+    let mut m = spawn_monitor_logged(&cfg);
+    let mut wanted = vec![
+        format!("sending to {url}"),
+        "web: every 30 s".to_owned(),
+        "disk: every 300 s".to_owned(),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !wanted.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = m
+            .log
+            .recv_timeout(left)
+            .unwrap_or_else(|e| panic!("still not logged: {wanted:?} ({e})"));
+        assert!(!line.contains("topsecret"), "{line}");
+        wanted.retain(|w| !line.contains(w.as_str()));
+    }
+    assert_eq!(terminate(&mut m.child), 0);
+}

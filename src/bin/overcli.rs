@@ -211,7 +211,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let level = ["warn", "info", "debug", "trace"][usize::from(args.verbose.min(3))];
+    let level = match (args.verbose, args.command.as_deref()) {
+        // A long-running monitor says what it does (start, stop, signals).
+        (0, Some("monitor")) => "warn,overc=info",
+        (v, _) => ["warn", "info", "debug", "trace"][usize::from(v.min(3))],
+    };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
     match try_main(args) {
         Ok(code) => code,

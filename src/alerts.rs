@@ -91,6 +91,7 @@ pub fn run_plugins(
                     stdin: format!("{text}\n").into_bytes(),
                     timeout: p.timeout,
                     output_cap: 4096,
+                    kill_switch: None,
                 };
                 (p.name.clone(), scope.spawn(move || command::run(&spec)))
             })

@@ -144,6 +144,12 @@ impl Client {
         })
     }
 
+    /// The server's URL without the `user:password@` it may have been given
+    /// with: safe to log.
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
     /// The host this client speaks for.
     pub fn server_id(&self) -> &ServerId {
         &self.server

@@ -112,14 +112,102 @@ pub const SERVER_KEYS: &[&str] = &[
 ];
 
 /// Reads INI text without touching quotes or backslashes, so that commands
-/// keep their shell-like quoting for [`split_command`].
+/// keep their shell-like quoting for [`split_command`]. Comments are taken
+/// out first by [`strip_comments`]: rust-ini's own inline comments ignore
+/// quotes.
 pub(crate) fn parse_ini(text: &str, source: &str) -> Result<Ini> {
     let opt = ParseOption {
         enabled_quote: false,
         enabled_escape: false,
         ..ParseOption::default()
     };
-    Ini::load_from_str_opt(text, opt).map_err(|e| Error::Config(format!("{source}: {e}")))
+    Ini::load_from_str_opt(&strip_comments(text), opt)
+        .map_err(|e| Error::Config(format!("{source}: {e}")))
+}
+
+/// Takes comments out of INI text, line by line: a line whose first
+/// non-blank character is `;` or `#` is a comment, and so is the rest of a
+/// line from a `;` or `#` that follows whitespace outside quotes (`'…'`,
+/// `"…"` and backslash escapes, as [`split_command`] reads them), or that
+/// directly follows a section's `]`. A line whose quotes do not close is
+/// read as if it had none: the apostrophe in `it's` is no quote.
+pub(crate) fn strip_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\r', '\n']);
+        out.push_str(strip_line(body));
+        out.push_str(&line[body.len()..]);
+    }
+    out
+}
+
+fn strip_line(line: &str) -> &str {
+    let trimmed = line.trim_start();
+    if trimmed.starts_with([';', '#']) {
+        return "";
+    }
+    if trimmed.starts_with('[') {
+        if let Some(end) = line.find(']') {
+            if line[end + 1..].trim_start().starts_with([';', '#']) {
+                return &line[..=end];
+            }
+        }
+    }
+    let cut = match comment_at(line, true) {
+        Scan::Comment(at) => Some(at),
+        Scan::NoComment => None,
+        Scan::OpenQuote => match comment_at(line, false) {
+            Scan::Comment(at) => Some(at),
+            _ => None,
+        },
+    };
+    match cut {
+        Some(at) => line[..at].trim_end(),
+        None => line,
+    }
+}
+
+enum Scan {
+    Comment(usize),
+    NoComment,
+    OpenQuote,
+}
+
+/// Where a comment starts in `line`, minding quotes and escapes if `quotes`.
+fn comment_at(line: &str, quotes: bool) -> Scan {
+    let mut quote = None;
+    let mut after_blank = false;
+    let mut chars = line.char_indices();
+    while let Some((at, c)) = chars.next() {
+        match quote {
+            Some('\'') => {
+                if c == '\'' {
+                    quote = None;
+                }
+            }
+            Some(_) => match c {
+                '\\' => {
+                    chars.next();
+                }
+                '"' => quote = None,
+                _ => {}
+            },
+            None => match c {
+                ';' | '#' if after_blank => return Scan::Comment(at),
+                '\\' if quotes => {
+                    chars.next();
+                }
+                '\'' | '"' if quotes => quote = Some(c),
+                _ => {}
+            },
+        }
+        after_blank = quote.is_none() && (c == ' ' || c == '\t');
+    }
+    if quote.is_some() {
+        Scan::OpenQuote
+    } else {
+        Scan::NoComment
+    }
 }
 
 /// Reads a file to a string with an error that names it.
@@ -134,6 +222,53 @@ pub(crate) fn folder_of(path: &Path) -> PathBuf {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     }
+}
+
+/// Reads a `database` setting: `sqlite:PATH` (also `sqlite://PATH`) or a
+/// plain file path, for SQLite.
+///
+/// # Errors
+///
+/// Any other `scheme://…`, such as the original OverC's `mysql://…`, with a
+/// message saying what is supported (PostgreSQL is not in this build yet).
+/// The message repeats the scheme only, never the rest of a URL, which may
+/// hold a password.
+pub fn parse_database(value: &str) -> std::result::Result<PathBuf, String> {
+    let v = value.trim();
+    let sqlite = v.get(..7).filter(|p| p.eq_ignore_ascii_case("sqlite:"));
+    let path = match sqlite {
+        Some(_) => v[7..].strip_prefix("//").unwrap_or(&v[7..]),
+        None => v,
+    };
+    if let Some(scheme) = url_scheme(path).filter(|_| sqlite.is_none()) {
+        return Err(
+            if ["postgres", "postgresql"]
+                .iter()
+                .any(|p| scheme.eq_ignore_ascii_case(p))
+            {
+                format!(
+                    "{scheme}://… is not supported yet in this build; use sqlite:PATH or a plain file path (SQLite)"
+                )
+            } else {
+                format!(
+                    "{scheme}://… is not supported; use sqlite:PATH or a plain file path (SQLite)"
+                )
+            },
+        );
+    }
+    if path.is_empty() {
+        return Err("empty path".into());
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// The scheme of `scheme://…` (RFC 3986: a letter, then letters, digits, `+-.`).
+fn url_scheme(v: &str) -> Option<&str> {
+    let (scheme, _) = v.split_once("://")?;
+    let mut chars = scheme.chars();
+    let first = chars.next()?;
+    (first.is_ascii_alphabetic() && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)))
+        .then_some(scheme)
 }
 
 /// Splits a command line with shell-like quoting (no shell is involved).
@@ -279,12 +414,7 @@ impl ServerConfig {
                 self.listen = v.trim().to_owned();
             }
             "database" => {
-                let path = v.trim().strip_prefix("sqlite:").unwrap_or(v.trim());
-                let path = path.strip_prefix("//").unwrap_or(path);
-                if path.is_empty() {
-                    return Err(key_error(source, s, key, "empty path"));
-                }
-                self.database = PathBuf::from(path);
+                self.database = parse_database(v).map_err(|why| key_error(source, s, key, &why))?;
             }
             "durability" => {
                 self.durability = match v.trim().to_ascii_lowercase().as_str() {
@@ -636,6 +766,93 @@ mod tests {
         assert!(e.contains("[overc] my_name: unknown key"), "{e}");
         let e = parse("[overc]\nserver = x\n");
         assert!(e.contains("no [service:NAME]"), "{e}");
+    }
+
+    /// Regression: `;` and `#` inside quotes started a comment, so a quoted
+    /// argument with either was cut and the command refused as badly quoted.
+    #[test]
+    fn comments_start_only_outside_quotes_in_server_configs() {
+        // Not after whitespace: part of the value (and no number here).
+        let e = parse("[overc]\ngrace = 5;x\n").unwrap_err().to_string();
+        assert!(e.contains("grace") && e.contains("5;x"), "{e}");
+        let cfg = parse(
+            "[overc] ; the server\n  ; an indented comment\n\t# another\n\
+             database = a.db # the file\n\
+             [ui]\nusername = admin\t; tab before\npassword = se#cr;et ; trailing\n\
+             [alert:log]\ncommand = ./log.sh \"ticket #12 ; see wiki\" 'a # b' \"say \\\"hi ; there\\\"\" ; a comment\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.database, PathBuf::from("a.db"));
+        assert_eq!(cfg.ui.username.as_deref(), Some("admin"));
+        assert_eq!(cfg.ui.password.as_deref(), Some("se#cr;et"));
+        assert_eq!(
+            cfg.alert_plugins[0].command,
+            vec![
+                "./log.sh",
+                "ticket #12 ; see wiki",
+                "a # b",
+                "say \"hi ; there\""
+            ]
+        );
+        // A lone apostrophe is no quote: the comment after it still is one.
+        let cfg = parse("[ui]\npassword = it's ; a comment\n").unwrap();
+        assert_eq!(cfg.ui.password.as_deref(), Some("it's"));
+    }
+
+    #[test]
+    fn comments_start_only_outside_quotes_in_monitor_configs() {
+        let cfg = MonitorConfig::from_ini_str(
+            "[overc]\nmy-name = a ; the host\n\
+             [service:dummy] # a check\nperiod = 60 # a minute\n\
+             command = check_dummy 0 \"ticket #12 ; see wiki\"\n",
+            "monitor.ini",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(cfg.name.as_deref(), Some("a"));
+        assert_eq!(cfg.services[0].period, 60);
+        assert_eq!(
+            cfg.services[0].command,
+            vec!["check_dummy", "0", "ticket #12 ; see wiki"]
+        );
+    }
+
+    #[test]
+    fn database_is_sqlite_or_refused_naming_what_is_supported() {
+        for (given, path) in [
+            ("a.db", "a.db"),
+            ("sqlite:a.db", "a.db"),
+            ("sqlite:///var/lib/overc.db", "/var/lib/overc.db"),
+            ("SQLite:/x.db", "/x.db"),
+            ("./odd://name.db", "./odd://name.db"),
+        ] {
+            assert_eq!(parse_database(given), Ok(PathBuf::from(path)), "{given}");
+        }
+        let e = parse("[overc]\ndatabase = mysql://overc:hunter2@localhost/overc\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("server.ini: [overc] database: mysql://… is not supported")
+                && e.contains("sqlite:PATH")
+                && !e.contains("hunter2"),
+            "{e}"
+        );
+        let e = parse_database("postgres://db/overc").unwrap_err();
+        assert!(e.contains("not supported yet in this build"), "{e}");
+        assert!(parse_database("postgresql://db").is_err());
+        assert!(parse_database("sqlite:").is_err());
+        assert!(parse_database(" ").is_err());
+    }
+
+    #[test]
+    fn the_shipped_configs_parse() {
+        parse(include_str!("../misc/server.ini")).unwrap();
+        MonitorConfig::from_ini_str(
+            include_str!("../misc/monitor.ini"),
+            "monitor.ini",
+            Path::new("/etc/overc"),
+        )
+        .unwrap();
     }
 
     #[test]

@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use crate::client::Client;
 use crate::clock::{Clock, Millis};
-use crate::command::Exit;
+use crate::command::{CommandSpec, Exit, KillSwitch};
 use crate::config::{MonitorConfig, ServiceConfig};
 use crate::error::{Error, Result};
 use crate::protocol::ServiceReport;
 use crate::state::State;
 
+use crate::plugin::run_plugin_spec;
 pub use crate::plugin::{PluginRun, run_plugin};
 
 /// Seconds to wait after a report before running a service again:
@@ -53,6 +54,11 @@ impl Schedule {
     pub fn finished(&mut self, i: usize, now: Millis, service: &ServiceConfig, run_time: Duration) {
         let delay = next_run_delay(service.period, service.max_lag, run_time);
         self.next[i] = Some(now + delay.as_millis() as Millis);
+    }
+
+    /// How many services are running.
+    pub fn running(&self) -> usize {
+        self.next.iter().filter(|n| n.is_none()).count()
     }
 
     /// The earliest time a service is due (none while all are running).
@@ -135,6 +141,24 @@ impl Unsent {
         Duration::from_millis(wait as u64)
     }
 
+    /// Applies what [`send_states`] did with what [`Unsent::take`] handed
+    /// out: delivered and refused states are forgotten, failed ones kept.
+    /// Returns the back-off when some failed.
+    pub fn settle(&mut self, report: &SendReport, now: Millis) -> Option<Duration> {
+        for (refused, _) in &report.refused {
+            self.refused(refused);
+        }
+        self.forget(&report.delivered);
+        match &report.failed {
+            Some(_) => Some(self.failed(now)),
+            None => {
+                self.failures = 0;
+                self.retry_at = 0;
+                None
+            }
+        }
+    }
+
     /// When the next send attempt is due, if anything is waiting.
     pub fn next_attempt(&self) -> Option<Millis> {
         (!self.states.is_empty() && !self.in_flight).then_some(self.retry_at)
@@ -151,50 +175,92 @@ impl Unsent {
     }
 }
 
-/// How a send ended, as the loop needs to know it.
-enum SendOutcome {
-    Sent,
-    Refused(String),
-    Failed(String),
-}
+/// Most bytes of states (names and info) put in one request, so that many
+/// large outputs stay well under the server's body limit (1 MiB by default).
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 
-/// Sends states in requests of at most about 256 KiB of info each, so that
-/// many large outputs never exceed the server's body limit.
-fn send_states(client: &Client, states: Vec<ServiceReport>) -> SendOutcome {
-    let mut chunks: Vec<Vec<ServiceReport>> = vec![Vec::new()];
+/// Cuts states into requests the server accepts: at most
+/// [`MAX_ITEMS`](crate::protocol::MAX_ITEMS) states (SPEC §1) and about
+/// [`MAX_BATCH_BYTES`] each, in order. Pure.
+pub fn batches(states: Sending) -> Vec<Sending> {
+    let mut out: Vec<Sending> = Vec::new();
     let mut size = 0;
     for s in states {
-        let len = s.info.len() + s.name.len() + 64;
-        if size + len > 256 * 1024 && !chunks.last().is_some_and(Vec::is_empty) {
-            chunks.push(Vec::new());
+        let len = s.2.info.len() + s.2.name.len() + 64;
+        let full = out.last().is_none_or(|b| {
+            !b.is_empty() && (b.len() >= crate::protocol::MAX_ITEMS || size + len > MAX_BATCH_BYTES)
+        });
+        if full {
+            out.push(Vec::new());
             size = 0;
         }
         size += len;
-        if let Some(c) = chunks.last_mut() {
-            c.push(s);
+        if let Some(b) = out.last_mut() {
+            b.push(s);
         }
     }
-    for chunk in chunks.into_iter().filter(|c| !c.is_empty()) {
-        let period = chunk.iter().filter_map(|s| s.period).min().unwrap_or(60);
-        match client.report(period, chunk) {
-            Ok(()) => {}
+    out
+}
+
+/// What became of the states handed to [`send_states`].
+#[derive(Debug, Clone, Default)]
+pub struct SendReport {
+    /// Taken by the server.
+    pub delivered: Sending,
+    /// Refused for good (400/403), each group with the server's answer.
+    pub refused: Vec<(Sending, String)>,
+    /// Not sent because the server could not be reached or failed (5xx, a
+    /// proxy's 404…), with the reason: worth another try later.
+    pub failed: Option<(Sending, String)>,
+}
+
+/// Sends states in as many requests as [`batches`] cuts them into.
+///
+/// A 400 refuses a whole request for what may be one bad state, so a
+/// refused batch is halved and each half sent again, until the state the
+/// server refuses is alone: no other state is dropped with it. A 403 (the
+/// key) refuses every batch the same way and is not split. The first other
+/// failure stops sending; what was not sent comes back in
+/// [`SendReport::failed`].
+pub fn send_states(client: &Client, states: Sending) -> SendReport {
+    send_with(states, |period, states| client.report(period, states))
+}
+
+/// [`send_states`] with the request as a function, for tests.
+fn send_with(
+    states: Sending,
+    mut post: impl FnMut(u32, Vec<ServiceReport>) -> Result<()>,
+) -> SendReport {
+    let mut report = SendReport::default();
+    let mut queue: std::collections::VecDeque<Sending> = batches(states).into();
+    while let Some(mut batch) = queue.pop_front() {
+        let period = batch.iter().filter_map(|s| s.2.period).min().unwrap_or(60);
+        match post(period, batch.iter().map(|s| s.2.clone()).collect()) {
+            Ok(()) => report.delivered.extend(batch),
+            Err(Error::Refused { status: 400, .. }) if batch.len() > 1 => {
+                let second = batch.split_off(batch.len() / 2);
+                queue.push_front(second);
+                queue.push_front(batch);
+            }
             // Only these mean the server will never take them; anything else
             // (a proxy's 404/429, a 5xx) is worth another try.
             Err(Error::Refused {
                 status: status @ (400 | 403),
                 message,
-            }) => {
-                return SendOutcome::Refused(format!("{status}: {message}"));
+            }) => report.refused.push((batch, format!("{status}: {message}"))),
+            Err(e) => {
+                batch.extend(queue.drain(..).flatten());
+                report.failed = Some((batch, e.to_string()));
+                break;
             }
-            Err(e) => return SendOutcome::Failed(e.to_string()),
         }
     }
-    SendOutcome::Sent
+    report
 }
 
 enum Msg {
     Done(usize, PluginRun),
-    Sent(Sending, SendOutcome),
+    Sent(SendReport),
     Stop,
 }
 
@@ -223,6 +289,7 @@ pub struct Monitor {
     clock: Arc<dyn Clock>,
     tx: mpsc::Sender<Msg>,
     rx: mpsc::Receiver<Msg>,
+    plugins: KillSwitch,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -243,6 +310,7 @@ impl Monitor {
             clock,
             tx,
             rx,
+            plugins: KillSwitch::new(),
         }
     }
 
@@ -252,50 +320,62 @@ impl Monitor {
     }
 
     /// Runs until stopped. Returns an error only for something it cannot
-    /// ride out; a server that is away is not one.
+    /// ride out; a server that is away is not one. Either way its running
+    /// plugins are killed (with their process groups) before it returns.
     pub fn run(self) -> Result<()> {
-        let services = &self.config.services;
-        let mut schedule = Schedule::new(services.len(), self.clock.now());
+        let mut schedule = Schedule::new(self.config.services.len(), self.clock.now());
         let mut unsent = Unsent::default();
-        let mut stopping = false;
+        self.log_plan();
+        let result = self.run_until_stopped(&mut schedule, &mut unsent);
+        self.stop_plugins(schedule.running(), &mut unsent);
+        // One last try so a clean stop does not throw away fresh results
+        // (unless a send is still under way).
+        if let Some(sending) = unsent.take(Millis::MAX) {
+            let report = send_states(&self.client, sending);
+            log_refused(&report);
+            if let Some((states, why)) = &report.failed {
+                log::warn!("could not send the last {} states: {why}", states.len());
+            }
+        }
+        log::info!("monitor stopped");
+        result
+    }
+
+    /// Says what it runs and where it sends, so a log shows the monitor's
+    /// plan at a glance. The program only, not its arguments, which may
+    /// hold a password (`check_mysql -p …`); the URL without its password.
+    fn log_plan(&self) {
         log::info!(
-            "monitoring {} services for {}",
-            services.len(),
-            self.client.server_id().name
+            "monitoring {} services for {}, sending to {}",
+            self.config.services.len(),
+            self.client.server_id().name,
+            self.client.url()
         );
-        while !stopping {
+        for s in &self.config.services {
+            log::info!(
+                "{}: every {} s, timeout {:?}, runs {}",
+                s.name,
+                s.period,
+                s.timeout,
+                s.command.first().map_or("", String::as_str)
+            );
+        }
+    }
+
+    fn run_until_stopped(&self, schedule: &mut Schedule, unsent: &mut Unsent) -> Result<()> {
+        loop {
             let now = self.clock.now();
             for i in schedule.take_due(now) {
-                let s = &services[i];
-                let (argv, cwd, timeout, tx) = (
-                    s.command.clone(),
-                    self.config.base_dir.clone(),
-                    s.timeout,
-                    self.tx.clone(),
-                );
-                std::thread::Builder::new()
-                    .name(format!("plugin-{}", s.name))
-                    .stack_size(256 * 1024)
-                    .spawn(move || {
-                        let run = run_plugin(&argv, &cwd, timeout);
-                        let _ = tx.send(Msg::Done(i, run));
-                    })
-                    .map_err(|e| {
-                        Error::Io(std::io::Error::other(format!(
-                            "cannot start a plugin thread: {e}"
-                        )))
-                    })?;
+                self.start_plugin(i)?;
             }
             // Sending runs beside the loop, so a server that hangs does not
             // stop the checks; one send at a time.
             if let Some(sending) = unsent.take(now) {
                 let (client, tx) = (self.client.clone(), self.tx.clone());
-                let states = sending.iter().map(|(_, _, r)| r.clone()).collect();
                 std::thread::Builder::new()
                     .name("overc-send".into())
                     .spawn(move || {
-                        let outcome = send_states(&client, states);
-                        let _ = tx.send(Msg::Sent(sending, outcome));
+                        let _ = tx.send(Msg::Sent(send_states(&client, sending)));
                     })
                     .map_err(|e| {
                         Error::Io(std::io::Error::other(format!(
@@ -316,63 +396,105 @@ impl Monitor {
                 .ok();
             while let Some(m) = msg {
                 match m {
-                    Msg::Done(i, run) => {
-                        let s = &services[i];
-                        log::debug!(
-                            "{}: {} in {:.2}s",
-                            s.name,
-                            run.state,
-                            run.duration.as_secs_f64()
-                        );
-                        schedule.finished(i, self.clock.now(), s, run.duration);
-                        unsent.put(
-                            i,
-                            ServiceReport {
-                                name: s.name.clone(),
-                                state: run.state,
-                                info: run.info,
-                                period: Some(s.period),
-                            },
-                        );
-                    }
-                    Msg::Sent(sent, outcome) => {
-                        let n = sent.len();
-                        match outcome {
-                            SendOutcome::Sent => {
-                                log::debug!("sent {n} states");
-                                unsent.sent(&sent);
-                            }
-                            SendOutcome::Refused(why) => {
-                                // The server will never take these; the next ones may differ.
-                                log::error!("the server refused {n} states ({why})");
-                                unsent.refused(&sent);
-                            }
-                            SendOutcome::Failed(why) => {
-                                let wait = unsent.failed(self.clock.now());
-                                log::warn!(
-                                    "cannot send {n} states, retrying in {} s: {why}",
-                                    wait.as_secs()
-                                );
-                            }
-                        }
-                    }
-                    Msg::Stop => stopping = true,
+                    Msg::Done(i, run) => self.finished(i, run, schedule, unsent),
+                    Msg::Sent(report) => self.settle(&report, unsent),
+                    Msg::Stop => return Ok(()),
                 }
                 msg = self.rx.try_recv().ok();
             }
         }
-        // One last try so a clean stop does not throw away fresh results
-        // (unless a send is still under way).
-        if let Some(sending) = unsent.take(Millis::MAX) {
-            let states = sending.iter().map(|(_, _, r)| r.clone()).collect();
-            if let SendOutcome::Failed(why) | SendOutcome::Refused(why) =
-                send_states(&self.client, states)
-            {
-                log::warn!("could not send the last {} states: {why}", sending.len());
+    }
+
+    /// Runs the plugin of service `i` on a thread of its own.
+    fn start_plugin(&self, i: usize) -> Result<()> {
+        let s = &self.config.services[i];
+        let mut spec = CommandSpec::new(s.command.clone(), &self.config.base_dir, s.timeout);
+        spec.kill_switch = Some(self.plugins.clone());
+        let tx = self.tx.clone();
+        std::thread::Builder::new()
+            .name(format!("plugin-{}", s.name))
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let run = run_plugin_spec(&spec);
+                let _ = tx.send(Msg::Done(i, run));
+            })
+            .map(drop)
+            .map_err(|e| {
+                Error::Io(std::io::Error::other(format!(
+                    "cannot start a plugin thread: {e}"
+                )))
+            })
+    }
+
+    fn finished(&self, i: usize, run: PluginRun, schedule: &mut Schedule, unsent: &mut Unsent) {
+        let s = &self.config.services[i];
+        log::debug!(
+            "{}: {} in {:.2}s",
+            s.name,
+            run.state,
+            run.duration.as_secs_f64()
+        );
+        schedule.finished(i, self.clock.now(), s, run.duration);
+        unsent.put(
+            i,
+            ServiceReport {
+                name: s.name.clone(),
+                state: run.state,
+                info: run.info,
+                period: Some(s.period),
+            },
+        );
+    }
+
+    fn settle(&self, report: &SendReport, unsent: &mut Unsent) {
+        log_refused(report);
+        log::debug!("sent {} states", report.delivered.len());
+        if let Some(wait) = unsent.settle(report, self.clock.now()) {
+            if let Some((states, why)) = &report.failed {
+                log::warn!(
+                    "cannot send {} states, retrying in {} s: {why}",
+                    states.len(),
+                    wait.as_secs()
+                );
             }
         }
-        log::info!("monitor stopped");
-        Ok(())
+    }
+
+    /// Kills the `running` plugins (with their process groups) and waits a
+    /// little for their threads to see it, so none outlives the monitor.
+    /// What they report then (killed) is not news for the server.
+    fn stop_plugins(&self, mut running: usize, unsent: &mut Unsent) {
+        self.plugins.kill_all();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while running > 0 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(Msg::Done(..)) => running -= 1,
+                Ok(Msg::Sent(report)) => self.settle(&report, unsent),
+                Ok(Msg::Stop) => {}
+                Err(_) => {
+                    log::warn!("{running} plugins did not end when killed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn log_refused(report: &SendReport) {
+    for (states, why) in &report.refused {
+        // The server will never take these; the next ones may differ.
+        let names: Vec<&str> = states.iter().take(5).map(|s| s.2.name.as_str()).collect();
+        log::error!(
+            "the server refused {} states ({}{}): {why}",
+            states.len(),
+            names.join(", "),
+            if states.len() > names.len() {
+                ", …"
+            } else {
+                ""
+            }
+        );
     }
 }
 
@@ -435,12 +557,13 @@ pub fn check_table(results: &[CheckResult]) -> String {
     out
 }
 
-/// The worst state among check results (OK when there are none).
+/// The worst state among check results by the Nagios order (OK < WARN <
+/// UNK < FAIL, see [`State::nagios_rank`]); OK when there are none.
 pub fn worst(results: &[CheckResult]) -> State {
     results
         .iter()
         .map(|r| r.run.state)
-        .max()
+        .max_by_key(|s| s.nagios_rank())
         .unwrap_or(State::Ok)
 }
 
@@ -531,6 +654,139 @@ mod tests {
         u.refused(&s);
         assert!(u.is_empty());
         assert_eq!(u.next_attempt(), None);
+    }
+
+    fn states(n: usize, info_len: usize) -> Sending {
+        (0..n)
+            .map(|i| {
+                let report = ServiceReport {
+                    name: format!("s{i}"),
+                    state: State::Ok,
+                    info: "x".repeat(info_len),
+                    period: Some(60),
+                };
+                (i, 1, report)
+            })
+            .collect()
+    }
+
+    fn sizes(batches: &[Sending]) -> Vec<usize> {
+        batches.iter().map(Vec::len).collect()
+    }
+
+    #[test]
+    fn batches_are_cut_by_count_and_by_size_in_order() {
+        assert_eq!(sizes(&batches(Vec::new())), Vec::<usize>::new());
+        assert_eq!(sizes(&batches(states(1000, 0))), vec![1000]);
+        let cut = batches(states(2500, 0));
+        assert_eq!(sizes(&cut), vec![1000, 1000, 500]);
+        let order: Vec<usize> = cut.iter().flatten().map(|s| s.0).collect();
+        assert_eq!(order, (0..2500).collect::<Vec<_>>());
+        // 16 KiB outputs: 15 of them (with names and overhead) fill 256 KiB.
+        let big = batches(states(40, 16 * 1024));
+        assert!(big.iter().all(|b| b.len() <= 15), "{:?}", sizes(&big));
+        assert_eq!(sizes(&big).iter().sum::<usize>(), 40);
+        // A single state larger than a batch still goes, alone.
+        assert_eq!(sizes(&batches(states(2, 300 * 1024))), vec![1, 1]);
+    }
+
+    /// A fake server: refuses (400) a request holding a state named in
+    /// `bad`, fails (503) once `down_after` requests were answered, and
+    /// records the size of every request.
+    fn fake_server<'a>(
+        bad: &'a [&'a str],
+        down_after: usize,
+        requests: &'a mut Vec<usize>,
+    ) -> impl FnMut(u32, Vec<ServiceReport>) -> Result<()> + 'a {
+        move |_period, states| {
+            assert!(states.len() <= crate::protocol::MAX_ITEMS);
+            requests.push(states.len());
+            if requests.len() > down_after {
+                return Err(Error::Refused {
+                    status: 503,
+                    message: "down".into(),
+                });
+            }
+            match states.iter().find(|s| bad.contains(&s.name.as_str())) {
+                Some(s) => Err(Error::Refused {
+                    status: 400,
+                    message: format!("bad {}", s.name),
+                }),
+                None => Ok(()),
+            }
+        }
+    }
+
+    #[test]
+    fn a_refused_state_is_dropped_alone() {
+        let mut requests = Vec::new();
+        let report = send_with(
+            states(2500, 0),
+            fake_server(&["s1234", "s7"], usize::MAX, &mut requests),
+        );
+        let refused: Vec<(Vec<&str>, &str)> = report
+            .refused
+            .iter()
+            .map(|(s, why)| (s.iter().map(|s| s.2.name.as_str()).collect(), why.as_str()))
+            .collect();
+        assert_eq!(
+            refused,
+            vec![
+                (vec!["s7"], "400: bad s7"),
+                (vec!["s1234"], "400: bad s1234")
+            ]
+        );
+        assert_eq!(report.delivered.len(), 2498);
+        assert!(report.failed.is_none());
+        // Halving costs about 2 × log2(1000) requests per bad state.
+        assert!(requests.len() <= 3 + 2 * 2 * 10, "{}", requests.len());
+    }
+
+    #[test]
+    fn a_failure_keeps_what_was_not_delivered() {
+        let mut u = Unsent::default();
+        for (i, _, r) in states(2500, 0) {
+            u.put(i, r);
+        }
+        let taken = u.take(0).unwrap();
+        let mut requests = Vec::new();
+        let report = send_with(taken, fake_server(&[], 1, &mut requests));
+        assert_eq!(requests, vec![1000, 1000]);
+        assert_eq!(report.delivered.len(), 1000);
+        let (failed, why) = report.failed.clone().unwrap();
+        assert_eq!(failed.len(), 1500);
+        assert!(why.contains("503"), "{why}");
+        assert_eq!(u.settle(&report, 0), Some(Duration::from_secs(1)));
+        assert_eq!(u.len(), 1500, "the delivered ones are forgotten");
+        let taken = u.take(1000).unwrap();
+        let report = send_with(taken, fake_server(&["s2000"], usize::MAX, &mut Vec::new()));
+        assert_eq!(u.settle(&report, 1000), None);
+        assert!(u.is_empty());
+        assert_eq!(u.next_attempt(), None);
+    }
+
+    #[test]
+    fn the_worst_check_result_goes_by_the_nagios_order() {
+        let results = |states: &[State]| -> Vec<CheckResult> {
+            states
+                .iter()
+                .map(|s| CheckResult {
+                    service: "s".into(),
+                    run: PluginRun {
+                        state: *s,
+                        info: String::new(),
+                        exit: Exit::Code(s.exit_code()),
+                        duration: Duration::ZERO,
+                    },
+                })
+                .collect()
+        };
+        use State::*;
+        assert_eq!(worst(&results(&[])), Ok);
+        assert_eq!(worst(&results(&[Ok, Warn])), Warn);
+        assert_eq!(worst(&results(&[Warn, Unk])), Unk);
+        assert_eq!(worst(&results(&[Unk, Fail])), Fail);
+        assert_eq!(worst(&results(&[Fail, Unk, Warn])), Fail);
     }
 
     #[test]

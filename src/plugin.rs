@@ -22,7 +22,12 @@ pub struct PluginRun {
 /// Runs a plugin: no shell, `cwd` as working directory, killed with its
 /// children at `timeout`. Never fails: problems become `UNK` with the reason.
 pub fn run_plugin(argv: &[String], cwd: &Path, timeout: Duration) -> PluginRun {
-    let out = command::run(&CommandSpec::new(argv.to_vec(), cwd, timeout));
+    run_plugin_spec(&CommandSpec::new(argv.to_vec(), cwd, timeout))
+}
+
+/// [`run_plugin`] with every knob of [`CommandSpec`] (a kill switch, stdin…).
+pub(crate) fn run_plugin_spec(spec: &CommandSpec) -> PluginRun {
+    let out = command::run(spec);
     let mut info = out.stdout.trim_end().to_owned();
     let stderr = out.stderr.trim_end();
     if !stderr.is_empty() {

@@ -49,6 +49,27 @@ impl State {
         None
     }
 
+    /// Parses a state as a person may type it: a wire name (see
+    /// [`State::parse`]), a Nagios name (`CRITICAL`, `WARNING`, `UNKNOWN`),
+    /// case-insensitively, or a Nagios exit code `0` to `3`. For command
+    /// lines; the server keeps to [`State::parse`].
+    pub fn parse_nagios(s: &str) -> Option<State> {
+        let s = s.trim();
+        for (name, state) in [
+            ("CRITICAL", State::Fail),
+            ("WARNING", State::Warn),
+            ("UNKNOWN", State::Unk),
+        ] {
+            if s.eq_ignore_ascii_case(name) {
+                return Some(state);
+            }
+        }
+        match s {
+            "0" | "1" | "2" | "3" => s.parse().ok().map(|c| State::from_exit_code(Some(c))),
+            _ => State::parse(s),
+        }
+    }
+
     /// Maps a Nagios plugin exit code: 0 OK, 1 WARN, 2 FAIL, anything else UNK.
     pub fn from_exit_code(code: Option<i32>) -> State {
         match code {
@@ -62,6 +83,19 @@ impl State {
     /// The Nagios exit code of this state (0..=3).
     pub fn exit_code(self) -> i32 {
         self as i32
+    }
+
+    /// Rank in the Nagios order of badness, used to pick the worst of
+    /// several plugin results: OK < WARN < UNK < FAIL. A plugin that could
+    /// not tell is less bad than one that saw a failure; this differs from
+    /// the `Ord` of `State`, where UNK comes last.
+    pub fn nagios_rank(self) -> u8 {
+        match self {
+            State::Ok => 0,
+            State::Warn => 1,
+            State::Unk => 2,
+            State::Fail => 3,
+        }
     }
 
     /// Numeric value used by metrics: 0 OK, 1 WARN, 2 FAIL, 3 UNK.
@@ -89,6 +123,22 @@ mod tests {
         assert_eq!(State::parse("unk"), Some(State::Unk));
         assert_eq!(State::parse("BULLSHIT"), None);
         assert_eq!(State::parse(""), None);
+    }
+
+    #[test]
+    fn nagios_names_and_codes_for_people() {
+        assert_eq!(State::parse_nagios("critical"), Some(State::Fail));
+        assert_eq!(State::parse_nagios("WARNING"), Some(State::Warn));
+        assert_eq!(State::parse_nagios("Unknown"), Some(State::Unk));
+        assert_eq!(State::parse_nagios("err"), Some(State::Fail));
+        assert_eq!(State::parse_nagios("ok"), Some(State::Ok));
+        for (code, state) in ["0", "1", "2", "3"].iter().zip(State::ALL) {
+            assert_eq!(State::parse_nagios(code), Some(state));
+        }
+        for bad in ["4", "-1", "CRIT", "03", ""] {
+            assert_eq!(State::parse_nagios(bad), None, "{bad}");
+        }
+        assert_eq!(State::parse("CRITICAL"), None, "not on the wire");
     }
 
     #[test]

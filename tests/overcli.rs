@@ -1,13 +1,15 @@
 //! The real `overcli` binary against a real server on 127.0.0.1.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::TestServer;
 use crate::common::tls::{CA_PEM, TlsEndpoint};
+use crate::common::{TestServer, signal, wait_for_line};
 use crate::supervision::plugin;
 
 const BIN: &str = env!("CARGO_BIN_EXE_overcli");
@@ -17,7 +19,6 @@ fn overcli(args: &[&str]) -> Output {
         .args(args)
         .env_remove("OVERC_SERVER")
         .env_remove("OVERC_SERVER_ID")
-        .env_remove("OVERC_CA_FILE")
         .output()
         .unwrap()
 }
@@ -285,7 +286,6 @@ fn spawn_monitor(cfg: &Path) -> Child {
         .args(["monitor", cfg.to_str().unwrap()])
         .env_remove("OVERC_SERVER")
         .env_remove("OVERC_SERVER_ID")
-        .env_remove("OVERC_CA_FILE")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -441,6 +441,299 @@ fn monitor_keeps_checking_while_the_server_hangs() {
     }
     assert_eq!(terminate(&mut child), 0);
     drop(hung);
+}
+
+/// A running `overcli monitor` and the lines it logs. Dropping it kills the
+/// process, so a failing test leaves none behind.
+struct LoggedMonitor {
+    child: Child,
+    log: mpsc::Receiver<String>,
+}
+
+impl Drop for LoggedMonitor {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `overcli monitor CFG` at the default log level, its stderr read line by line.
+fn spawn_monitor_logged(cfg: &Path) -> LoggedMonitor {
+    let mut child = Command::new(BIN)
+        .args(["monitor", cfg.to_str().unwrap()])
+        .env_remove("OVERC_SERVER")
+        .env_remove("OVERC_SERVER_ID")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let (tx, log) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while err.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            let _ = tx.send(std::mem::take(&mut line));
+        }
+    });
+    LoggedMonitor { child, log }
+}
+
+/// Regression: SIGHUP killed `overcli monitor` with status 129.
+#[test]
+fn monitor_logs_sighup_and_keeps_running() {
+    let t = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (count_file, cfg) = counter_monitor(dir.path(), &t.url());
+    let mut m = spawn_monitor_logged(&cfg);
+    eventually("a first report", || {
+        t.service("mon", "counter")
+            .is_some_and(|s| !s["state"].is_null())
+    });
+    signal(&m.child, "HUP");
+    wait_for_line(&m.log, "SIGHUP");
+    let at_signal = runs(&count_file);
+    eventually("the plugin to run on after SIGHUP", || {
+        runs(&count_file) >= at_signal + 2
+    });
+    assert!(m.child.try_wait().unwrap().is_none(), "still running");
+    assert_eq!(terminate(&mut m.child), 0);
+}
+
+/// Processes (not zombies) of process group `pgid`.
+fn group_members(pgid: u32) -> Vec<u32> {
+    let mut members = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp …; comm may hold spaces and parentheses.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string() {
+            members.push(pid);
+        }
+    }
+    members
+}
+
+/// The pid of a live process whose command line contains `marker`.
+fn process_with(marker: &str) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid = entry.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            String::from_utf8_lossy(&cmdline)
+                .contains(marker)
+                .then_some(pid)
+        })
+}
+
+/// Kills a process group when dropped, so a failing test leaves no plugin behind.
+struct GroupGuard(u32);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0)])
+            .status();
+    }
+}
+
+/// Regression: SIGTERM ended `overcli monitor` but left its running plugins
+/// (and their children) behind.
+#[test]
+fn monitor_stops_its_running_plugins_on_sigterm() {
+    let t = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = format!(
+        "overc-test-plugin-{}",
+        dir.path().file_name().unwrap().to_string_lossy()
+    );
+    let cfg = dir.path().join("monitor.ini");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[overc]\nserver = {}\nmy-name = mon\nmy-key = secret\n\n\
+             [service:slow]\nperiod = 600\ntimeout = 600\n\
+             command = sh -c \"sleep 600 & sleep 600\" {marker}\n",
+            t.url()
+        ),
+    )
+    .unwrap();
+    let mut m = spawn_monitor_logged(&cfg);
+    let mut plugin = None;
+    eventually("the plugin to start", || {
+        plugin = process_with(&marker);
+        plugin.is_some()
+    });
+    // The plugin leads its own process group.
+    let group = plugin.unwrap();
+    let _guard = GroupGuard(group);
+    eventually("both of its sleeps to start", || {
+        group_members(group).len() == 3
+    });
+    assert_eq!(terminate(&mut m.child), 0);
+    eventually("the plugin and its children to be gone", || {
+        group_members(group).is_empty()
+    });
+}
+
+/// Regression: `overcli` alone printed "no command given" and no usage.
+#[test]
+fn no_arguments_prints_the_usage() {
+    let o = overcli(&[]);
+    assert_eq!(code(&o), 2);
+    let err = text(&o.stderr);
+    assert!(err.contains("Usage: overcli"), "{err}");
+    assert!(
+        err.contains("service-status PERIOD NAME STATE [INFO]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_message_starting_with_a_dash_goes_after_double_dash() {
+    let o = overcli(&["--help"]);
+    assert!(
+        text(&o.stdout).contains("starts with -"),
+        "{}",
+        text(&o.stdout)
+    );
+    let t = TestServer::start();
+    let url = t.url();
+    let o = overcli(&["-s", &url, "-i", "h:k", "alert", "-5 degrees"]);
+    assert_eq!(code(&o), 2, "without --, a dash is an option");
+    assert!(text(&o.stderr).contains("after --"), "{}", text(&o.stderr));
+    let o = overcli(&["-s", &url, "-i", "h:k", "alert", "--", "-5 degrees"]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let o = overcli(&[
+        "-s",
+        &url,
+        "-i",
+        "h:k",
+        "service-status",
+        "30",
+        "db",
+        "OK",
+        "--",
+        "-1 rows",
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert_eq!(t.service("h", "db").unwrap()["state"]["info"], "-1 rows");
+    let (_, alerts) = t.get("/ui/api/status/alerts/");
+    assert!(
+        alerts["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["message"] == "-5 degrees"),
+        "{alerts}"
+    );
+}
+
+/// `service-status` takes the states as Nagios names them, and their codes.
+#[test]
+fn service_status_accepts_nagios_state_names_and_codes() {
+    let t = TestServer::start();
+    let url = t.url();
+    for (given, stored) in [
+        ("CRITICAL", "FAIL"),
+        ("warning", "WARN"),
+        ("Unknown", "UNK"),
+        ("ok", "OK"),
+        ("err", "FAIL"),
+        ("0", "OK"),
+        ("1", "WARN"),
+        ("2", "FAIL"),
+        ("3", "UNK"),
+    ] {
+        let o = overcli(&["-s", &url, "-i", "h:k", "service-status", "30", "db", given]);
+        assert_eq!(code(&o), 0, "{given}: {}", text(&o.stderr));
+        assert_eq!(
+            t.service("h", "db").unwrap()["state"]["state"],
+            stored,
+            "{given}"
+        );
+    }
+    for bad in ["4", "CRIT", "-1", ""] {
+        let o = overcli(&["-s", &url, "-i", "h:k", "service-status", "30", "db", bad]);
+        assert_eq!(code(&o), 2, "{bad:?}");
+    }
+}
+
+/// Regression: `check` exited 3 when one plugin said UNK and another FAIL;
+/// by the Nagios order FAIL (2) is the worse.
+#[test]
+fn check_exits_with_the_worst_code_in_nagios_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let exit = plugin("exit.sh");
+    let cases: [(&[u32], i32); 5] = [
+        (&[0, 1], 1),
+        (&[1, 3], 3),
+        (&[3, 2], 2),
+        (&[2, 3, 1, 0], 2),
+        (&[0, 0], 0),
+    ];
+    for (codes, worst) in cases {
+        let services: Vec<(String, u32, String)> = codes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("s{i}"), 60, format!("{exit} {c} x")))
+            .collect();
+        let services: Vec<(&str, u32, &str)> = services
+            .iter()
+            .map(|(n, p, c)| (n.as_str(), *p, c.as_str()))
+            .collect();
+        let cfg = write_config(dir.path(), "http://127.0.0.1:9", &services);
+        let o = overcli(&["check", cfg.to_str().unwrap()]);
+        assert_eq!(code(&o), worst, "{codes:?}: {}", text(&o.stdout));
+    }
+}
+
+/// At the default log level the monitor says what it runs and where it
+/// sends, without the password of the URL.
+#[test]
+fn monitor_says_at_start_what_it_runs_and_where_it_sends() {
+    let t = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = t.url();
+    let with_password = url.replacen("http://", "http://probe:topsecret@", 1);
+    let exit = plugin("exit.sh");
+    let cfg = write_config(
+        dir.path(),
+        &with_password,
+        &[
+            ("web", 30, &format!("{exit} 0 fine")),
+            ("disk", 300, &format!("{exit} 0 roomy")),
+        ],
+    );
+    let mut m = spawn_monitor_logged(&cfg);
+    let mut wanted = vec![
+        format!("sending to {url}"),
+        "web: every 30 s".to_owned(),
+        "disk: every 300 s".to_owned(),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !wanted.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = m
+            .log
+            .recv_timeout(left)
+            .unwrap_or_else(|e| panic!("still not logged: {wanted:?} ({e})"));
+        assert!(!line.contains("topsecret"), "{line}");
+        wanted.retain(|w| !line.contains(w.as_str()));
+    }
+    assert_eq!(terminate(&mut m.child), 0);
 }
 
 /// Kills the monitor if a test fails before it stopped it.

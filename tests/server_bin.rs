@@ -4,8 +4,9 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 
-use crate::common::{get, post_bytes, report};
+use crate::common::{get, post_bytes, report, signal, wait_for_line};
 
 const BIN: &str = env!("CARGO_BIN_EXE_overc-server");
 
@@ -51,6 +52,12 @@ impl Drop for Running {
 
 /// Starts the binary and waits for the line that says where it listens.
 fn spawn(cmd: &mut Command) -> (Running, String) {
+    let (child, url, _log) = spawn_logged(cmd);
+    (child, url)
+}
+
+/// [`spawn`], and the lines the server logs after it listens.
+fn spawn_logged(cmd: &mut Command) -> (Running, String, mpsc::Receiver<String>) {
     let mut child = Running(
         cmd.stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -67,14 +74,15 @@ fn spawn(cmd: &mut Command) -> (Running, String) {
         }
         if let Some(url) = line.trim().strip_prefix("overc-server listening on ") {
             let url = url.to_owned();
+            let (tx, log) = mpsc::channel();
             // Keep draining stderr so the server never blocks on a full pipe.
             std::thread::spawn(move || {
-                let mut sink = String::new();
-                while err.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
-                    sink.clear();
+                let mut line = String::new();
+                while err.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                    let _ = tx.send(std::mem::take(&mut line));
                 }
             });
-            return (child, url);
+            return (child, url, log);
         }
     }
 }
@@ -336,4 +344,85 @@ fn raises_the_open_files_limit_to_the_hard_limit() {
             h.min(overc::server::OPEN_FILES_WANTED)
         });
     assert_eq!(soft, wanted.max(256).to_string(), "{line}");
+}
+
+/// Regression: SIGHUP (a closed terminal, a habit of `kill -HUP` to reload)
+/// killed the server with status 129.
+#[test]
+fn sighup_is_logged_and_the_server_keeps_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url, log) = spawn_logged(
+        Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0"])
+            .current_dir(dir.path())
+            .env_remove("OVERC_CONFIG")
+            .env_remove("RUST_LOG"),
+    );
+    signal(&child, "HUP");
+    wait_for_line(&log, "SIGHUP");
+    let (code, _) = post_bytes(
+        &url,
+        "/api/ping",
+        br#"{"server": {"name": "h", "key": "k"}}"#,
+    );
+    assert_eq!(code, 200, "still answering after SIGHUP");
+    assert_eq!(terminate(&mut child), 0);
+}
+
+/// Regression: `database = mysql://…` (the original OverC's default) was
+/// taken for a file name and failed with "file not found" (exit 1).
+#[test]
+fn a_database_url_other_than_sqlite_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("server.ini");
+    std::fs::write(
+        &cfg,
+        "[overc]\nlisten = 127.0.0.1:0\ndatabase = mysql://overc:hunter2@localhost/overc\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["--config", cfg.to_str().unwrap()], dir.path());
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("server.ini") && err.contains("[overc] database") && err.contains("mysql"),
+        "{err}"
+    );
+    assert!(
+        err.contains("sqlite:PATH"),
+        "names what is supported: {err}"
+    );
+    assert!(
+        !err.contains("hunter2"),
+        "no password in the message: {err}"
+    );
+
+    let (code, _, err) = run(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            "postgres://db/overc",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--database") && err.contains("not supported yet"),
+        "{err}"
+    );
+
+    let out = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env_remove("OVERC_CONFIG")
+        .env("OVERC_DATABASE", "redis://cache/0")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("OVERC_DATABASE") && err.contains("redis"),
+        "{err}"
+    );
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+    assert_eq!(files.len(), 1, "nothing but server.ini: {files:?}");
 }

@@ -5,6 +5,7 @@ mod common;
 mod client;
 mod fuzz;
 mod ingest;
+mod monitor;
 mod overcli;
 mod page;
 mod read_api;

@@ -29,6 +29,11 @@ Options:
   -h, --help              help (also after a command)
   -V, --version           print the version
 
+STATE: OK, WARN (or WARNING), FAIL (or ERR, CRITICAL) or UNK (or UNKNOWN),
+in any case, or a Nagios code 0 to 3.
+A MESSAGE or INFO that starts with - goes after --:
+  overcli alert -- '-5 degrees in the cold room'
+
 Exit status: 0 success, 1 server unreachable or 5xx, 2 usage or config error,
 3 refused by the server (400/403).";
 
@@ -39,19 +44,19 @@ const COMMAND_HELP: &[(&str, &str)] = &[
     ),
     (
         "service-status",
-        "Usage: overcli -s URL -i NAME:KEY service-status PERIOD NAME STATE [INFO]\n\nReports one service. PERIOD: seconds until the next report is due.\nSTATE: OK, WARN, FAIL (or ERR) or UNK, in any case.",
+        "Usage: overcli -s URL -i NAME:KEY service-status PERIOD NAME STATE [INFO]\n\nReports one service. PERIOD: seconds until the next report is due.\nSTATE: OK, WARN (or WARNING), FAIL (or ERR, CRITICAL) or UNK (or UNKNOWN),\nin any case, or a Nagios exit code 0 to 3. An INFO that starts with - goes\nafter --: overcli service-status 60 db OK -- '-1 rows'",
     ),
     (
         "alert",
-        "Usage: overcli -s URL -i NAME:KEY alert [--service NAME] MESSAGE\n\nSends an alert, optionally about a service.",
+        "Usage: overcli -s URL -i NAME:KEY alert [--service NAME] MESSAGE\n\nSends an alert, optionally about a service. A MESSAGE that starts with -\ngoes after --: overcli alert -- '-5 degrees'",
     ),
     (
         "monitor",
-        "Usage: overcli [-s URL] [-i NAME:KEY] [--ca-file PEM] monitor CONFIG.ini\n\nRuns every [service:NAME] plugin of the config on its schedule and reports\nthe results. -s/-i/--ca-file override the config's [overc] server, my-name,\nmy-key, ca-file.\nKeeps running while the server is away; stops on SIGTERM/SIGINT.",
+        "Usage: overcli [-s URL] [-i NAME:KEY] [--ca-file PEM] monitor CONFIG.ini\n\nRuns every [service:NAME] plugin of the config on its schedule and reports\nthe results. -s/-i/--ca-file override the config's [overc] server, my-name,\nmy-key, ca-file.\nKeeps running while the server is away; stops on SIGTERM/SIGINT\n(SIGHUP is logged and ignored).",
     ),
     (
         "check",
-        "Usage: overcli check CONFIG.ini\n\nRuns every plugin of a monitor config once, prints a table, and exits with\nthe worst plugin's code (0 OK, 1 WARN, 2 FAIL, 3 UNK). Sends nothing.",
+        "Usage: overcli check CONFIG.ini\n\nRuns every plugin of a monitor config once, prints a table, and exits with\nthe worst plugin's code in the Nagios order: 2 FAIL over 3 UNK over 1 WARN\nover 0 OK. Sends nothing.",
     ),
 ];
 
@@ -135,7 +140,11 @@ fn client(
 }
 
 fn try_main(a: Args) -> Result<ExitCode, Error> {
-    let cmd = a.command.clone().ok_or_else(|| usage("no command given"))?;
+    // The usage is the answer to running it bare.
+    let cmd = a
+        .command
+        .clone()
+        .ok_or_else(|| usage(format!("no command given\n\n{HELP}")))?;
     let arity = |min: usize, max: usize| {
         if a.rest.len() < min || a.rest.len() > max {
             Err(usage(format!(
@@ -160,9 +169,9 @@ fn try_main(a: Args) -> Result<ExitCode, Error> {
                     a.rest[0]
                 ))
             })?;
-            let state = State::parse(&a.rest[2]).ok_or_else(|| {
+            let state = State::parse_nagios(&a.rest[2]).ok_or_else(|| {
                 usage(format!(
-                    "STATE should be OK, WARN, FAIL or UNK, got {:?}",
+                    "STATE should be OK, WARN, FAIL, UNK (or WARNING, CRITICAL, UNKNOWN, 0 to 3), got {:?}",
                     a.rest[2]
                 ))
             })?;
@@ -225,11 +234,17 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("overcli: {e}\nTry 'overcli --help'.");
+            eprintln!(
+                "overcli: {e}\nTry 'overcli --help'. An argument that starts with - goes after --."
+            );
             return ExitCode::from(2);
         }
     };
-    let level = ["warn", "info", "debug", "trace"][usize::from(args.verbose.min(3))];
+    let level = match (args.verbose, args.command.as_deref()) {
+        // A long-running monitor says what it does (start, stop, signals).
+        (0, Some("monitor")) => "warn,overc=info",
+        (v, _) => ["warn", "info", "debug", "trace"][usize::from(v.min(3))],
+    };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
     match try_main(args) {
         Ok(code) => code,

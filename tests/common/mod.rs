@@ -5,7 +5,9 @@
 pub mod tls;
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 use std::sync::Arc;
+use std::sync::mpsc;
 use std::time::Duration;
 
 use overc::{Clock, ManualClock, Server, ServerConfig};
@@ -221,4 +223,27 @@ pub fn report(server: &str, key: &str, service: &str, state: &str, info: &str) -
         "period": 60,
         "services": [{"name": service, "state": state, "info": info}],
     })
+}
+
+/// Waits for a logged line containing `text`; fails when the process ends first.
+pub fn wait_for_line(log: &mpsc::Receiver<String>, text: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match log.recv_timeout(left) {
+            Ok(line) if line.contains(text) => return line,
+            Ok(_) => {}
+            Err(e) => panic!("no line with {text:?} logged ({e}): did the process end?"),
+        }
+    }
+}
+
+/// Sends `signal` (`HUP`, `TERM`…) to `child`.
+pub fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
 }

@@ -58,3 +58,45 @@ pub(crate) fn run_plugin_spec(spec: &CommandSpec) -> PluginRun {
         duration: out.duration,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_exit_codes_map_to_states() {
+        let sh = |script: &str, ms| {
+            run_plugin(
+                &["/bin/sh".into(), "-c".into(), script.into()],
+                Path::new("/"),
+                Duration::from_millis(ms),
+            )
+        };
+        assert_eq!(sh("echo fine; exit 0", 10_000).state, State::Ok);
+        assert_eq!(sh("exit 1", 10_000).state, State::Warn);
+        assert_eq!(sh("exit 2", 10_000).state, State::Fail);
+        assert_eq!(sh("exit 3", 10_000).state, State::Unk);
+        assert_eq!(sh("exit 42", 10_000).state, State::Unk);
+        let killed = sh("kill -TERM $$", 10_000);
+        assert_eq!(
+            (killed.state, killed.info.as_str()),
+            (State::Unk, "killed by signal 15")
+        );
+        let slow = sh("sleep 30", 200);
+        assert_eq!(slow.state, State::Unk);
+        assert!(
+            slow.info.starts_with("timed out after 0.2s"),
+            "{}",
+            slow.info
+        );
+        let both = sh("echo out; echo err >&2; exit 1", 10_000);
+        assert_eq!(both.info, "out\nerr");
+        let missing = run_plugin(&["./nope".into()], Path::new("/"), Duration::from_secs(1));
+        assert_eq!(missing.state, State::Unk);
+        assert!(
+            missing.info.contains("cannot start ./nope"),
+            "{}",
+            missing.info
+        );
+    }
+}

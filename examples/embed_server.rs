@@ -28,10 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             period: None,
         }],
     )?;
-    let status = server
-        .app()
-        .store()
-        .status(overc::store::StatusFilter::All, 0, 0.0)?;
+    let status = server.engine().status(overc::store::StatusFilter::All)?;
     for srv in status.iter().flat_map(|s| &s.servers) {
         for svc in &srv.services {
             let state = svc.state.as_ref().map(|s| s.state.as_str()).unwrap_or("-");

@@ -47,9 +47,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..ServiceReport::default()
     }])?;
     let status = server
-        .app()
-        .store()
-        .status(overc::store::StatusFilter::All, 0, 0.0)?
+        .engine()
+        .status(overc::store::StatusFilter::All)?
         .ok_or("no status")?;
     let status = serde_json::to_value(&status)?;
     let service = &status["servers"][0]["services"][0];

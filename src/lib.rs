@@ -103,6 +103,8 @@ mod basic_auth;
 mod client;
 #[cfg(any(feature = "client", feature = "server"))]
 pub mod config;
+#[cfg(feature = "server")]
+pub mod engine;
 #[cfg(feature = "client")]
 pub mod monitor;
 #[cfg(feature = "server")]
@@ -125,6 +127,8 @@ pub use state::State;
 pub use client::Client;
 #[cfg(any(feature = "client", feature = "server"))]
 pub use config::{Durability, MonitorConfig, ServerConfig};
+#[cfg(feature = "server")]
+pub use engine::Engine;
 #[cfg(feature = "server")]
 pub use server::{App, Server};
 #[cfg(any(feature = "client", feature = "server"))]

@@ -382,13 +382,12 @@ fn a_deleted_service_is_not_brought_back_by_a_waiting_report() {
     s.send("a", "OK", "", 60);
     s.send("b", "OK", "", 60);
     s.new_alerts();
-    let app = s.t.server().app().clone();
-    let fired = app.supervisor().stats().fired;
+    let engine = s.t.server().engine().clone();
+    let fired = engine.supervisor_stats().fired;
     // Waits in the supervisor's list: its deadline is not earlier.
     s.send("a", "OK", "again", 60);
     let a = s.t.service("h", "a").unwrap()["id"].as_i64().unwrap();
-    let applied = app.store().delete_service(a).unwrap();
-    app.supervisor().removed(applied.removed_services);
+    engine.delete_service(a).unwrap();
     s.advance(61_000);
     let got = s.new_alerts();
     assert_eq!(got.len(), 1, "{got:?}");
@@ -397,7 +396,7 @@ fn a_deleted_service_is_not_brought_back_by_a_waiting_report() {
         "{got:?}"
     );
     assert_eq!(
-        app.supervisor().stats().fired - fired,
+        engine.supervisor_stats().fired - fired,
         1,
         "only b's deadline"
     );

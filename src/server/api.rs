@@ -1,12 +1,9 @@
 //! The ingest endpoints of the OverC protocol: `/api/ping`,
 //! `/api/set/service/status`, `/api/set/alerts`.
 
-use std::sync::atomic::Ordering;
-
 use super::{App, Request, Response};
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::protocol::{AlertReport, Ping, StatusReport, parse_object};
-use crate::store::Applied;
 
 /// Maps a library error to the protocol's status codes without leaking
 /// internals: storage details go to the log, the client gets a retry hint.
@@ -41,12 +38,12 @@ pub(super) fn route(app: &App, req: &Request<'_>, path: &str) -> Response {
     if req.method != "POST" {
         return method_not_allowed("POST");
     }
-    let store = &app.store;
+    let engine = &app.engine;
     // The answers are constant: written as bytes, not built as JSON values.
     let result = match endpoint {
         "/api/ping" => parse_object(req.body)
             .and_then(|body| Ping::from_json(&body))
-            .and_then(|p| store.ping(p, req.remote))
+            .and_then(|p| engine.ping(p, req.remote))
             .map(|_| &br#"{"pong":1}"#[..]),
         "/api/set/service/status" => {
             let mut answer = None;
@@ -54,29 +51,12 @@ pub(super) fn route(app: &App, req: &Request<'_>, path: &str) -> Response {
             return answer.unwrap_or_else(|| Response::error(500, "Internal server error"));
         }
         _ => parse_object(req.body).and_then(|body| {
-            let r = AlertReport::from_json(&body)?;
-            store.alerts(r, req.remote)?;
-            app.outbox.notify();
+            engine.post_alerts(AlertReport::from_json(&body)?, req.remote)?;
             Ok(&br#"{"ok":1}"#[..])
         }),
     };
     match result {
         Ok(body) => Response::json_text(200, body.to_vec()),
-        Err(e) => error_response(e),
-    }
-}
-
-/// What follows storing a status report of `services` services.
-fn stored(app: &App, services: u64, result: Result<Applied>) -> Response {
-    match result {
-        Ok(applied) => {
-            app.counters.reports.fetch_add(services, Ordering::Relaxed);
-            if !applied.alerts.is_empty() {
-                app.outbox.notify();
-            }
-            app.supervisor.changed(applied.deadlines);
-            Response::json_text(200, br#"{"ok":1}"#.to_vec())
-        }
         Err(e) => error_response(e),
     }
 }
@@ -91,20 +71,26 @@ pub(super) fn statuses(
     mut answer: impl FnMut(usize, Response),
 ) {
     let mut reports = Vec::with_capacity(requests.len());
-    // Position among the requests and size of each valid report.
+    // Position among the requests of each valid report.
     let mut valid = Vec::with_capacity(requests.len());
     for (i, req) in requests.iter().enumerate() {
         match StatusReport::parse(req.body) {
             Ok(r) => {
-                valid.push((i, r.services.len() as u64));
+                valid.push(i);
                 reports.push((r, req.remote.to_owned()));
             }
             Err(e) => answer(i, error_response(e)),
         }
     }
-    app.store.report_each(reports, |k, result| {
-        if let Some(&(i, n)) = valid.get(k) {
-            answer(i, stored(app, n, result));
+    app.engine.report_each(reports, |k, result| {
+        if let Some(&i) = valid.get(k) {
+            answer(
+                i,
+                match result {
+                    Ok(()) => Response::json_text(200, br#"{"ok":1}"#.to_vec()),
+                    Err(e) => error_response(e),
+                },
+            );
         }
     });
 }

@@ -2,7 +2,6 @@
 
 use std::collections::HashSet;
 use std::fmt::Write;
-use std::sync::atomic::Ordering;
 
 use super::App;
 use crate::error::Result;
@@ -72,53 +71,48 @@ pub(super) fn render(app: &App) -> Result<String> {
         "gauge",
         "Nagios performance data of a service's last report, in the plugin's unit.",
     );
-    let now = app.store.now() / 1000;
-    app.store.status_each(
-        StatusFilter::All,
-        app.config.grace,
-        app.supervisor.lag(),
-        |part| {
-            let StatusPart::Server(srv) = part else {
-                return Ok(());
-            };
-            for svc in &srv.services {
-                let Some(st) = &svc.state else { continue };
-                let l = format!(
-                    "server=\"{}\",service=\"{}\"",
-                    escape_label(&srv.name),
-                    escape_label(&svc.name)
-                );
-                let v = State::parse(&st.state).unwrap_or(State::Unk).value();
-                let _ = writeln!(state, "overc_service_state{{{l}}} {v}");
-                let _ = writeln!(
-                    overdue,
-                    "overc_service_overdue{{{l}}} {}",
-                    u8::from(st.timed_out)
-                );
-                let _ = writeln!(
-                    last_report,
-                    "overc_service_last_report_timestamp_seconds{{{l}}} {}",
-                    now - st.seen_ago
-                );
-                let mut seen = HashSet::new();
-                for p in &st.perfdata {
-                    let Some(value) = p.value else { continue };
-                    // Prometheus refuses duplicate series; the first item of a label wins.
-                    if !seen.insert((p.label.as_str(), p.uom.as_str())) {
-                        continue;
-                    }
-                    let _ = writeln!(
-                        perfdata,
-                        "overc_perfdata{{{l},label=\"{}\",uom=\"{}\"}} {}",
-                        escape_label(&p.label),
-                        escape_label(&p.uom),
-                        num(value)
-                    );
+    let now = app.engine.clock().now() / 1000;
+    app.engine.status_each(StatusFilter::All, |part| {
+        let StatusPart::Server(srv) = part else {
+            return Ok(());
+        };
+        for svc in &srv.services {
+            let Some(st) = &svc.state else { continue };
+            let l = format!(
+                "server=\"{}\",service=\"{}\"",
+                escape_label(&srv.name),
+                escape_label(&svc.name)
+            );
+            let v = State::parse(&st.state).unwrap_or(State::Unk).value();
+            let _ = writeln!(state, "overc_service_state{{{l}}} {v}");
+            let _ = writeln!(
+                overdue,
+                "overc_service_overdue{{{l}}} {}",
+                u8::from(st.timed_out)
+            );
+            let _ = writeln!(
+                last_report,
+                "overc_service_last_report_timestamp_seconds{{{l}}} {}",
+                now - st.seen_ago
+            );
+            let mut seen = HashSet::new();
+            for p in &st.perfdata {
+                let Some(value) = p.value else { continue };
+                // Prometheus refuses duplicate series; the first item of a label wins.
+                if !seen.insert((p.label.as_str(), p.uom.as_str())) {
+                    continue;
                 }
+                let _ = writeln!(
+                    perfdata,
+                    "overc_perfdata{{{l},label=\"{}\",uom=\"{}\"}} {}",
+                    escape_label(&p.label),
+                    escape_label(&p.uom),
+                    num(value)
+                );
             }
-            Ok(())
-        },
-    )?;
+        }
+        Ok(())
+    })?;
     let mut out = state;
     out.push_str(&overdue);
     out.push_str(&last_report);
@@ -144,7 +138,7 @@ pub(super) fn render(app: &App) -> Result<String> {
     let _ = writeln!(
         out,
         "overc_reports_total {}",
-        app.counters.reports.load(Ordering::Relaxed)
+        app.engine.services_reported()
     );
     head(
         &mut out,
@@ -155,7 +149,7 @@ pub(super) fn render(app: &App) -> Result<String> {
     let _ = writeln!(
         out,
         "overc_alerts_raised_total {}",
-        app.store.alerts_raised()
+        app.store().alerts_raised()
     );
     head(
         &mut out,
@@ -166,7 +160,7 @@ pub(super) fn render(app: &App) -> Result<String> {
     let _ = writeln!(
         out,
         "overc_alerts_delivered_total {}",
-        app.outbox.delivered()
+        app.engine.alerts_delivered()
     );
     head(
         &mut out,
@@ -177,7 +171,7 @@ pub(super) fn render(app: &App) -> Result<String> {
     let _ = writeln!(
         out,
         "overc_supervisor_lag_seconds {}",
-        num(app.supervisor.lag())
+        num(app.engine.lag())
     );
     Ok(out)
 }

@@ -20,12 +20,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Value, json};
 
-use crate::alerts::{DeliveryReport, Outbox};
+use crate::alerts::DeliveryReport;
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServerConfig;
+use crate::engine::{Engine, EngineSettings};
 use crate::error::Result;
 use crate::store::{Store, StoreOptions, lock};
-use crate::supervisor::Supervisor;
 
 /// An HTTP request as the handler sees it, free of any socket.
 #[derive(Debug, Clone, Copy)]
@@ -104,7 +104,6 @@ impl Response {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub http: HttpCounts,
-    pub reports: AtomicU64,
 }
 
 /// The ingest endpoints, whose 200s are counted without a lock.
@@ -158,69 +157,57 @@ fn endpoint_label(path: &str) -> &'static str {
     }
 }
 
-/// The request handler: routes, validates, stores and answers; owns the
-/// supervisor and the alert outbox that act on what was stored.
+/// The request handler: routes and validates requests, and translates them
+/// into calls of the [`Engine`], which stores them and acts on them.
 pub struct App {
-    store: Arc<Store>,
+    engine: Arc<Engine>,
     config: ServerConfig,
     counters: Counters,
-    supervisor: Supervisor,
-    outbox: Arc<Outbox>,
 }
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App").field("store", &self.store).finish()
+        f.debug_struct("App").field("engine", &self.engine).finish()
     }
 }
 
 impl App {
-    /// A handler over an open store; starts the outbox and the supervisor.
+    /// A handler over an open store; starts the engine (supervision and
+    /// delivery) with the settings of `config`.
+    ///
+    /// # Errors
+    /// When the engine cannot start (see [`Engine::start`]).
     pub fn new(config: ServerConfig, store: Arc<Store>, clock: Arc<dyn Clock>) -> Result<App> {
-        let outbox = Arc::new(Outbox::start(
-            store.clone(),
-            config.alert_plugins.clone(),
-            &config.base_dir,
-            clock.clone(),
-        )?);
-        let supervisor = Supervisor::start(store.clone(), outbox.clone(), config.grace, clock)?;
-        Ok(App {
-            store,
+        let engine = Engine::start(store, EngineSettings::from(&config), clock)?;
+        Ok(App::with_engine(config, Arc::new(engine)))
+    }
+
+    /// A handler over a running engine.
+    pub fn with_engine(config: ServerConfig, engine: Arc<Engine>) -> App {
+        App {
+            engine,
             config,
             counters: Counters::default(),
-            supervisor,
-            outbox,
-        })
+        }
     }
 
-    /// The overdue supervisor.
-    pub fn supervisor(&self) -> &Supervisor {
-        &self.supervisor
-    }
-
-    /// The alert outbox.
-    pub fn outbox(&self) -> &Outbox {
-        &self.outbox
+    /// The engine the handler drives.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
     }
 
     /// Processes every deadline due at the clock's time, then delivers every
-    /// alert due, and waits for both. Tests with a manual clock use this
-    /// instead of sleeping.
+    /// alert due, and waits for both (see [`Engine::supervise_now`]).
+    ///
+    /// # Errors
+    /// When storage failed during either step.
     pub fn supervise_now(&self) -> Result<(usize, DeliveryReport)> {
-        let offline = self.supervisor.tick()?;
-        let delivered = self.outbox.deliver_now()?;
-        Ok((offline, delivered))
+        self.engine.supervise_now()
     }
 
-    /// Stops the supervisor and the outbox (after their current pass).
-    fn stop(&self) {
-        self.supervisor.stop();
-        self.outbox.stop();
-    }
-
-    /// The store this handler writes to.
-    pub fn store(&self) -> &Arc<Store> {
-        &self.store
+    /// The store the engine writes to.
+    pub fn store(&self) -> &Store {
+        self.engine.store()
     }
 
     /// The configuration it runs with.
@@ -335,7 +322,7 @@ impl Server {
         log::info!(
             "overc-server listening on http://{} with database {}",
             http.addr(),
-            app.store.path().display()
+            app.store().path().display()
         );
         Ok(Server { app, http })
     }
@@ -350,16 +337,21 @@ impl Server {
         format!("http://{}", self.addr())
     }
 
-    /// The request handler (and through it the store).
+    /// The request handler.
     pub fn app(&self) -> &Arc<App> {
         &self.app
+    }
+
+    /// The engine: storage, supervision and delivery, for calls without HTTP.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.app.engine
     }
 
     /// Stops accepting, finishes in-flight requests, commits, and closes.
     pub fn stop(self) {
         self.http.stop();
-        self.app.stop();
-        self.app.store.close();
+        self.app.engine.stop();
+        self.app.store().close();
         log::info!("overc-server stopped");
     }
 }

@@ -4,7 +4,8 @@ use serde_json::{Value, json};
 
 use super::api::{error_response, method_not_allowed};
 use super::{App, Request, Response, auth};
-use crate::store::{AlertFilter, StatusFilter, StatusPart, Store};
+use crate::engine::Engine;
+use crate::store::{AlertFilter, StatusFilter, StatusPart};
 
 /// Default and largest look-back of the history and alert listings, in hours.
 const DEFAULT_HOURS: u32 = 24;
@@ -108,10 +109,8 @@ pub(super) fn route(app: &App, req: &Request<'_>, path: &str) -> Response {
         return method_not_allowed("GET");
     }
     let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
-    let store = &app.store;
-    let grace = app.config.grace;
-    let lag = app.supervisor.lag();
-    let status = |filter| match status_json(store, filter, grace, lag) {
+    let store = app.store();
+    let status = |filter| match status_json(&app.engine, filter) {
         Ok(Some(body)) => Response::json_text(200, body),
         Ok(None) => Response::error(404, "Not found: no such server or service"),
         Err(e) => error_response(e),
@@ -177,7 +176,7 @@ fn action(app: &App, req: &Request<'_>, rest: &str) -> Response {
         Ok(i) => i,
         Err(r) => return r,
     };
-    let store = &app.store;
+    let engine = &app.engine;
     let result = if rename {
         let body = match crate::protocol::parse_object(req.body) {
             Ok(b) => b,
@@ -199,20 +198,14 @@ fn action(app: &App, req: &Request<'_>, rest: &str) -> Response {
             }
         };
         if kind == "server" {
-            store.rename_server(id, &title)
+            engine.rename_server(id, &title)
         } else {
-            store.rename_service(id, &title)
+            engine.rename_service(id, &title)
         }
+    } else if kind == "server" {
+        engine.delete_server(id)
     } else {
-        let r = if kind == "server" {
-            store.delete_server(id)
-        } else {
-            store.delete_service(id)
-        };
-        if let Ok(applied) = &r {
-            app.supervisor.removed(applied.removed_services.clone());
-        }
-        r
+        engine.delete_service(id)
     };
     match result {
         Ok(_) => Response::json(200, &json!({"ok": 1})),
@@ -221,17 +214,12 @@ fn action(app: &App, req: &Request<'_>, rest: &str) -> Response {
 }
 
 /// The JSON of [`crate::store::StatusView`], written server by server as
-/// [`Store::status_each`] hands them out: the whole view of 10,000 services
+/// [`Engine::status_each`] hands them out: the whole view of 10,000 services
 /// never exists at once, only its text.
-fn status_json(
-    store: &Store,
-    filter: StatusFilter,
-    grace: u32,
-    lag: f64,
-) -> crate::error::Result<Option<Vec<u8>>> {
+fn status_json(engine: &Engine, filter: StatusFilter) -> crate::error::Result<Option<Vec<u8>>> {
     let mut body = Vec::new();
     let mut first = true;
-    let found = store.status_each(filter, grace, lag, |part| {
+    let found = engine.status_each(filter, |part| {
         let written = match part {
             StatusPart::Stats(stats) => {
                 body.extend_from_slice(b"{\"stats\":");

@@ -1,0 +1,267 @@
+//! The engine: owns the flow from a report to a notification.
+//!
+//! Report → storage (durable, events raised by [`crate::rules`] in the same
+//! transaction) → deadlines (the supervisor) → delivery (the outbox and its
+//! alert plugins). The HTTP server only translates requests into calls of
+//! this type, so an application that embeds overc without HTTP gets the same
+//! supervision and alerts by calling it directly.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::alerts::{DeliveryReport, Outbox};
+use crate::clock::Clock;
+use crate::config::{AlertPluginConfig, ServerConfig};
+use crate::error::Result;
+use crate::protocol::{AlertReport, Ping, StatusReport};
+use crate::store::{Applied, StatusFilter, StatusPart, StatusView, Store};
+use crate::supervisor::{Supervisor, SupervisorStats};
+
+/// What the engine needs beyond its storage: the supervision and delivery
+/// settings of a [`ServerConfig`].
+#[derive(Debug, Clone, Default)]
+pub struct EngineSettings {
+    /// Seconds added to every deadline (`grace`).
+    pub grace: u32,
+    /// The alert plugins (`[alert:NAME]` sections).
+    pub alert_plugins: Vec<AlertPluginConfig>,
+    /// Working directory of the alert plugins (the config file's folder).
+    pub base_dir: PathBuf,
+}
+
+impl From<&ServerConfig> for EngineSettings {
+    fn from(config: &ServerConfig) -> Self {
+        EngineSettings {
+            grace: config.grace,
+            alert_plugins: config.alert_plugins.clone(),
+            base_dir: config.base_dir.clone(),
+        }
+    }
+}
+
+/// Storage, supervision and delivery of one overc installation.
+pub struct Engine {
+    store: Arc<Store>,
+    supervisor: Supervisor,
+    outbox: Arc<Outbox>,
+    clock: Arc<dyn Clock>,
+    grace: u32,
+    /// Service entries of stored status reports, for `/metrics`.
+    reported: AtomicU64,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("store", &self.store)
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Starts delivery (first of every alert still undelivered) and
+    /// supervision (deadlines rebuilt from the store) over an open store.
+    ///
+    /// # Errors
+    /// When the store cannot be read or a thread cannot be started.
+    pub fn start(
+        store: Arc<Store>,
+        settings: EngineSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Engine> {
+        let outbox = Arc::new(Outbox::start(
+            store.clone(),
+            settings.alert_plugins,
+            &settings.base_dir,
+            clock.clone(),
+        )?);
+        let supervisor =
+            Supervisor::start(store.clone(), outbox.clone(), settings.grace, clock.clone())?;
+        Ok(Engine {
+            store,
+            supervisor,
+            outbox,
+            clock,
+            grace: settings.grace,
+            reported: AtomicU64::new(0),
+        })
+    }
+
+    /// The storage behind the engine, for reads.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The clock the engine runs on.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Registers or checks a host and records its address; durable on return.
+    ///
+    /// # Errors
+    /// [`crate::Error::Forbidden`] for a wrong key, a storage error when
+    /// the commit failed (nothing stored).
+    pub fn ping(&self, ping: Ping, ip: &str) -> Result<()> {
+        self.store.ping(ping, ip).map(drop)
+    }
+
+    /// Stores a status report, moves the deadlines of its services and hands
+    /// the events it raised to delivery; durable on return.
+    ///
+    /// # Errors
+    /// As [`Engine::ping`].
+    pub fn report(&self, report: StatusReport, ip: &str) -> Result<()> {
+        let mut result = Ok(());
+        self.report_each(vec![(report, ip.to_owned())], |_, r| result = r);
+        result
+    }
+
+    /// Stores many reports at once (they share the wait for the disk) and
+    /// calls `each` with the position and outcome of each as soon as it is
+    /// durable, in the order given.
+    pub fn report_each(
+        &self,
+        reports: Vec<(StatusReport, String)>,
+        mut each: impl FnMut(usize, Result<()>),
+    ) {
+        let sizes: Vec<u64> = reports
+            .iter()
+            .map(|(r, _)| r.services.len() as u64)
+            .collect();
+        self.store.report_each(reports, |i, result| {
+            each(
+                i,
+                result.map(|applied| {
+                    let n = sizes.get(i).copied().unwrap_or(0);
+                    self.reported.fetch_add(n, Ordering::Relaxed);
+                    self.applied(applied);
+                }),
+            )
+        });
+    }
+
+    /// Stores alerts posted by a host (channel `api`) and hands them to
+    /// delivery; durable on return.
+    ///
+    /// # Errors
+    /// As [`Engine::ping`].
+    pub fn post_alerts(&self, report: AlertReport, ip: &str) -> Result<()> {
+        let applied = self.store.alerts(report, ip)?;
+        self.applied(applied);
+        Ok(())
+    }
+
+    /// Deletes a server with its services, their history and alerts, and
+    /// stops supervising them.
+    ///
+    /// # Errors
+    /// [`crate::Error::NotFound`] when there is no such server.
+    pub fn delete_server(&self, id: i64) -> Result<()> {
+        let applied = self.store.delete_server(id)?;
+        self.applied(applied);
+        Ok(())
+    }
+
+    /// Deletes a service with its history and alerts.
+    ///
+    /// # Errors
+    /// [`crate::Error::NotFound`] when there is no such service.
+    pub fn delete_service(&self, id: i64) -> Result<()> {
+        let applied = self.store.delete_service(id)?;
+        self.applied(applied);
+        Ok(())
+    }
+
+    /// Sets the display title of a server.
+    ///
+    /// # Errors
+    /// [`crate::Error::NotFound`] when there is no such server.
+    pub fn rename_server(&self, id: i64, title: &str) -> Result<()> {
+        self.store.rename_server(id, title).map(drop)
+    }
+
+    /// Sets the display title of a service.
+    ///
+    /// # Errors
+    /// [`crate::Error::NotFound`] when there is no such service.
+    pub fn rename_service(&self, id: i64, title: &str) -> Result<()> {
+        self.store.rename_service(id, title).map(drop)
+    }
+
+    /// Passes what a write changed downstream: deadlines to the supervisor,
+    /// new alerts to delivery.
+    fn applied(&self, applied: Applied) {
+        if !applied.alerts.is_empty() {
+            self.outbox.notify();
+        }
+        if !applied.removed_services.is_empty() {
+            self.supervisor.removed(applied.removed_services);
+        }
+        self.supervisor.changed(applied.deadlines);
+    }
+
+    /// Servers with their services and current states (`/ui/api/status/`);
+    /// `None` when the filtered server or service does not exist.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    pub fn status(&self, filter: StatusFilter) -> Result<Option<StatusView>> {
+        self.store.status(filter, self.grace, self.lag())
+    }
+
+    /// [`Engine::status`] one part at a time (stats, then each server), so a
+    /// caller writing them out needs little memory for any number of
+    /// services. False when the filtered server or service does not exist.
+    ///
+    /// # Errors
+    /// When the store cannot be read, or `each` failed.
+    pub fn status_each(
+        &self,
+        filter: StatusFilter,
+        each: impl FnMut(StatusPart) -> Result<()>,
+    ) -> Result<bool> {
+        self.store.status_each(filter, self.grace, self.lag(), each)
+    }
+
+    /// Processes every deadline due at the clock's time, then delivers every
+    /// alert due, and waits for both; returns how many services went offline
+    /// and what delivery did. Tests with a manual clock use this instead of
+    /// sleeping.
+    ///
+    /// # Errors
+    /// When storage failed during either step.
+    pub fn supervise_now(&self) -> Result<(usize, DeliveryReport)> {
+        let offline = self.supervisor.tick()?;
+        let delivered = self.outbox.deliver_now()?;
+        Ok((offline, delivered))
+    }
+
+    /// Seconds the oldest unprocessed deadline is overdue (0 when keeping up).
+    pub fn lag(&self) -> f64 {
+        self.supervisor.lag()
+    }
+
+    /// Service entries of status reports stored since start.
+    pub fn services_reported(&self) -> u64 {
+        self.reported.load(Ordering::Relaxed)
+    }
+
+    /// Alerts delivered since start.
+    pub fn alerts_delivered(&self) -> u64 {
+        self.outbox.delivered()
+    }
+
+    /// The supervisor's work counters since start.
+    pub fn supervisor_stats(&self) -> SupervisorStats {
+        self.supervisor.stats()
+    }
+
+    /// Stops supervision and delivery (after their current pass); alerts not
+    /// yet delivered stay stored for the next start. The store stays open.
+    pub fn stop(&self) {
+        self.supervisor.stop();
+        self.outbox.stop();
+    }
+}

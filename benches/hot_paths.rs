@@ -4,6 +4,7 @@
 // divan's attribute generates undocumented items.
 #![allow(missing_docs)]
 
+use overc::store::Storage;
 use std::sync::Arc;
 
 use divan::counter::{BytesCount, ItemsCount};

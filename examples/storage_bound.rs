@@ -7,6 +7,7 @@
 //! cargo run --release --example storage_bound [-- REPORTS]    # default 1,000,000
 //! ```
 
+use overc::store::Storage;
 use std::sync::Arc;
 use std::time::Instant;
 

@@ -10,6 +10,7 @@
 //! grep summary callgrind.out.*-02    # the writer thread
 //! ```
 
+use overc::store::Storage;
 use std::sync::Arc;
 
 use overc::protocol::{ServerId, ServiceReport, StatusReport};

@@ -5,6 +5,7 @@
 //! cargo run --release --example store_throughput -- [THREADS] [SECONDS]
 //! ```
 
+use overc::store::Storage;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

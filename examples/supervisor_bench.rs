@@ -6,6 +6,7 @@
 //! cargo run --release --example supervisor_bench [-- SERVICES]
 //! ```
 
+use overc::store::Storage;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

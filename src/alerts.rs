@@ -15,7 +15,7 @@ use crate::command::{self, CommandSpec, Exit};
 use crate::config::AlertPluginConfig;
 use crate::error::Result;
 use crate::rules;
-use crate::store::{AlertRecord, Store, lock};
+use crate::store::{AlertRecord, Storage, lock};
 
 /// First retry delay after every plugin failed; doubles up to [`MAX_BACKOFF`].
 pub const FIRST_BACKOFF: Millis = 10_000;
@@ -164,7 +164,7 @@ struct Delivery {
     /// marked first in the next pass instead of being sent again.
     unmarked: Vec<i64>,
     delivered: Arc<AtomicU64>,
-    store: Arc<Store>,
+    store: Arc<dyn Storage>,
     plugins: Vec<AlertPluginConfig>,
     cwd: std::path::PathBuf,
     clock: Arc<dyn Clock>,
@@ -273,7 +273,7 @@ impl Outbox {
     /// Starts delivering; first tries every undelivered alert (after a restart
     /// that includes those a crash left behind).
     pub fn start(
-        store: Arc<Store>,
+        store: Arc<dyn Storage>,
         plugins: Vec<AlertPluginConfig>,
         cwd: &Path,
         clock: Arc<dyn Clock>,

@@ -15,7 +15,7 @@ use crate::clock::Clock;
 use crate::config::{AlertPluginConfig, ServerConfig};
 use crate::error::Result;
 use crate::protocol::{AlertReport, Ping, StatusReport};
-use crate::store::{Applied, StatusFilter, StatusPart, StatusView, Store};
+use crate::store::{Applied, StatusFilter, StatusPart, StatusView, Storage};
 use crate::supervisor::{Supervisor, SupervisorStats};
 
 /// What the engine needs beyond its storage: the supervision and delivery
@@ -42,7 +42,7 @@ impl From<&ServerConfig> for EngineSettings {
 
 /// Storage, supervision and delivery of one overc installation.
 pub struct Engine {
-    store: Arc<Store>,
+    store: Arc<dyn Storage>,
     supervisor: Supervisor,
     outbox: Arc<Outbox>,
     clock: Arc<dyn Clock>,
@@ -66,7 +66,7 @@ impl Engine {
     /// # Errors
     /// When the store cannot be read or a thread cannot be started.
     pub fn start(
-        store: Arc<Store>,
+        store: Arc<dyn Storage>,
         settings: EngineSettings,
         clock: Arc<dyn Clock>,
     ) -> Result<Engine> {
@@ -89,8 +89,8 @@ impl Engine {
     }
 
     /// The storage behind the engine, for reads.
-    pub fn store(&self) -> &Store {
-        &self.store
+    pub fn storage(&self) -> &dyn Storage {
+        &*self.store
     }
 
     /// The clock the engine runs on.
@@ -130,7 +130,7 @@ impl Engine {
             .iter()
             .map(|(r, _)| r.services.len() as u64)
             .collect();
-        self.store.report_each(reports, |i, result| {
+        self.store.report_each(reports, &mut |i, result| {
             each(
                 i,
                 result.map(|applied| {
@@ -148,7 +148,7 @@ impl Engine {
     /// # Errors
     /// As [`Engine::ping`].
     pub fn post_alerts(&self, report: AlertReport, ip: &str) -> Result<()> {
-        let applied = self.store.alerts(report, ip)?;
+        let applied = self.store.post_alerts(report, ip)?;
         self.applied(applied);
         Ok(())
     }
@@ -222,7 +222,8 @@ impl Engine {
         filter: StatusFilter,
         each: impl FnMut(StatusPart) -> Result<()>,
     ) -> Result<bool> {
-        self.store.status_each(filter, self.grace, self.lag(), each)
+        self.store
+            .status_each(filter, self.grace, self.lag(), &mut { each })
     }
 
     /// Processes every deadline due at the clock's time, then delivers every

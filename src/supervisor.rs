@@ -20,7 +20,7 @@ use crate::clock::{Clock, Millis};
 use crate::error::Result;
 use crate::idmap::IdMap;
 use crate::rules;
-use crate::store::{DeadlineChange, Store, lock};
+use crate::store::{DeadlineChange, Storage, lock};
 
 /// Deadlines of all supervised services.
 ///
@@ -184,7 +184,7 @@ struct Loop {
     pending: Arc<Mutex<Vec<DeadlineChange>>>,
     wake_at: Arc<AtomicI64>,
     deadlines: Deadlines,
-    store: Arc<Store>,
+    store: Arc<dyn Storage>,
     outbox: Arc<Outbox>,
     clock: Arc<dyn Clock>,
     grace: Millis,
@@ -329,7 +329,7 @@ impl Supervisor {
     /// that passed while the server was down moves to now + period, so hosts
     /// get one period to reconnect.
     pub fn start(
-        store: Arc<Store>,
+        store: Arc<dyn Storage>,
         outbox: Arc<Outbox>,
         grace_s: u32,
         clock: Arc<dyn Clock>,

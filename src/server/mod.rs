@@ -25,7 +25,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::ServerConfig;
 use crate::engine::{Engine, EngineSettings};
 use crate::error::Result;
-use crate::store::{Store, StoreOptions, lock};
+use crate::store::{Storage, Store, StoreOptions, lock};
 
 /// An HTTP request as the handler sees it, free of any socket.
 #[derive(Debug, Clone, Copy)]
@@ -177,7 +177,11 @@ impl App {
     ///
     /// # Errors
     /// When the engine cannot start (see [`Engine::start`]).
-    pub fn new(config: ServerConfig, store: Arc<Store>, clock: Arc<dyn Clock>) -> Result<App> {
+    pub fn new(
+        config: ServerConfig,
+        store: Arc<dyn Storage>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<App> {
         let engine = Engine::start(store, EngineSettings::from(&config), clock)?;
         Ok(App::with_engine(config, Arc::new(engine)))
     }
@@ -205,9 +209,9 @@ impl App {
         self.engine.supervise_now()
     }
 
-    /// The store the engine writes to.
-    pub fn store(&self) -> &Store {
-        self.engine.store()
+    /// The storage the engine writes to.
+    pub fn store(&self) -> &dyn Storage {
+        self.engine.storage()
     }
 
     /// The configuration it runs with.
@@ -322,7 +326,7 @@ impl Server {
         log::info!(
             "overc-server listening on http://{} with database {}",
             http.addr(),
-            app.store().path().display()
+            app.store().location()
         );
         Ok(Server { app, http })
     }

@@ -1,10 +1,215 @@
-//! Storage: the SQLite backend for now.
+//! Storage: the interface the engine writes and reads through
+//! ([`Storage`]), the typed views it returns, and the SQLite backend.
+//!
+//! A backend applies each write durably before it returns, raising the
+//! events of [`crate::rules`] in the same transaction as their cause, and
+//! answers reads with [`Serialize`](serde::Serialize) views that the read
+//! API writes out as they are.
 
 mod sqlite;
 mod views;
 
 pub use sqlite::*;
 pub use views::*;
+
+use crate::clock::Millis;
+use crate::error::Result;
+use crate::protocol::{AlertReport, Ping, StatusReport};
+use crate::rules::Event;
+
+/// What a committed operation changed, for the layers downstream.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The host the request came from, if any.
+    pub server_id: Option<i64>,
+    /// Services whose deadline moved.
+    pub deadlines: Vec<DeadlineChange>,
+    /// Alerts written to the outbox, by id.
+    pub alerts: Vec<i64>,
+    /// Rows removed by pruning.
+    pub pruned: u64,
+    /// Services deleted (to stop supervising them).
+    pub removed_services: Vec<i64>,
+}
+
+/// A service's new deadline after a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadlineChange {
+    /// The service.
+    pub service_id: i64,
+    /// Time of the report.
+    pub rtime: Millis,
+    /// Report time + period (grace is added by the supervisor); `None` when the
+    /// service has no period, or was deleted: no longer supervised.
+    pub due: Option<Millis>,
+}
+
+/// An alert as handed to the alert plugins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertRecord {
+    /// Alert id (`OVERC_ALERT_ID`).
+    pub id: i64,
+    /// Host name, `None` for overc's own alerts.
+    pub server: Option<String>,
+    /// Service name, if the alert is about one.
+    pub service: Option<String>,
+    /// e.g. `service:state`, `plugin`, `api`.
+    pub channel: String,
+    /// e.g. `WARN`, `offline`, `alert`.
+    pub event: String,
+    /// The alert message.
+    pub message: String,
+    /// `OK`, `WARN`, `FAIL` or `UNK`.
+    pub severity: String,
+    /// The service's state when the alert was raised.
+    pub state: Option<String>,
+    /// The service's info when the alert was raised.
+    pub info: Option<String>,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+}
+
+/// What the supervisor needs to rebuild a service's deadline at start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceDeadline {
+    /// The service.
+    pub service_id: i64,
+    /// Time of its last report.
+    pub rtime: Millis,
+    /// Its period in seconds.
+    pub period: i64,
+}
+
+/// The storage interface of the engine: domain operations in, typed views
+/// out. Every write is durable when it returns `Ok`; a write refused
+/// ([`crate::Error::Forbidden`], [`crate::Error::NotFound`]) changed nothing.
+///
+/// # Errors
+/// Every method can fail with a storage error ([`crate::Error::is_storage`]):
+/// the HTTP layer answers those with 503 and the client retries.
+pub trait Storage: Send + Sync + std::fmt::Debug {
+    /// Where the data lives, for log lines (a path, or a URL without password).
+    fn location(&self) -> String;
+
+    /// Registers or checks the host, records its address.
+    fn ping(&self, ping: Ping, ip: &str) -> Result<Applied>;
+
+    /// Stores many status reports (they share the wait for the disk) and
+    /// calls `each` with the position and outcome of each report once it is
+    /// durable, in the order given.
+    fn report_each(
+        &self,
+        reports: Vec<(StatusReport, String)>,
+        each: &mut dyn FnMut(usize, Result<Applied>),
+    );
+
+    /// Stores one status report.
+    fn report(&self, report: StatusReport, ip: &str) -> Result<Applied> {
+        let mut out = Err(crate::Error::Storage("the report was not stored".into()));
+        self.report_each(vec![(report, ip.to_owned())], &mut |_, r| out = r);
+        out
+    }
+
+    /// Stores alerts posted by a host (channel `api`).
+    fn post_alerts(&self, report: AlertReport, ip: &str) -> Result<Applied>;
+
+    /// Flags services overdue unless they reported after the given report
+    /// time, raising one `plugin/offline` event each.
+    fn mark_overdue(&self, due: Vec<(i64, Millis)>) -> Result<Applied>;
+
+    /// Records an event of overc itself (not about any host).
+    fn system_alert(&self, event: Event) -> Result<Applied>;
+
+    /// Deletes a server with its services, their history and alerts.
+    fn delete_server(&self, id: i64) -> Result<Applied>;
+
+    /// Deletes a service with its history and alerts.
+    fn delete_service(&self, id: i64) -> Result<Applied>;
+
+    /// Sets the display title of a server.
+    fn rename_server(&self, id: i64, title: &str) -> Result<Applied>;
+
+    /// Sets the display title of a service.
+    fn rename_service(&self, id: i64, title: &str) -> Result<Applied>;
+
+    /// Applies the retention rules (history limit, alert age) now.
+    fn prune(&self) -> Result<Applied>;
+
+    /// Undelivered alerts due for an attempt at `now` (all of them when
+    /// `ignore_schedule`, as at start-up): fresh ones before retries, oldest first.
+    fn undelivered(
+        &self,
+        now: Millis,
+        ignore_schedule: bool,
+        limit: usize,
+    ) -> Result<Vec<AlertRecord>>;
+
+    /// Marks alerts delivered.
+    fn mark_delivered(&self, alert_ids: Vec<i64>) -> Result<Applied>;
+
+    /// Schedules another delivery attempt of an alert.
+    fn defer_delivery(&self, alert_id: i64, next_attempt: Millis) -> Result<Applied>;
+
+    /// When the next deferred delivery attempt is due, if any.
+    fn next_delivery_attempt(&self) -> Result<Option<Millis>>;
+
+    /// Services with a period that are not flagged overdue, for rebuilding
+    /// deadlines at start.
+    fn service_deadlines(&self) -> Result<Vec<ServiceDeadline>>;
+
+    /// Servers with their services and current states, one part at a time:
+    /// the stats first, then each server with its services. False (having
+    /// called `each` for nothing) when the filtered server or service does
+    /// not exist. `each` must not call back into the storage.
+    fn status_each(
+        &self,
+        filter: StatusFilter,
+        grace_s: u32,
+        supervisor_lag: f64,
+        each: &mut dyn FnMut(StatusPart) -> Result<()>,
+    ) -> Result<bool>;
+
+    /// [`Storage::status_each`] collected into one view; `None` when the
+    /// filtered server or service does not exist.
+    fn status(
+        &self,
+        filter: StatusFilter,
+        grace_s: u32,
+        supervisor_lag: f64,
+    ) -> Result<Option<StatusView>> {
+        let mut stats = None;
+        let mut servers = Vec::new();
+        self.status_each(filter, grace_s, supervisor_lag, &mut |part| {
+            match part {
+                StatusPart::Stats(s) => stats = Some(s),
+                StatusPart::Server(s) => servers.push(s),
+            }
+            Ok(())
+        })?;
+        Ok(stats.map(|stats| StatusView { stats, servers }))
+    }
+
+    /// A service's state history over the last `hours`; `None` when there
+    /// is no such service.
+    fn states(&self, service_id: i64, hours: u32, groups: bool) -> Result<Option<HistoryView>>;
+
+    /// Alerts of the last `hours`; `None` when the filtered server or
+    /// service does not exist.
+    fn alert_list(&self, filter: AlertFilter, hours: u32) -> Result<Option<AlertListView>>;
+
+    /// Row counts of the main tables, for `/metrics` and tests.
+    fn counts(&self) -> Result<TableCounts>;
+
+    /// Alerts written since the storage was opened (a Prometheus counter).
+    fn alerts_raised(&self) -> u64;
+
+    /// How many write batches were committed (group commit shares one among
+    /// many requests, so this grows slower than the request count).
+    fn commit_count(&self) -> u64;
+
+    /// Stops writing after the operations already handed over are durable.
+    fn close(&self);
+}
 
 /// Which servers `/ui/api/status/` shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -297,6 +297,7 @@ mod tests {
     use crate::clock::ManualClock;
     use crate::protocol::parse_object;
     use crate::protocol::{AlertReport, StatusReport};
+    use crate::store::Storage;
     use crate::store::Store;
     use crate::store::sqlite::StoreOptions;
 
@@ -362,7 +363,7 @@ mod tests {
         let body = r#"{"server": {"name": "db", "key": "k"},
                            "alerts": [{"message": "disk almost full", "service": "pg"}]}"#;
         let alerts = AlertReport::from_json(&parse_object(body.as_bytes()).unwrap()).unwrap();
-        store.alerts(alerts, "10.0.0.2").unwrap();
+        store.post_alerts(alerts, "10.0.0.2").unwrap();
         store
             .rename_server(db.server_id.unwrap(), "Database")
             .unwrap();

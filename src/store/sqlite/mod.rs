@@ -31,10 +31,13 @@ use crate::clock::{Clock, Millis};
 use crate::config::Durability;
 use crate::error::{Error, Result};
 use crate::protocol::{AlertReport, Ping, StatusReport};
+use crate::rules::Event;
+use crate::store::{
+    AlertFilter, AlertListView, AlertRecord, Applied, HistoryView, ServiceDeadline, StatusFilter,
+    StatusPart, Storage, TableCounts,
+};
 
 use durability::Tuning;
-pub use outbox::{AlertRecord, ServiceDeadline};
-pub use writer::{Applied, DeadlineChange};
 
 /// Storage settings taken from the server config.
 #[derive(Debug, Clone)]
@@ -260,13 +263,6 @@ impl Store {
         &self.path
     }
 
-    /// How many batches the writer has applied (group commit shares one
-    /// among many requests, so this grows slower than the request count).
-    /// A file store writes each batch's changes to its redo log once.
-    pub fn commit_count(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
-    }
-
     pub(crate) fn now(&self) -> Millis {
         self.clock.now()
     }
@@ -286,37 +282,74 @@ impl Store {
             .map_err(|_| Error::Storage("the writer thread has stopped".into()))?
     }
 
-    /// Registers or checks the host, records its address; durable on return.
-    pub fn ping(&self, ping: Ping, ip: &str) -> Result<Applied> {
-        self.submit(Op::Ping(ping, ip.to_owned()))
-    }
-
-    /// Stores a status report; durable on return.
-    ///
-    /// # Errors
-    /// [`Error::Forbidden`] when the key is wrong (nothing stored),
-    /// [`Error::Storage`] when the commit failed (nothing stored).
-    pub fn report(&self, report: StatusReport, ip: &str) -> Result<Applied> {
-        self.submit(Op::Status(report, ip.to_owned()))
-    }
-
-    /// Stores many reports at once: they are handed to the writer together, so
-    /// they share commits, and the call returns when all are durable. Results
-    /// are in the order given.
+    /// Stores many reports at once (see [`Storage::report_each`]); results
+    /// in the order given.
     pub fn report_many(&self, reports: Vec<(StatusReport, String)>) -> Vec<Result<Applied>> {
         let mut results = Vec::with_capacity(reports.len());
-        self.report_each(reports, |_, result| results.push(result));
+        self.report_each(reports, &mut |_, result| results.push(result));
         results
     }
 
-    /// Stores many reports at once, as [`Store::report_many`] does, and calls
-    /// `each` with the position and outcome of each report as soon as it is
-    /// durable, in the order given: the first can be answered while later
-    /// ones wait for the next commit.
-    pub fn report_each(
+    /// Stops the writer as a crash would, leaving what SQLite has not
+    /// committed to the redo log.
+    #[cfg(test)]
+    pub(crate) fn crash(&self) {
+        let _ = self.submit(Op::Test(writer::Fault::Crash));
+        self.shut();
+    }
+
+    #[cfg(test)]
+    pub(crate) fn fail_after_write(&self) -> Result<Applied> {
+        self.submit(Op::Test(writer::Fault::FailAfterWrite))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn poison_log(&self) -> Result<Applied> {
+        self.submit(Op::Test(writer::Fault::PoisonLog))
+    }
+
+    /// The read connection, once the writer committed every write handed
+    /// to it before: a read sees all that was acknowledged.
+    pub(crate) fn reader(&self) -> MutexGuard<'_, Connection> {
+        if self.batched {
+            // A stopped writer has committed all it had.
+            let _ = self.submit(Op::Flush);
+        }
+        lock(&self.reader)
+    }
+
+    /// Stops the writer after the operations already handed over are committed.
+    fn shut(&self) {
+        self.jobs.write().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = lock(&self.writer).take() {
+            let _ = h.join();
+        }
+        if let Some((stop, h)) = lock(&self.checkpointer).take() {
+            drop(stop);
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.shut();
+    }
+}
+
+impl Storage for Store {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn ping(&self, ping: Ping, ip: &str) -> Result<Applied> {
+        self.submit(Op::Ping(ping, ip.to_owned()))
+    }
+
+    fn report_each(
         &self,
         reports: Vec<(StatusReport, String)>,
-        mut each: impl FnMut(usize, Result<Applied>),
+        each: &mut dyn FnMut(usize, Result<Applied>),
     ) {
         let mut answers = Vec::with_capacity(reports.len());
         {
@@ -343,47 +376,27 @@ impl Store {
         }
     }
 
-    /// Stores posted alerts (channel `api`, event `alert`); durable on return.
-    pub fn alerts(&self, report: AlertReport, ip: &str) -> Result<Applied> {
+    fn post_alerts(&self, report: AlertReport, ip: &str) -> Result<Applied> {
         self.submit(Op::Alerts(report, ip.to_owned()))
     }
 
-    /// Prunes history beyond `history-limit` and alerts past `retention-days` now.
-    pub fn prune(&self) -> Result<Applied> {
-        self.submit(Op::Prune)
-    }
-
-    /// Flags services overdue unless they reported after `rtime`, raising one
-    /// `plugin/offline` alert each; returns the new alert ids in `alerts`.
-    pub fn mark_overdue(&self, due: Vec<(i64, Millis)>) -> Result<Applied> {
+    fn mark_overdue(&self, due: Vec<(i64, Millis)>) -> Result<Applied> {
         self.submit(Op::MarkOverdue(due))
     }
 
-    /// Marks alerts delivered.
-    pub fn mark_delivered(&self, alert_ids: Vec<i64>) -> Result<Applied> {
-        self.submit(Op::Delivered(alert_ids))
+    fn system_alert(&self, event: Event) -> Result<Applied> {
+        self.submit(Op::SystemAlert(event))
     }
 
-    /// Schedules another delivery attempt of an alert.
-    pub fn defer_delivery(&self, alert_id: i64, next_attempt: Millis) -> Result<Applied> {
-        self.submit(Op::Defer(alert_id, next_attempt))
-    }
-
-    /// Deletes a server with its services, their history and alerts.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`] when there is no such server.
-    pub fn delete_server(&self, id: i64) -> Result<Applied> {
+    fn delete_server(&self, id: i64) -> Result<Applied> {
         self.submit(Op::DeleteServer(id))
     }
 
-    /// Deletes a service with its history and alerts.
-    pub fn delete_service(&self, id: i64) -> Result<Applied> {
+    fn delete_service(&self, id: i64) -> Result<Applied> {
         self.submit(Op::DeleteService(id))
     }
 
-    /// Sets the display title of a server.
-    pub fn rename_server(&self, id: i64, title: &str) -> Result<Applied> {
+    fn rename_server(&self, id: i64, title: &str) -> Result<Applied> {
         self.submit(Op::Rename {
             service: false,
             id,
@@ -391,8 +404,7 @@ impl Store {
         })
     }
 
-    /// Sets the display title of a service.
-    pub fn rename_service(&self, id: i64, title: &str) -> Result<Applied> {
+    fn rename_service(&self, id: i64, title: &str) -> Result<Applied> {
         self.submit(Op::Rename {
             service: true,
             id,
@@ -400,60 +412,67 @@ impl Store {
         })
     }
 
-    /// Alerts written since the store was opened (a Prometheus counter).
-    pub fn alerts_raised(&self) -> u64 {
+    fn prune(&self) -> Result<Applied> {
+        self.submit(Op::Prune)
+    }
+
+    fn undelivered(
+        &self,
+        now: Millis,
+        ignore_schedule: bool,
+        limit: usize,
+    ) -> Result<Vec<AlertRecord>> {
+        Store::undelivered(self, now, ignore_schedule, limit)
+    }
+
+    fn mark_delivered(&self, alert_ids: Vec<i64>) -> Result<Applied> {
+        self.submit(Op::Delivered(alert_ids))
+    }
+
+    fn defer_delivery(&self, alert_id: i64, next_attempt: Millis) -> Result<Applied> {
+        self.submit(Op::Defer(alert_id, next_attempt))
+    }
+
+    fn next_delivery_attempt(&self) -> Result<Option<Millis>> {
+        Store::next_delivery_attempt(self)
+    }
+
+    fn service_deadlines(&self) -> Result<Vec<ServiceDeadline>> {
+        Store::service_deadlines(self)
+    }
+
+    fn status_each(
+        &self,
+        filter: StatusFilter,
+        grace_s: u32,
+        supervisor_lag: f64,
+        each: &mut dyn FnMut(StatusPart) -> Result<()>,
+    ) -> Result<bool> {
+        Store::status_each(self, filter, grace_s, supervisor_lag, each)
+    }
+
+    fn states(&self, service_id: i64, hours: u32, groups: bool) -> Result<Option<HistoryView>> {
+        Store::states(self, service_id, hours, groups)
+    }
+
+    fn alert_list(&self, filter: AlertFilter, hours: u32) -> Result<Option<AlertListView>> {
+        Store::alert_list(self, filter, hours)
+    }
+
+    fn counts(&self) -> Result<TableCounts> {
+        Store::counts(self)
+    }
+
+    fn alerts_raised(&self) -> u64 {
         self.alerts_raised.load(Ordering::Relaxed)
     }
 
-    /// Records an alert of overc itself (not about any host).
-    pub fn system_alert(&self, event: crate::rules::Event) -> Result<Applied> {
-        self.submit(Op::SystemAlert(event))
+    fn commit_count(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
-    /// Stops the writer as a crash would, leaving what SQLite has not
-    /// committed to the redo log.
-    #[cfg(test)]
-    pub(crate) fn crash(&self) {
-        let _ = self.submit(Op::Test(writer::Fault::Crash));
-        self.close();
-    }
-
-    #[cfg(test)]
-    pub(crate) fn fail_after_write(&self) -> Result<Applied> {
-        self.submit(Op::Test(writer::Fault::FailAfterWrite))
-    }
-
-    #[cfg(test)]
-    pub(crate) fn poison_log(&self) -> Result<Applied> {
-        self.submit(Op::Test(writer::Fault::PoisonLog))
-    }
-
-    /// The read connection, once the writer committed every write handed
-    /// to it before: a read sees all that was acknowledged.
-    pub(crate) fn reader(&self) -> MutexGuard<'_, Connection> {
-        if self.batched {
-            // A stopped writer has committed all it had.
-            let _ = self.submit(Op::Flush);
-        }
-        lock(&self.reader)
-    }
-
-    /// Stops the writer after the operations already handed over are committed.
-    pub fn close(&self) {
-        self.jobs.write().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(h) = lock(&self.writer).take() {
-            let _ = h.join();
-        }
-        if let Some((stop, h)) = lock(&self.checkpointer).take() {
-            drop(stop);
-            let _ = h.join();
-        }
-    }
-}
-
-impl Drop for Store {
-    fn drop(&mut self) {
-        self.close();
+    fn close(&self) {
+        self.shut();
     }
 }
 

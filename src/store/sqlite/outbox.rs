@@ -6,47 +6,12 @@ use super::Store;
 use super::schema::current_state;
 use crate::clock::Millis;
 use crate::error::Result;
-
-/// An alert as handed to the alert plugins.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AlertRecord {
-    /// Alert id (`OVERC_ALERT_ID`).
-    pub id: i64,
-    /// Host name, `None` for overc's own alerts.
-    pub server: Option<String>,
-    /// Service name, if the alert is about one.
-    pub service: Option<String>,
-    /// e.g. `service:state`, `plugin`, `api`.
-    pub channel: String,
-    /// e.g. `WARN`, `offline`, `alert`.
-    pub event: String,
-    /// The alert message.
-    pub message: String,
-    /// `OK`, `WARN`, `FAIL` or `UNK`.
-    pub severity: String,
-    /// The service's state when the alert was raised.
-    pub state: Option<String>,
-    /// The service's info when the alert was raised.
-    pub info: Option<String>,
-    /// Delivery attempts so far.
-    pub attempts: u32,
-}
-
-/// What the supervisor needs to rebuild a service's deadline at start-up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServiceDeadline {
-    /// The service.
-    pub service_id: i64,
-    /// Time of its last report.
-    pub rtime: Millis,
-    /// Its period in seconds.
-    pub period: i64,
-}
+use crate::store::{AlertRecord, ServiceDeadline};
 
 impl Store {
     /// Undelivered alerts due for an attempt at `now` (all of them when
     /// `ignore_schedule`, as at start-up): fresh ones before retries, oldest first.
-    pub fn undelivered(
+    pub(crate) fn undelivered(
         &self,
         now: Millis,
         ignore_schedule: bool,
@@ -79,7 +44,7 @@ impl Store {
     }
 
     /// When the next deferred delivery attempt is due, if any.
-    pub fn next_delivery_attempt(&self) -> Result<Option<Millis>> {
+    pub(crate) fn next_delivery_attempt(&self) -> Result<Option<Millis>> {
         let conn = self.reader();
         Ok(conn
             .prepare_cached("SELECT MIN(next_attempt) FROM alerts WHERE delivered = 0")?
@@ -89,7 +54,7 @@ impl Store {
     }
 
     /// Services with a period that are not flagged overdue, for rebuilding deadlines.
-    pub fn service_deadlines(&self) -> Result<Vec<ServiceDeadline>> {
+    pub(crate) fn service_deadlines(&self) -> Result<Vec<ServiceDeadline>> {
         let conn = self.reader();
         let mut st = conn.prepare_cached(concat!(
             "SELECT s.id, st.rtime, s.period FROM services s ",

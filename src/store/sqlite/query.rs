@@ -45,28 +45,7 @@ const ALERT_COLUMNS: &str =
     LEFT JOIN services se ON se.id = a.service_id";
 
 impl Store {
-    /// `GET /ui/api/status/…`: servers with their services and current states.
-    /// `None` when the filtered server or service does not exist.
-    pub fn status(
-        &self,
-        filter: StatusFilter,
-        grace_s: u32,
-        supervisor_lag: f64,
-    ) -> Result<Option<StatusView>> {
-        // The stats come first unless the filter found nothing.
-        let mut stats = None;
-        let mut servers = Vec::new();
-        self.status_each(filter, grace_s, supervisor_lag, |part| {
-            match part {
-                StatusPart::Stats(s) => stats = Some(s),
-                StatusPart::Server(s) => servers.push(s),
-            }
-            Ok(())
-        })?;
-        Ok(stats.map(|stats| StatusView { stats, servers }))
-    }
-
-    /// [`Store::status`] one part at a time: the stats first, then each
+    /// [`Storage::status`](crate::store::Storage::status) one part at a time: the stats first, then each
     /// server with its services, in order. Only one server's views exist at a
     /// time, so a caller writing them out as they come needs little memory
     /// for any number of services. Returns false (having called `each` for
@@ -74,7 +53,7 @@ impl Store {
     ///
     /// `each` runs while the store's read connection is held: it must not
     /// read from this store itself.
-    pub fn status_each(
+    pub(crate) fn status_each(
         &self,
         filter: StatusFilter,
         grace_s: u32,
@@ -201,7 +180,12 @@ impl Store {
     /// `GET /ui/api/status/service/<id>/states`: history newest first, with
     /// runs of three or more same-state records without alerts folded when
     /// `groups` is set. `None` when the service does not exist.
-    pub fn states(&self, service_id: i64, hours: u32, groups: bool) -> Result<Option<HistoryView>> {
+    pub(crate) fn states(
+        &self,
+        service_id: i64,
+        hours: u32,
+        groups: bool,
+    ) -> Result<Option<HistoryView>> {
         let now = self.now();
         let conn = self.reader();
         let name: Option<String> = conn
@@ -255,7 +239,11 @@ impl Store {
 
     /// `GET /ui/api/status/alerts/…`: alerts of the last `hours`, newest first.
     /// `None` when the filtered server or service does not exist.
-    pub fn alert_list(&self, filter: AlertFilter, hours: u32) -> Result<Option<AlertListView>> {
+    pub(crate) fn alert_list(
+        &self,
+        filter: AlertFilter,
+        hours: u32,
+    ) -> Result<Option<AlertListView>> {
         let now = self.now();
         let conn = self.reader();
         let exists = |sql: &str, id: i64| -> Result<bool> {
@@ -291,7 +279,7 @@ impl Store {
     }
 
     /// Count of rows in each table, for tests and diagnostics.
-    pub fn counts(&self) -> Result<TableCounts> {
+    pub(crate) fn counts(&self) -> Result<TableCounts> {
         let conn = self.reader();
         let count = |t: &str| -> Result<i64> {
             Ok(conn.query_row(&format!("SELECT COUNT(*) FROM {t}"), [], |r| r.get(0))?)

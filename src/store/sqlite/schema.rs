@@ -215,6 +215,7 @@ pub fn prepare_reader(conn: &Connection, lock_timeout: Duration) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Storage;
 
     #[test]
     fn lookups_with_subqueries_are_not_compiled_again_on_every_run() {

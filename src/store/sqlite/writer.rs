@@ -18,39 +18,13 @@ use crate::config::Durability;
 use crate::error::{Error, Result};
 use crate::idmap::{IdMap, IdSet};
 use crate::state::State;
+pub(crate) use crate::store::{Applied, DeadlineChange};
 
 /// Most operations committed in one transaction; bounds the latency one
 /// commit adds to the first request of a batch.
 const MAX_BATCH: usize = 512;
 /// How often the retention rules run when the writer is otherwise idle.
 const MAINTENANCE_EVERY: Millis = 10 * 60 * 1000;
-
-/// What a committed operation changed, for the layers downstream.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Applied {
-    /// The host the request came from, if any.
-    pub server_id: Option<i64>,
-    /// Services whose deadline moved.
-    pub deadlines: Vec<DeadlineChange>,
-    /// Alerts written to the outbox, by id.
-    pub alerts: Vec<i64>,
-    /// Rows removed by pruning.
-    pub pruned: u64,
-    /// Services deleted (to stop supervising them).
-    pub removed_services: Vec<i64>,
-}
-
-/// A service's new deadline after a report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeadlineChange {
-    /// The service.
-    pub service_id: i64,
-    /// Time of the report.
-    pub rtime: Millis,
-    /// Report time + period (grace is added by the supervisor); `None` when the
-    /// service has no period, or was deleted: no longer supervised.
-    pub due: Option<Millis>,
-}
 
 #[derive(Clone)]
 pub(super) struct KnownServer {
@@ -444,6 +418,7 @@ fn apply(op: &Op, b: &mut Batch<'_>, opts: &StoreOptions) -> Result<Applied> {
 mod tests {
     use super::*;
     use crate::protocol::{AlertReport, StatusReport};
+    use crate::store::Storage;
     use crate::store::sqlite::schema;
 
     /// Operations handled in one batch see each other's writes: history in
@@ -594,7 +569,7 @@ mod tests {
                     service: Some("x".into()),
                 }],
             };
-            store.alerts(alert, "127.0.0.1").unwrap();
+            store.post_alerts(alert, "127.0.0.1").unwrap();
         }
         let a = *services.iter().find(|(_, s)| **s == "a").unwrap().0;
         store.delete_service(a).unwrap();

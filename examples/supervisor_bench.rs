@@ -10,10 +10,9 @@ use overc::store::Storage;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use overc::alerts::Outbox;
+use overc::engine::{Engine, EngineSettings};
 use overc::protocol::{ServerId, ServiceReport, StatusReport};
 use overc::store::StoreOptions;
-use overc::supervisor::Supervisor;
 use overc::{Clock, Durability, State, Store, SystemClock};
 
 fn percentile(sorted: &[i64], p: f64) -> i64 {
@@ -65,13 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         started.elapsed().as_secs_f64()
     );
 
-    let outbox = Arc::new(Outbox::start(
-        store.clone(),
-        Vec::new(),
-        dir.path(),
-        clock.clone(),
-    )?);
-    let supervisor = Supervisor::start(store.clone(), outbox.clone(), 0, clock.clone())?;
+    let engine = Engine::start(store.clone(), EngineSettings::default(), clock.clone())?;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let alerts = store.counts()?.alerts as usize;
@@ -80,9 +73,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let stats = supervisor.stats();
-    supervisor.stop();
-    outbox.stop();
+    let stats = engine.supervisor_stats();
+    engine.stop();
     store.close();
 
     let conn = rusqlite::Connection::open(&db)?;

@@ -6,36 +6,63 @@
 //! this type, so an application that embeds overc without HTTP gets the same
 //! supervision and alerts by calling it directly.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::alerts::{DeliveryReport, Outbox};
+pub use crate::delivery::{
+    CommandNotifier, DeliveryReport, NamedNotifier, PluginOutcome, PluginStats, send_test_alert,
+};
+
 use crate::clock::Clock;
-use crate::config::{AlertPluginConfig, ServerConfig};
+use crate::config::ServerConfig;
+use crate::delivery::{Outbox, command_notifiers};
 use crate::error::Result;
+use crate::notification::Notifier;
 use crate::protocol::{AlertReport, Ping, StatusReport};
 use crate::store::{Applied, StatusFilter, StatusPart, StatusView, Storage};
 use crate::supervisor::{Supervisor, SupervisorStats};
 
 /// What the engine needs beyond its storage: the supervision and delivery
-/// settings of a [`ServerConfig`].
-#[derive(Debug, Clone, Default)]
+/// settings of a [`ServerConfig`], and the notifiers.
+#[derive(Debug, Clone)]
 pub struct EngineSettings {
     /// Seconds added to every deadline (`grace`).
     pub grace: u32,
-    /// The alert plugins (`[alert:NAME]` sections).
-    pub alert_plugins: Vec<AlertPluginConfig>,
-    /// Working directory of the alert plugins (the config file's folder).
-    pub base_dir: PathBuf,
+    /// Days an alert is kept; a delivery refused that long is given up.
+    pub retention_days: u32,
+    /// Who gets the alerts: the alert plugin commands of the config, and
+    /// any notifier of the application's own.
+    pub notifiers: Vec<NamedNotifier>,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            grace: 0,
+            retention_days: 90,
+            notifiers: Vec::new(),
+        }
+    }
+}
+
+impl EngineSettings {
+    /// Adds a notifier of the application's own under `name` (as a
+    /// `[alert:NAME]` section would be named).
+    pub fn notifier(mut self, name: &str, notifier: impl Notifier + 'static) -> Self {
+        self.notifiers.push(NamedNotifier {
+            name: name.to_owned(),
+            notifier: Arc::new(notifier),
+        });
+        self
+    }
 }
 
 impl From<&ServerConfig> for EngineSettings {
     fn from(config: &ServerConfig) -> Self {
         EngineSettings {
             grace: config.grace,
-            alert_plugins: config.alert_plugins.clone(),
-            base_dir: config.base_dir.clone(),
+            retention_days: config.retention_days,
+            notifiers: command_notifiers(&config.alert_plugins, &config.base_dir),
         }
     }
 }
@@ -47,6 +74,7 @@ pub struct Engine {
     outbox: Arc<Outbox>,
     clock: Arc<dyn Clock>,
     grace: u32,
+    notifiers: Vec<NamedNotifier>,
     /// Service entries of stored status reports, for `/metrics`.
     reported: AtomicU64,
 }
@@ -60,7 +88,7 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Starts delivery (first of every alert still undelivered) and
+    /// Starts delivery (first of every delivery still pending) and
     /// supervision (deadlines rebuilt from the store) over an open store.
     ///
     /// # Errors
@@ -72,8 +100,8 @@ impl Engine {
     ) -> Result<Engine> {
         let outbox = Arc::new(Outbox::start(
             store.clone(),
-            settings.alert_plugins,
-            &settings.base_dir,
+            settings.notifiers.clone(),
+            settings.retention_days,
             clock.clone(),
         )?);
         let supervisor =
@@ -84,6 +112,7 @@ impl Engine {
             outbox,
             clock,
             grace: settings.grace,
+            notifiers: settings.notifiers,
             reported: AtomicU64::new(0),
         })
     }
@@ -252,6 +281,17 @@ impl Engine {
     /// Alerts delivered since start.
     pub fn alerts_delivered(&self) -> u64 {
         self.outbox.delivered()
+    }
+
+    /// Delivery counters per plugin since start.
+    pub fn plugin_stats(&self) -> Vec<PluginStats> {
+        self.outbox.plugin_stats()
+    }
+
+    /// Sends a test alert through every notifier and returns what each did.
+    /// Nothing is stored.
+    pub fn send_test_alert(&self) -> Vec<PluginOutcome> {
+        send_test_alert(&self.notifiers)
     }
 
     /// The supervisor's work counters since start.

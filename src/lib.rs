@@ -86,6 +86,7 @@ mod command;
 mod error;
 #[cfg(feature = "server")]
 mod idmap;
+mod notification;
 pub mod perfdata;
 mod plugin;
 pub mod protocol;
@@ -95,14 +96,14 @@ mod secret;
 mod state;
 
 // The shells: HTTP client, server, storage, supervision and delivery.
-#[cfg(feature = "server")]
-pub mod alerts;
 #[cfg(any(feature = "client", feature = "server"))]
 mod basic_auth;
 #[cfg(feature = "client")]
 mod client;
 #[cfg(any(feature = "client", feature = "server"))]
 pub mod config;
+#[cfg(feature = "server")]
+mod delivery;
 #[cfg(feature = "server")]
 pub mod engine;
 #[cfg(feature = "client")]
@@ -118,6 +119,7 @@ pub mod supervisor;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
+pub use notification::{Notification, Notifier};
 pub use perfdata::parse_perfdata;
 pub use plugin::{PluginRun, run_plugin};
 pub use protocol::{AlertMessage, ServerId, ServiceReport, StatusReport};
@@ -130,7 +132,7 @@ pub use config::{Durability, MonitorConfig, ServerConfig};
 #[cfg(feature = "server")]
 pub use engine::Engine;
 #[cfg(feature = "server")]
-pub use server::{App, Server};
+pub use server::{App, Server, ServerBuilder};
 #[cfg(any(feature = "client", feature = "server"))]
 pub use signals::StopSignal;
 #[cfg(feature = "server")]

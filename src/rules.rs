@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 
 use crate::clock::Millis;
+use crate::notification::Notification;
 use crate::state::State;
 
 /// Channel of state changes (`service:state/<STATE>`).
@@ -101,6 +102,23 @@ pub fn on_plugin_failure(plugin: &str, reason: &str) -> Event {
     }
 }
 
+/// The alert plugin an `alert-plugin/failed` event is about, read back from
+/// the message [`on_plugin_failure`] wrote.
+pub fn failed_plugin(notification: &Notification) -> Option<&str> {
+    if (notification.channel.as_str(), notification.event.as_str()) != PLUGIN_FAILED {
+        return None;
+    }
+    let rest = notification.message.strip_prefix("Alert plugin `")?;
+    rest.find("` failed").map(|end| &rest[..end])
+}
+
+/// Whether a notification goes to the plugin named `plugin`: every plugin
+/// gets every alert, except the news of its own failure (it would not take
+/// it, and sending it there could only fail again).
+pub fn routes_to(notification: &Notification, plugin: &str) -> bool {
+    failed_plugin(notification) != Some(plugin)
+}
+
 /// When a service reported at `rtime` with `period_s` becomes overdue:
 /// report time + period + grace.
 pub fn deadline(rtime: Millis, period_s: i64, grace: Millis) -> Millis {
@@ -140,6 +158,28 @@ pub fn is_overdue(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plugin_is_not_sent_the_news_of_its_own_failure() {
+        let e = on_plugin_failure("mail `x`", "exit code 1: no route");
+        let n = Notification {
+            channel: e.channel.into(),
+            event: e.event.into(),
+            message: e.message.into_owned(),
+            ..Notification::default()
+        };
+        assert_eq!(failed_plugin(&n), Some("mail `x`"));
+        assert!(!routes_to(&n, "mail `x`"));
+        assert!(routes_to(&n, "log"));
+        let posted = Notification {
+            channel: API_ALERT.0.into(),
+            event: API_ALERT.1.into(),
+            message: "Alert plugin `log` failed: it did".into(),
+            ..Notification::default()
+        };
+        assert_eq!(failed_plugin(&posted), None, "only overc's own event");
+        assert!(routes_to(&posted, "log"));
+    }
 
     fn texts(events: impl Iterator<Item = Event>) -> Vec<String> {
         events

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::alerts::Outbox;
 use crate::clock::{Clock, Millis};
+use crate::delivery::Outbox;
 use crate::error::Result;
 use crate::idmap::IdMap;
 use crate::rules;

@@ -187,9 +187,11 @@ fn failing_plugins_raise_one_more_alert_each() {
     let _ = dir;
     s.send("a", "FAIL", "down", 60);
     let got = s.new_alerts();
-    let texts: Vec<String> = got.iter().map(|r| text(r)).collect();
+    let mut texts: Vec<String> = got.iter().map(|r| text(r)).collect();
     assert_eq!(texts.len(), 4, "{texts:#?}");
     assert!(texts[0].starts_with("h a: [service:state/FAIL]"));
+    // The plugins fail in parallel: their alerts come in any order.
+    texts[1..].sort();
     assert_eq!(
         texts[1],
         "[alert-plugin/failed] Alert plugin `bad` failed: exit status 1: mail server down"
@@ -207,6 +209,77 @@ fn failing_plugins_raise_one_more_alert_each() {
     );
     // The failure alerts failing again in the same plugins raise nothing more.
     assert_eq!(s.new_alerts().len(), 0);
+}
+
+#[test]
+fn a_failing_plugin_is_retried_on_its_own_in_order_with_one_alert_per_streak() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("broken");
+    let flaky_out = dir.path().join("flaky.log");
+    std::fs::write(&flag, "").unwrap();
+    let (flag_s, flaky_s) = (
+        flag.to_str().unwrap().to_owned(),
+        flaky_out.to_str().unwrap().to_owned(),
+    );
+    let mut s = Scenario::new(vec![alert_plugin(
+        "flaky",
+        &[&plugin("flaky.sh"), &flag_s, &flaky_s],
+        Duration::from_secs(30),
+    )]);
+    let post = |s: &Scenario, m: &str| {
+        let body = json!({"server": {"name": "h", "key": "k"}, "alerts": [{"message": m}]});
+        assert_eq!(s.t.post_json("/api/set/alerts", &body).0, 200);
+    };
+    post(&s, "first");
+    let got: Vec<String> = s.new_alerts().iter().map(|r| text(r)).collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0], "h: [api/alert] first", "the working plugin got it");
+    assert!(
+        got[1].starts_with("[alert-plugin/failed] Alert plugin `flaky` failed: exit status 1"),
+        "and the news of the failure: {got:?}"
+    );
+    let first = s.t.get("/ui/api/status/alerts/").1["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["message"] == "first")
+        .cloned()
+        .unwrap();
+    assert_eq!(first["delivered"], false, "flaky has not taken it: {first}");
+
+    // Retries and new alerts while it still fails: no second failure alert,
+    // and nothing overtakes the first alert in flaky's queue.
+    for i in 0..3 {
+        post(&s, &format!("second {i}"));
+        s.advance(3_600_000);
+        let got: Vec<String> = s.new_alerts().iter().map(|r| text(r)).collect();
+        assert_eq!(got, vec![format!("h: [api/alert] second {i}")]);
+        assert!(records(&flaky_out).is_empty());
+    }
+
+    std::fs::remove_file(&flag).unwrap();
+    s.advance(3_600_000);
+    assert_eq!(s.new_alerts(), Vec::<String>::new());
+    let flaky: Vec<String> = records(&flaky_out).iter().map(|r| text(r)).collect();
+    assert_eq!(
+        flaky,
+        vec![
+            "h: [api/alert] first",
+            "h: [api/alert] second 0",
+            "h: [api/alert] second 1",
+            "h: [api/alert] second 2",
+        ],
+        "in order, without the news of its own failure"
+    );
+    let (_, alerts) = s.t.get("/ui/api/status/alerts/");
+    assert!(
+        alerts["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["delivered"] == true),
+        "{alerts}"
+    );
 }
 
 #[test]
@@ -233,7 +306,16 @@ fn when_every_plugin_fails_delivery_is_retried_with_backoff() {
     assert_eq!(records(&out).len(), 0);
     assert_eq!(rep.delivered, 0);
     let (_, alerts) = t.get("/ui/api/status/alerts/");
-    assert_eq!(alerts["alerts"][0]["delivered"], false, "{alerts}");
+    let important = |alerts: &serde_json::Value| {
+        alerts["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["message"] == "important")
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(important(&alerts)["delivered"], false, "{alerts}");
 
     std::fs::remove_file(&flag).unwrap();
     clock.advance(5_000);
@@ -243,15 +325,19 @@ fn when_every_plugin_fails_delivery_is_retried_with_backoff() {
     t.server().app().supervise_now().unwrap();
     let got = records(&out);
     let texts: Vec<String> = got.iter().map(|r| text(r)).collect();
-    assert!(
-        texts.contains(&"h: [api/alert] important".to_owned()),
-        "{texts:?}"
+    assert_eq!(
+        texts,
+        vec!["h: [api/alert] important"],
+        "not its own failure"
     );
+    let (_, alerts) = t.get("/ui/api/status/alerts/");
+    assert_eq!(important(&alerts)["delivered"], true, "{alerts}");
     assert!(
-        texts
-            .iter()
-            .any(|t| t.contains("Alert plugin `flaky` failed: exit status 1: flag")),
-        "{texts:?}"
+        alerts["alerts"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Alert plugin `flaky` failed: exit status 1: flag"),
+        "the failure is recorded: {alerts}"
     );
 }
 

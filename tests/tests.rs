@@ -3,6 +3,7 @@
 mod common;
 
 mod client;
+mod engine;
 mod fuzz;
 mod ingest;
 mod monitor;

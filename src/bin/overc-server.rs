@@ -121,7 +121,8 @@ fn test_alert(config: &ServerConfig, has_file: bool) -> Result<ExitCode, overc::
             "test-alert needs --config FILE with [alert:NAME] sections".into()
         }));
     }
-    let outcomes = overc::alerts::send_test_alert(config);
+    let outcomes =
+        overc::engine::send_test_alert(&overc::engine::EngineSettings::from(config).notifiers);
     let mut failed = 0;
     for o in &outcomes {
         match &o.failure {

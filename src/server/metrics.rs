@@ -155,13 +155,32 @@ pub(super) fn render(app: &App) -> Result<String> {
         &mut out,
         "overc_alerts_delivered_total",
         "counter",
-        "Alerts taken by at least one alert plugin (or recorded, without plugins).",
+        "Deliveries of an alert to an alert plugin that it took.",
     );
     let _ = writeln!(
         out,
         "overc_alerts_delivered_total {}",
         app.engine.alerts_delivered()
     );
+    head(
+        &mut out,
+        "overc_notifications_total",
+        "counter",
+        "Delivery attempts per alert plugin and outcome (delivered, failed, given_up).",
+    );
+    for p in app.engine.plugin_stats() {
+        let plugin = escape_label(&p.plugin);
+        for (outcome, n) in [
+            ("delivered", p.delivered),
+            ("failed", p.failed),
+            ("given_up", p.given_up),
+        ] {
+            let _ = writeln!(
+                out,
+                "overc_notifications_total{{plugin=\"{plugin}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
+    }
     head(
         &mut out,
         "overc_supervisor_lag_seconds",

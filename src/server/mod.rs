@@ -20,11 +20,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Value, json};
 
-use crate::alerts::DeliveryReport;
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServerConfig;
+use crate::engine::{DeliveryReport, NamedNotifier};
 use crate::engine::{Engine, EngineSettings};
 use crate::error::Result;
+use crate::notification::Notifier;
 use crate::store::{Storage, Store, StoreOptions, lock};
 
 /// An HTTP request as the handler sees it, free of any socket.
@@ -308,7 +309,29 @@ impl Server {
     }
 
     /// Like [`Server::start`] with an injected clock (tests drive time by hand).
+    ///
+    /// # Errors
+    /// As [`Server::start`].
     pub fn start_with_clock(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Server> {
+        Server::builder(config).clock(clock).start()
+    }
+
+    /// A server to start with more than a config: an injected clock,
+    /// notifiers of the application's own.
+    pub fn builder(config: ServerConfig) -> ServerBuilder {
+        ServerBuilder {
+            config,
+            clock: Arc::new(SystemClock),
+            notifiers: Vec::new(),
+        }
+    }
+
+    fn start_built(b: ServerBuilder) -> Result<Server> {
+        let ServerBuilder {
+            config,
+            clock,
+            notifiers,
+        } = b;
         let opts = StoreOptions {
             durability: config.durability,
             history_limit: config.history_limit,
@@ -316,7 +339,10 @@ impl Server {
             lock_timeout: config.lock_timeout,
         };
         let store = Arc::new(Store::open(&config.database, &opts, clock.clone())?);
-        let app = Arc::new(App::new(config, store, clock)?);
+        let mut settings = EngineSettings::from(&config);
+        settings.notifiers.extend(notifiers);
+        let engine = Engine::start(store, settings, clock)?;
+        let app = Arc::new(App::with_engine(config, Arc::new(engine)));
         if app.config.ui.password.is_none() {
             log::warn!(
                 "no [ui] password is set: the page is read-only and open to anyone who can reach it"
@@ -357,6 +383,49 @@ impl Server {
         self.app.engine.stop();
         self.app.store().close();
         log::info!("overc-server stopped");
+    }
+}
+
+/// Builds a [`Server`]: see [`Server::builder`].
+pub struct ServerBuilder {
+    config: ServerConfig,
+    clock: Arc<dyn Clock>,
+    notifiers: Vec<NamedNotifier>,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("config", &self.config)
+            .field("notifiers", &self.notifiers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerBuilder {
+    /// The clock the server runs on (tests drive a [`crate::ManualClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Adds a notifier beside the config's alert plugins, under `name`:
+    /// it gets every alert under the same rules (at least once, in order,
+    /// retried while it fails).
+    pub fn notifier(mut self, name: &str, notifier: impl Notifier + 'static) -> Self {
+        self.notifiers.push(NamedNotifier {
+            name: name.to_owned(),
+            notifier: Arc::new(notifier),
+        });
+        self
+    }
+
+    /// Opens the database and listens on the config's address.
+    ///
+    /// # Errors
+    /// As [`Server::start`].
+    pub fn start(self) -> Result<Server> {
+        Server::start_built(self)
     }
 }
 

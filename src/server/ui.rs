@@ -96,7 +96,9 @@ pub(super) fn route(app: &App, req: &Request<'_>, path: &str) -> Response {
         if let Some(r) = auth::guard_action(req, &app.config.ui) {
             return r;
         }
-        let plugins: Vec<Value> = crate::alerts::send_test_alert(&app.config)
+        let plugins: Vec<Value> = app
+            .engine
+            .send_test_alert()
             .into_iter()
             .map(|o| json!({"plugin": o.plugin, "ok": o.failure.is_none(), "failure": o.failure}))
             .collect();

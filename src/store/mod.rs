@@ -14,6 +14,7 @@ pub use views::*;
 
 use crate::clock::Millis;
 use crate::error::Result;
+use crate::notification::Notification;
 use crate::protocol::{AlertReport, Ping, StatusReport};
 use crate::rules::Event;
 
@@ -44,29 +45,32 @@ pub struct DeadlineChange {
     pub due: Option<Millis>,
 }
 
-/// An alert as handed to the alert plugins.
+/// A delivery of an alert to one plugin that has not happened yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AlertRecord {
-    /// Alert id (`OVERC_ALERT_ID`).
-    pub id: i64,
-    /// Host name, `None` for overc's own alerts.
-    pub server: Option<String>,
-    /// Service name, if the alert is about one.
-    pub service: Option<String>,
-    /// e.g. `service:state`, `plugin`, `api`.
-    pub channel: String,
-    /// e.g. `WARN`, `offline`, `alert`.
-    pub event: String,
-    /// The alert message.
-    pub message: String,
-    /// `OK`, `WARN`, `FAIL` or `UNK`.
-    pub severity: String,
-    /// The service's state when the alert was raised.
-    pub state: Option<String>,
-    /// The service's info when the alert was raised.
-    pub info: Option<String>,
-    /// Delivery attempts so far.
-    pub attempts: u32,
+pub struct PendingDelivery {
+    /// The alert, with this plugin's failed attempts so far.
+    pub notification: Notification,
+    /// When it may be tried again (0: at once).
+    pub next_attempt: Millis,
+}
+
+/// What a plugin did with an alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// It took it.
+    Delivered,
+    /// It refused it: try again at `retry_at`.
+    Failed {
+        /// Why, as the plugin said.
+        error: String,
+        /// When to try again.
+        retry_at: Millis,
+    },
+    /// It refused it for longer than alerts are kept: no more attempts.
+    GivenUp {
+        /// Why, as the plugin last said.
+        error: String,
+    },
 }
 
 /// What the supervisor needs to rebuild a service's deadline at start-up.
@@ -135,23 +139,23 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Applies the retention rules (history limit, alert age) now.
     fn prune(&self) -> Result<Applied>;
 
-    /// Undelivered alerts due for an attempt at `now` (all of them when
-    /// `ignore_schedule`, as at start-up): fresh ones before retries, oldest first.
-    fn undelivered(
+    /// Alerts not yet routed to the plugins, oldest first.
+    fn unrouted(&self, limit: usize) -> Result<Vec<Notification>>;
+
+    /// Writes the deliveries of alerts, each to the plugins named beside it
+    /// (none: the alert is done), and marks the alerts routed.
+    fn route(&self, routes: Vec<(i64, Vec<String>)>) -> Result<Applied>;
+
+    /// A plugin's pending deliveries, in alert order.
+    fn pending_deliveries(&self, plugin: &str, limit: usize) -> Result<Vec<PendingDelivery>>;
+
+    /// Records what a plugin did with an alert.
+    fn record_delivery(
         &self,
-        now: Millis,
-        ignore_schedule: bool,
-        limit: usize,
-    ) -> Result<Vec<AlertRecord>>;
-
-    /// Marks alerts delivered.
-    fn mark_delivered(&self, alert_ids: Vec<i64>) -> Result<Applied>;
-
-    /// Schedules another delivery attempt of an alert.
-    fn defer_delivery(&self, alert_id: i64, next_attempt: Millis) -> Result<Applied>;
-
-    /// When the next deferred delivery attempt is due, if any.
-    fn next_delivery_attempt(&self) -> Result<Option<Millis>>;
+        plugin: &str,
+        alert_id: i64,
+        outcome: DeliveryOutcome,
+    ) -> Result<Applied>;
 
     /// Services with a period that are not flagged overdue, for rebuilding
     /// deadlines at start.

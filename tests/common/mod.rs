@@ -67,6 +67,16 @@ impl TestServer {
         }
     }
 
+    /// A test server around a server started by the test itself.
+    pub fn wrap(server: Server, dir: tempfile::TempDir) -> TestServer {
+        TestServer {
+            config: config_in(dir.path()),
+            server: Some(server),
+            dir,
+            clock: None,
+        }
+    }
+
     pub fn url(&self) -> String {
         self.server.as_ref().unwrap().url()
     }

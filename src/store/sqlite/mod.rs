@@ -30,11 +30,12 @@ use rusqlite::{Connection, OpenFlags};
 use crate::clock::{Clock, Millis};
 use crate::config::Durability;
 use crate::error::{Error, Result};
+use crate::notification::Notification;
 use crate::protocol::{AlertReport, Ping, StatusReport};
 use crate::rules::Event;
 use crate::store::{
-    AlertFilter, AlertListView, AlertRecord, Applied, HistoryView, ServiceDeadline, StatusFilter,
-    StatusPart, Storage, TableCounts,
+    AlertFilter, AlertListView, Applied, DeliveryOutcome, HistoryView, PendingDelivery,
+    ServiceDeadline, StatusFilter, StatusPart, Storage, TableCounts,
 };
 
 use durability::Tuning;
@@ -78,10 +79,14 @@ pub(crate) enum Op {
     /// Flags services overdue (if they did not report since `rtime`) and
     /// raises `plugin/offline` for each.
     MarkOverdue(Vec<(i64, Millis)>),
-    /// At least one alert plugin took these alerts.
-    Delivered(Vec<i64>),
-    /// Every plugin failed: try again at the given time.
-    Defer(i64, Millis),
+    /// Writes the deliveries of alerts to the plugins that get them.
+    Route(Vec<(i64, Vec<String>)>),
+    /// What a plugin did with an alert.
+    Delivery {
+        plugin: String,
+        alert_id: i64,
+        outcome: DeliveryOutcome,
+    },
     /// Deletes a server with its services, history and alerts.
     DeleteServer(i64),
     /// Deletes a service with its history and alerts.
@@ -416,25 +421,29 @@ impl Storage for Store {
         self.submit(Op::Prune)
     }
 
-    fn undelivered(
+    fn unrouted(&self, limit: usize) -> Result<Vec<Notification>> {
+        Store::unrouted(self, limit)
+    }
+
+    fn route(&self, routes: Vec<(i64, Vec<String>)>) -> Result<Applied> {
+        self.submit(Op::Route(routes))
+    }
+
+    fn pending_deliveries(&self, plugin: &str, limit: usize) -> Result<Vec<PendingDelivery>> {
+        Store::pending_deliveries(self, plugin, limit)
+    }
+
+    fn record_delivery(
         &self,
-        now: Millis,
-        ignore_schedule: bool,
-        limit: usize,
-    ) -> Result<Vec<AlertRecord>> {
-        Store::undelivered(self, now, ignore_schedule, limit)
-    }
-
-    fn mark_delivered(&self, alert_ids: Vec<i64>) -> Result<Applied> {
-        self.submit(Op::Delivered(alert_ids))
-    }
-
-    fn defer_delivery(&self, alert_id: i64, next_attempt: Millis) -> Result<Applied> {
-        self.submit(Op::Defer(alert_id, next_attempt))
-    }
-
-    fn next_delivery_attempt(&self) -> Result<Option<Millis>> {
-        Store::next_delivery_attempt(self)
+        plugin: &str,
+        alert_id: i64,
+        outcome: DeliveryOutcome,
+    ) -> Result<Applied> {
+        self.submit(Op::Delivery {
+            plugin: plugin.to_owned(),
+            alert_id,
+            outcome,
+        })
     }
 
     fn service_deadlines(&self) -> Result<Vec<ServiceDeadline>> {

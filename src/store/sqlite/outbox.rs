@@ -1,56 +1,70 @@
-//! Reads for the supervisor and the alert outbox.
+//! Reads for the supervisor and for delivery.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 
 use super::Store;
 use super::schema::current_state;
-use crate::clock::Millis;
 use crate::error::Result;
-use crate::store::{AlertRecord, ServiceDeadline};
+use crate::notification::Notification;
+use crate::store::{PendingDelivery, ServiceDeadline};
+
+/// The alert columns a [`Notification`] is made of, from `alerts a` joined
+/// to its server `sv` and service `se`.
+const NOTIFICATION: &str = "a.id, sv.name, se.name, a.channel, a.event, a.message, a.severity,
+    a.state, a.info, a.ctime";
+
+fn notification(r: &rusqlite::Row<'_>) -> rusqlite::Result<Notification> {
+    Ok(Notification {
+        id: r.get(0)?,
+        server: r.get(1)?,
+        service: r.get(2)?,
+        channel: r.get(3)?,
+        event: r.get(4)?,
+        message: r.get(5)?,
+        severity: r.get(6)?,
+        state: r.get(7)?,
+        info: r.get(8)?,
+        ctime: r.get(9)?,
+        attempts: 0,
+    })
+}
 
 impl Store {
-    /// Undelivered alerts due for an attempt at `now` (all of them when
-    /// `ignore_schedule`, as at start-up): fresh ones before retries, oldest first.
-    pub(crate) fn undelivered(
-        &self,
-        now: Millis,
-        ignore_schedule: bool,
-        limit: usize,
-    ) -> Result<Vec<AlertRecord>> {
+    /// Alerts not yet routed to the plugins, oldest first.
+    pub(crate) fn unrouted(&self, limit: usize) -> Result<Vec<Notification>> {
         let conn = self.reader();
-        let until = if ignore_schedule { Millis::MAX } else { now };
-        let mut st = conn.prepare_cached(
-            "SELECT a.id, sv.name, se.name, a.channel, a.event, a.message, a.severity, a.state,
-                    a.info, a.attempts
-             FROM alerts a LEFT JOIN servers sv ON sv.id = a.server_id
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT {NOTIFICATION} FROM alerts a LEFT JOIN servers sv ON sv.id = a.server_id
              LEFT JOIN services se ON se.id = a.service_id
-             WHERE a.delivered = 0 AND a.next_attempt <= ?1 ORDER BY a.attempts, a.id LIMIT ?2",
-        )?;
-        let rows = st.query_map(params![until, limit as i64], |r| {
-            Ok(AlertRecord {
-                id: r.get(0)?,
-                server: r.get(1)?,
-                service: r.get(2)?,
-                channel: r.get(3)?,
-                event: r.get(4)?,
-                message: r.get(5)?,
-                severity: r.get(6)?,
-                state: r.get(7)?,
-                info: r.get(8)?,
-                attempts: r.get(9)?,
-            })
-        })?;
+             WHERE a.routed = 0 ORDER BY a.id LIMIT ?1"
+        ))?;
+        let rows = st.query_map(params![limit as i64], notification)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// When the next deferred delivery attempt is due, if any.
-    pub(crate) fn next_delivery_attempt(&self) -> Result<Option<Millis>> {
+    /// A plugin's pending deliveries, in alert order.
+    pub(crate) fn pending_deliveries(
+        &self,
+        plugin: &str,
+        limit: usize,
+    ) -> Result<Vec<PendingDelivery>> {
         let conn = self.reader();
-        Ok(conn
-            .prepare_cached("SELECT MIN(next_attempt) FROM alerts WHERE delivered = 0")?
-            .query_row([], |r| r.get::<_, Option<Millis>>(0))
-            .optional()?
-            .flatten())
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT {NOTIFICATION}, d.attempts, d.next_attempt
+             FROM deliveries d JOIN alerts a ON a.id = d.alert_id
+             LEFT JOIN servers sv ON sv.id = a.server_id
+             LEFT JOIN services se ON se.id = a.service_id
+             WHERE d.plugin = ?1 AND d.state = 0 ORDER BY d.alert_id LIMIT ?2"
+        ))?;
+        let rows = st.query_map(params![plugin, limit as i64], |r| {
+            let mut notification = notification(r)?;
+            notification.attempts = r.get(10)?;
+            Ok(PendingDelivery {
+                notification,
+                next_attempt: r.get(11)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Services with a period that are not flagged overdue, for rebuilding deadlines.

@@ -87,6 +87,26 @@ const MIGRATIONS: &[&str] = &[
         seq INTEGER NOT NULL
     );
     INSERT INTO redo(id, db_id, seq) VALUES (1, randomblob(16), 0);",
+    // 4: delivery per alert plugin. An alert is `routed` once its
+    // deliveries (one per plugin that gets it) are written; `delivered` once
+    // none of them is pending. A delivery's state: 0 pending, 1 delivered,
+    // 2 given up. Alerts undelivered so far are routed again at start, to
+    // the plugins configured then.
+    "ALTER TABLE alerts ADD COLUMN routed INTEGER NOT NULL DEFAULT 0;
+    UPDATE alerts SET routed = 1 WHERE delivered = 1;
+    DROP INDEX alerts_undelivered;
+    CREATE INDEX alerts_unrouted ON alerts(id) WHERE routed = 0;
+    CREATE TABLE deliveries(
+        plugin TEXT NOT NULL,
+        alert_id INTEGER NOT NULL,
+        state INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        PRIMARY KEY (plugin, alert_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX deliveries_by_alert ON deliveries(alert_id);
+    CREATE INDEX deliveries_pending ON deliveries(plugin, alert_id) WHERE state = 0;",
 ];
 
 /// SQL joining a service `s` to its current state `st` (its newest history

@@ -406,8 +406,12 @@ fn apply(op: &Op, b: &mut Batch<'_>, opts: &StoreOptions) -> Result<Applied> {
         Op::DeleteService(id) => admin::delete_service(b, *id),
         Op::Rename { service, id, title } => admin::rename(b, *service, *id, title),
         Op::MarkOverdue(due) => overdue::mark_overdue(due, b),
-        Op::Delivered(ids) => admin::delivered(b, ids),
-        Op::Defer(id, at) => admin::defer(b, *id, *at),
+        Op::Route(routes) => admin::route(b, routes),
+        Op::Delivery {
+            plugin,
+            alert_id,
+            outcome,
+        } => admin::delivery(b, plugin, *alert_id, outcome),
         Op::SystemAlert(event) => admin::system_alert(b, event),
         #[cfg(test)]
         Op::Test(fault) => fault.apply(b),

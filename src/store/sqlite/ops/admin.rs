@@ -4,9 +4,9 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::reports::{NewAlert, insert_alert};
-use crate::clock::Millis;
 use crate::error::{Error, Result};
 use crate::rules::Event;
+use crate::store::DeliveryOutcome;
 use crate::store::sqlite::writer::{Applied, Batch};
 
 /// Deletes a server with its services, their history and alerts.
@@ -26,6 +26,9 @@ pub(in crate::store::sqlite) fn delete_server(b: &mut Batch<'_>, id: i64) -> Res
     // (see `Writer::new`), children first.
     for sql in [
         "DELETE FROM states WHERE service_id IN (SELECT id FROM services WHERE server_id = ?1)",
+        "DELETE FROM deliveries WHERE alert_id IN (SELECT id FROM alerts WHERE server_id = ?1)",
+        "DELETE FROM deliveries WHERE alert_id IN (SELECT id FROM alerts WHERE service_id IN
+             (SELECT id FROM services WHERE server_id = ?1))",
         "DELETE FROM alerts WHERE server_id = ?1",
         "DELETE FROM alerts WHERE service_id IN (SELECT id FROM services WHERE server_id = ?1)",
         "DELETE FROM services WHERE server_id = ?1",
@@ -50,6 +53,7 @@ pub(in crate::store::sqlite) fn delete_service(b: &mut Batch<'_>, id: i64) -> Re
     }
     for sql in [
         "DELETE FROM states WHERE service_id = ?1",
+        "DELETE FROM deliveries WHERE alert_id IN (SELECT id FROM alerts WHERE service_id = ?1)",
         "DELETE FROM alerts WHERE service_id = ?1",
     ] {
         b.tx.exec(sql, params![id])?;
@@ -87,23 +91,54 @@ pub(in crate::store::sqlite) fn rename(
     Ok(Applied::default())
 }
 
-/// At least one alert plugin took these alerts.
-pub(in crate::store::sqlite) fn delivered(b: &mut Batch<'_>, ids: &[i64]) -> Result<Applied> {
-    for id in ids {
+/// Writes the deliveries of alerts (one per plugin that gets it) and
+/// marks the alerts routed; an alert no plugin gets is done at once.
+pub(in crate::store::sqlite) fn route(
+    b: &mut Batch<'_>,
+    routes: &[(i64, Vec<String>)],
+) -> Result<Applied> {
+    for (alert_id, plugins) in routes {
+        for plugin in plugins {
+            // An alert deleted meanwhile gets none.
+            b.tx.exec(
+                "INSERT OR IGNORE INTO deliveries(plugin, alert_id)
+                 SELECT ?1, id FROM alerts WHERE id = ?2",
+                params![plugin, alert_id],
+            )?;
+        }
         b.tx.exec(
-            "UPDATE alerts SET delivered = 1, attempts = attempts + 1 WHERE id = ?1",
-            params![id],
+            "UPDATE alerts SET routed = 1, delivered = ?2 WHERE id = ?1",
+            params![alert_id, plugins.is_empty()],
         )?;
     }
     Ok(Applied::default())
 }
 
-/// Every plugin failed: try again at `at`.
-pub(in crate::store::sqlite) fn defer(b: &mut Batch<'_>, id: i64, at: Millis) -> Result<Applied> {
+/// Records what one plugin did with one alert.
+pub(in crate::store::sqlite) fn delivery(
+    b: &mut Batch<'_>,
+    plugin: &str,
+    alert_id: i64,
+    outcome: &DeliveryOutcome,
+) -> Result<Applied> {
+    let (state, error, retry_at) = match outcome {
+        DeliveryOutcome::Delivered => (1, None, None),
+        DeliveryOutcome::GivenUp { error } => (2, Some(error.as_str()), None),
+        DeliveryOutcome::Failed { error, retry_at } => (0, Some(error.as_str()), Some(*retry_at)),
+    };
     b.tx.exec(
-        "UPDATE alerts SET attempts = attempts + 1, next_attempt = ?2 WHERE id = ?1",
-        params![id, at],
+        "UPDATE deliveries SET state = ?3, attempts = attempts + 1, error = ?4,
+             next_attempt = COALESCE(?5, next_attempt)
+         WHERE plugin = ?1 AND alert_id = ?2",
+        params![plugin, alert_id, state, error, retry_at],
     )?;
+    if state != 0 {
+        b.tx.exec(
+            "UPDATE alerts SET delivered = 1 WHERE id = ?1 AND NOT EXISTS
+                 (SELECT 1 FROM deliveries WHERE alert_id = ?1 AND state = 0)",
+            params![alert_id],
+        )?;
+    }
     Ok(Applied::default())
 }
 

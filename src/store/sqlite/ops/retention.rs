@@ -35,6 +35,10 @@ pub(in crate::store::sqlite) fn prune_all(
         pruned += prune_history(&mut b.tx, id, opts.history_limit)?;
     }
     let cutoff = now - i64::from(opts.retention_days) * 86_400_000;
+    b.tx.exec(
+        "DELETE FROM deliveries WHERE alert_id IN (SELECT id FROM alerts WHERE ctime < ?1)",
+        params![cutoff],
+    )?;
     // An alert no plugin took within the whole retention period is given up
     // too: otherwise a plugin that is broken for good grows the outbox forever.
     let abandoned = b.tx.exec(

@@ -490,6 +490,7 @@ mod tests {
                 alerts: vec![AlertMessage {
                     message: "disk replaced".into(),
                     service: Some("s".into()),
+                    ..AlertMessage::default()
                 }],
             },
             "127.0.0.1".into(),
@@ -592,6 +593,7 @@ mod tests {
                 alerts: vec![AlertMessage {
                     message: "posted".into(),
                     service: Some("x".into()),
+                    ..AlertMessage::default()
                 }],
             };
             store.alerts(alert, "127.0.0.1").unwrap();

@@ -229,8 +229,9 @@ const FORMAT_CHARS: [(char, char); 21] = [
 ];
 
 /// A character a name may not hold: a control character (C0, DEL, C1) or
-/// a format character (see [`FORMAT_CHARS`]), which would make two names
-/// look the same or a name look like another.
+/// a Unicode format character (category Cf: zero-width space and joiners,
+/// bidi embeddings, overrides and isolates, the BOM, the soft hyphen, tags…),
+/// which would make two names look the same or a name look like another.
 pub fn is_control_or_format(c: char) -> bool {
     if c.is_control() {
         return true;

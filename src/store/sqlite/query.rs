@@ -223,8 +223,9 @@ impl Store {
 
     /// `GET /ui/api/status/service/<id>/states`: the history of the last
     /// `hours`, newest first. With `fold` (`groups=yes`), runs are folded as
-    /// OverC 1.0.9 folded them (see [`fold_runs`]), except those that touch
-    /// one of the given id ranges (`expand=A-B`). `None` when the service
+    /// OverC 1.0.9 folded them: each run's first and last records stay, the
+    /// two or more between become one group row, except where one of the
+    /// given id ranges (`expand=A-B`) overlaps them. `None` when the service
     /// does not exist.
     pub fn states(
         &self,

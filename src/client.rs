@@ -192,6 +192,7 @@ impl Client {
         self.alerts(vec![AlertMessage {
             message: message.to_owned(),
             service: service.map(str::to_owned),
+            ..AlertMessage::default()
         }])
     }
 

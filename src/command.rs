@@ -405,8 +405,25 @@ impl Pipes {
     }
 }
 
+/// What stands for a NUL byte in arguments and environment values.
+pub const NUL_REPLACEMENT: char = char::REPLACEMENT_CHARACTER;
+
+/// `text` with each NUL replaced by [`NUL_REPLACEMENT`] (U+FFFD): the OS
+/// takes arguments and environment values as C strings, so `Command` refuses
+/// to start a process when one holds a NUL. An alert's info or message may
+/// hold one (any client can send it, a plugin can print it), and it must not
+/// make the alert undeliverable. Stdin is bytes and gets the text unchanged.
+pub fn without_nul(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', &NUL_REPLACEMENT.to_string()))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
 /// Runs a command to completion or timeout. Never panics; a command that
-/// cannot start is reported as [`Exit::NotStarted`].
+/// cannot start is reported as [`Exit::NotStarted`]. A NUL in an argument or
+/// an environment variable is passed as U+FFFD (see [`without_nul`]).
 ///
 /// Everything happens on the calling thread but the wait for the exit
 /// status, on a thread that ends with the command. Output is read until the
@@ -433,9 +450,13 @@ pub fn run(spec: &CommandSpec) -> CommandOutput {
         program_path.to_path_buf()
     };
     let mut cmd = Command::new(&program);
-    cmd.args(&spec.argv[1..])
+    cmd.args(spec.argv[1..].iter().map(|a| without_nul(a).into_owned()))
         .current_dir(&spec.cwd)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .envs(
+            spec.env
+                .iter()
+                .map(|(k, v)| (without_nul(k).into_owned(), without_nul(v).into_owned())),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -507,6 +528,37 @@ mod tests {
         spec.stdin = b"from stdin\n".to_vec();
         spec.env.push(("X".into(), "from env".into()));
         assert_eq!(run(&spec).stdout, "from stdin/from env\n");
+    }
+
+    /// Regression: an info with a NUL made `Command` refuse `OVERC_INFO`,
+    /// so every plugin failed to start and the alert was retried for 90
+    /// days, never delivered.
+    #[test]
+    fn a_nul_in_the_environment_or_arguments_still_runs_the_plugin() {
+        let mut spec = CommandSpec::new(
+            vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                r#"printf '%s|%s|%s|' "$OVERC_INFO" "$OVERC_MESSAGE" "$0"; cat"#.into(),
+                "arg\0zero".into(),
+            ],
+            Path::new("/"),
+            Duration::from_secs(10),
+        );
+        spec.env.push(("OVERC_INFO".into(), "disk\0full".into()));
+        spec.env.push(("OVERC_MESSAGE".into(), "\0".into()));
+        spec.stdin = b"stdin \0 kept\n".to_vec();
+        let out = run(&spec);
+        assert_eq!(out.exit, Exit::Code(0), "{out:?}");
+        assert_eq!(
+            out.stdout, "disk\u{FFFD}full|\u{FFFD}|arg\u{FFFD}zero|stdin \0 kept\n",
+            "the environment and arguments with U+FFFD, stdin as it was"
+        );
+        assert_eq!(without_nul("plain"), "plain");
+        assert!(matches!(
+            without_nul("plain"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]

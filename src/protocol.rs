@@ -66,12 +66,28 @@ pub struct StatusReport {
 }
 
 /// One message inside an [`AlertReport`].
+///
+/// Build one with `..AlertMessage::default()` (severity FAIL), so code keeps
+/// compiling as fields are added.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertMessage {
     /// The alert text.
     pub message: String,
     /// The service it concerns, if any (created if new, without a period).
     pub service: Option<String>,
+    /// How bad it is: the optional `"severity"` of the wire form, FAIL
+    /// when not given (every posted alert was FAIL in OverC 1.0.9).
+    pub severity: State,
+}
+
+impl Default for AlertMessage {
+    fn default() -> AlertMessage {
+        AlertMessage {
+            message: String::new(),
+            service: None,
+            severity: State::Fail,
+        }
+    }
 }
 
 /// Body of `/api/set/alerts`.
@@ -175,12 +191,67 @@ fn check_name(s: &str, path: impl Display) -> Result<String> {
             "Data: \"{path}\" should be 1 to {MAX_NAME_CHARS} characters long"
         )));
     }
-    if s.chars().any(char::is_control) {
+    if let Some(c) = s.chars().find(|&c| is_control_or_format(c)) {
         return Err(invalid(format!(
-            "Data: \"{path}\" should not contain control characters"
+            "Data: \"{path}\" should not contain control or invisible formatting characters (found U+{:04X})",
+            u32::from(c)
         )));
     }
     Ok(s.to_owned())
+}
+
+/// Unicode's format characters (general category Cf, Unicode 15.1): they
+/// print as nothing or reorder the text around them, so `host\u{200B}1`
+/// would show as `host1` and `\u{202E}` can make a name read backwards.
+/// Inclusive ranges, in order.
+const FORMAT_CHARS: [(char, char); 21] = [
+    ('\u{00AD}', '\u{00AD}'),   // soft hyphen
+    ('\u{0600}', '\u{0605}'),   // Arabic number signs
+    ('\u{061C}', '\u{061C}'),   // Arabic letter mark
+    ('\u{06DD}', '\u{06DD}'),   // Arabic end of ayah
+    ('\u{070F}', '\u{070F}'),   // Syriac abbreviation mark
+    ('\u{0890}', '\u{0891}'),   // Arabic pound and piastre marks above
+    ('\u{08E2}', '\u{08E2}'),   // Arabic disputed end of ayah
+    ('\u{180E}', '\u{180E}'),   // Mongolian vowel separator
+    ('\u{200B}', '\u{200F}'),   // zero-width space, ZWNJ, ZWJ, LRM, RLM
+    ('\u{202A}', '\u{202E}'),   // bidi embeddings and overrides
+    ('\u{2060}', '\u{2064}'),   // word joiner, invisible operators
+    ('\u{2066}', '\u{206F}'),   // bidi isolates, deprecated format characters
+    ('\u{FEFF}', '\u{FEFF}'),   // zero-width no-break space (BOM)
+    ('\u{FFF9}', '\u{FFFB}'),   // interlinear annotation
+    ('\u{110BD}', '\u{110BD}'), // Kaithi number sign
+    ('\u{110CD}', '\u{110CD}'), // Kaithi number sign above
+    ('\u{13430}', '\u{1343F}'), // Egyptian hieroglyph format controls
+    ('\u{1BCA0}', '\u{1BCA3}'), // shorthand format controls
+    ('\u{1D173}', '\u{1D17A}'), // musical symbol format controls
+    ('\u{E0001}', '\u{E0001}'), // language tag
+    ('\u{E0020}', '\u{E007F}'), // tag characters
+];
+
+/// A character a name may not hold: a control character (C0, DEL, C1) or
+/// a Unicode format character (category Cf: zero-width space and joiners,
+/// bidi embeddings, overrides and isolates, the BOM, the soft hyphen, tags…),
+/// which would make two names look the same or a name look like another.
+pub fn is_control_or_format(c: char) -> bool {
+    if c.is_control() {
+        return true;
+    }
+    // No format character lies below the soft hyphen: a name in ASCII costs
+    // one comparison per character.
+    if c < '\u{00AD}' {
+        return false;
+    }
+    FORMAT_CHARS
+        .binary_search_by(|&(lo, hi)| {
+            if hi < c {
+                std::cmp::Ordering::Less
+            } else if lo > c {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
 }
 
 fn check_key(key: &str) -> Result<String> {
@@ -215,6 +286,18 @@ fn check_period(n: i64, path: impl Display) -> Result<u32> {
         )));
     }
     Ok(n as u32)
+}
+
+/// A posted alert's severity: one of the four state names (as a report's
+/// state is matched: any case, `ERR` for `FAIL`); unlike a reported state, a
+/// name it does not know is refused rather than taken as UNK.
+fn severity(v: &Value, path: impl Display + Copy) -> Result<State> {
+    let bad = || {
+        invalid(format!(
+            "Data: \"{path}\" should be one of \"OK\", \"WARN\", \"FAIL\", \"UNK\""
+        ))
+    };
+    v.as_str().and_then(State::parse).ok_or_else(bad)
 }
 
 fn list<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<&'a Vec<Value>> {
@@ -396,9 +479,14 @@ impl AlertReport {
                 Some(v) => Some(name(v, at.field("service"))?),
                 None => None,
             };
+            let severity = match optional(item, "severity") {
+                Some(v) => severity(v, at.field("severity"))?,
+                None => State::Fail,
+            };
             alerts.push(AlertMessage {
                 message: cut_text(message.to_owned()),
                 service,
+                severity,
             });
         }
         Ok(AlertReport { server, alerts })
@@ -409,9 +497,17 @@ impl AlertReport {
         let alerts: Vec<Value> = self
             .alerts
             .iter()
-            .map(|a| match &a.service {
-                Some(s) => json!({"message": a.message, "service": s}),
-                None => json!({"message": a.message}),
+            .map(|a| {
+                let mut v = json!({"message": a.message});
+                if let Some(s) = &a.service {
+                    v["service"] = json!(s);
+                }
+                // Only when it is not the default: OverC 1.0.9 refused
+                // alerts with keys it did not know.
+                if a.severity != State::Fail {
+                    v["severity"] = json!(a.severity.as_str());
+                }
+                v
             })
             .collect();
         json!({"server": self.server.to_json(), "alerts": alerts})
@@ -868,6 +964,118 @@ mod tests {
     }
 
     #[test]
+    fn posted_alerts_have_an_optional_severity() {
+        let r = AlertReport::from_json(&obj(json!({"server": srv(), "alerts": [
+            {"message": "m"}, {"message": "deploy", "severity": "OK"},
+            {"message": "w", "severity": "warn"}, {"message": "u", "severity": "UNK"},
+            {"message": "f", "severity": "FAIL"}, {"message": "n", "severity": null}]})))
+        .unwrap();
+        let got: Vec<State> = r.alerts.iter().map(|a| a.severity).collect();
+        assert_eq!(
+            got,
+            [
+                State::Fail,
+                State::Ok,
+                State::Warn,
+                State::Unk,
+                State::Fail,
+                State::Fail
+            ]
+        );
+        for bad in [json!("CRITICAL"), json!(""), json!(2), json!({})] {
+            assert_eq!(
+                err(AlertReport::from_json(&obj(
+                    json!({"server": srv(), "alerts": [
+                    {"message": "ok"}, {"message": "m", "severity": bad}]})
+                ))),
+                "Data: \"alerts[1].severity\" should be one of \"OK\", \"WARN\", \"FAIL\", \"UNK\"",
+                "{bad}"
+            );
+        }
+    }
+
+    /// Regression: names with zero-width or bidi characters were taken, so
+    /// `host\u{200B}1` showed as a second `host1`.
+    #[test]
+    fn names_with_control_or_format_characters_are_refused() {
+        for c in [
+            '\0',
+            '\t',
+            '\u{1B}',
+            '\u{7F}',
+            '\u{85}',
+            '\u{9F}',
+            '\u{AD}',
+            '\u{200B}',
+            '\u{200C}',
+            '\u{200D}',
+            '\u{200E}',
+            '\u{202A}',
+            '\u{202E}',
+            '\u{2066}',
+            '\u{2069}',
+            '\u{2060}',
+            '\u{FEFF}',
+            '\u{061C}',
+            '\u{180E}',
+            '\u{E0001}',
+            '\u{E0041}',
+        ] {
+            assert!(is_control_or_format(c), "U+{:04X}", u32::from(c));
+            let bad = format!("host{c}1");
+            let ping = err(Ping::from_json(&obj(
+                json!({"server": {"name": bad, "key": "k"}}),
+            )));
+            assert!(
+                ping.starts_with("Data: \"server.name\" should not contain control"),
+                "{ping}"
+            );
+            let body = json!({"server": srv(), "period": 60,
+                "services": [{"name": "ok"}, {"name": bad, "state": "OK"}]});
+            // Both ways in: the general path and the fast one.
+            let mut body = body;
+            body["services"][0]["state"] = json!("OK");
+            for got in [
+                status(body.clone()),
+                StatusReport::parse(body.to_string().as_bytes()),
+            ] {
+                let msg = err(got);
+                assert!(
+                    msg.starts_with("Data: \"services[1].name\" should not contain control"),
+                    "{msg}"
+                );
+            }
+            let alert = json!({"server": srv(), "alerts": [{"message": "m", "service": bad}]});
+            assert!(err(AlertReport::from_json(&obj(alert))).contains("\"alerts[0].service\""));
+        }
+        assert!(
+            FORMAT_CHARS
+                .windows(2)
+                .all(|w| w[0].0 <= w[0].1 && w[0].1 < w[1].0),
+            "the table must be sorted and without overlaps for the binary search"
+        );
+        for c in [
+            'a', 'é', ' ', '-', '\u{A0}', '\u{AC}', '\u{AE}', '\u{2010}', '\u{2065}', '\u{FFFD}',
+            '日', '😀',
+        ] {
+            assert!(!is_control_or_format(c), "U+{:04X}", u32::from(c));
+        }
+        assert!(
+            Ping::from_json(&obj(json!({"server": {"name": "höst 日本", "key": "k"}}))).is_ok()
+        );
+        // Texts keep them: only names must be told apart at a glance.
+        let r = status(json!({"server": srv(), "period": 60, "services": [
+            {"name": "s", "state": "OK", "info": "a\u{0}b\u{200B}c\u{1B}[0m"}]}))
+        .unwrap();
+        assert_eq!(r.services[0].info, "a\u{0}b\u{200B}c\u{1B}[0m");
+        let a = AlertReport::from_json(&obj(
+            json!({"server": srv(), "alerts": [{"message": "x\u{0}\u{202E}y"}]}),
+        ))
+        .unwrap();
+        assert_eq!(a.alerts[0].message, "x\u{0}\u{202E}y");
+    }
+
+    #[test]
     fn bodies_that_are_not_objects() {
         assert!(err(parse_object(b"[1,2]")).contains("JSON object"));
         assert!(err(parse_object(b"{nope")).contains("not valid JSON"));
@@ -897,12 +1105,23 @@ mod tests {
                 name: "h".into(),
                 key: "k".into(),
             },
-            alerts: vec![AlertMessage {
-                message: "m".into(),
-                service: None,
-            }],
+            alerts: vec![
+                AlertMessage {
+                    message: "m".into(),
+                    ..AlertMessage::default()
+                },
+                AlertMessage {
+                    message: "deploy started".into(),
+                    service: Some("app".into()),
+                    severity: State::Ok,
+                },
+            ],
         };
         assert_eq!(AlertReport::from_json(&obj(a.to_json())).unwrap(), a);
+        assert!(
+            a.to_json()["alerts"][0].get("severity").is_none(),
+            "the default is not sent: OverC 1.0.9 refuses keys it does not know"
+        );
     }
 
     #[test]

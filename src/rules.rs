@@ -82,13 +82,14 @@ pub fn on_overdue(already_overdue: bool, has_period: bool) -> Option<Event> {
     })
 }
 
-/// The event of a message posted to `/api/set/alerts`.
-pub fn on_api_alert(message: &str) -> Event {
+/// The event of a message posted to `/api/set/alerts`, with the severity
+/// it was posted with (FAIL when none was given).
+pub fn on_api_alert(message: &str, severity: State) -> Event {
     Event {
         channel: API_ALERT.0,
         event: API_ALERT.1,
         message: Cow::Owned(message.to_owned()),
-        severity: State::Fail,
+        severity,
     }
 }
 
@@ -245,13 +246,17 @@ mod tests {
     }
 
     #[test]
-    fn posted_alerts_and_plugin_failures_are_fail() {
-        let e = on_api_alert("disk replaced");
+    fn posted_alerts_keep_their_severity_and_plugin_failures_are_fail() {
+        let e = on_api_alert("disk replaced", State::Fail);
         assert_eq!(
             (e.channel, e.event, &*e.message),
             ("api", "alert", "disk replaced")
         );
         assert_eq!(e.severity, State::Fail);
+        assert_eq!(
+            on_api_alert("deploy started", State::Ok).severity,
+            State::Ok
+        );
         let e = on_plugin_failure("mail", "exit code 1");
         assert_eq!(&*e.message, "Alert plugin `mail` failed: exit code 1");
         assert_eq!((e.channel, e.event), PLUGIN_FAILED);

@@ -704,3 +704,102 @@ fn a_report_larger_than_what_is_read_ahead_is_stored_too() {
     let (code, v) = t.post_json("/api/set/service/status", &bad);
     assert_eq!(code, 400, "{v}");
 }
+
+/// Regression: `host\u200b1` was registered beside `host1` and shown as it.
+#[test]
+fn names_with_control_or_invisible_characters_are_refused_and_texts_kept() {
+    let t = TestServer::start();
+    for bad in [
+        "host\u{200B}1",
+        "host\u{202E}1",
+        "host\u{0}1",
+        "host\u{85}1",
+        "\u{FEFF}host1",
+    ] {
+        let (code, v) = t.post_json("/api/ping", &json!({"server": {"name": bad, "key": "k"}}));
+        assert_eq!(code, 400, "{bad:?}");
+        let msg = v["error"].as_str().unwrap();
+        assert!(msg.contains("\"server.name\""), "{msg}");
+        assert!(msg.contains("control or invisible"), "{msg}");
+        let body = json!({"server": {"name": "h", "key": "k"}, "period": 60,
+            "services": [{"name": "fine", "state": "OK"}, {"name": bad, "state": "OK"}]});
+        let (code, v) = t.post_json("/api/set/service/status", &body);
+        assert_eq!(code, 400, "{bad:?}");
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .contains("\"services[1].name\""),
+            "{v}"
+        );
+        let alert = json!({"server": {"name": "h", "key": "k"},
+            "alerts": [{"message": "m", "service": bad}]});
+        let (code, v) = t.post_json("/api/set/alerts", &alert);
+        assert_eq!(code, 400, "{bad:?}");
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .contains("\"alerts[0].service\""),
+            "{v}"
+        );
+    }
+    assert_eq!(
+        t.counts().servers,
+        0,
+        "nothing of a refused request is stored"
+    );
+    // In texts they are kept as sent.
+    let info = "out\u{0}put \u{200B}\u{1B}[1m";
+    let body = report("h", "k", "s", "WARN", info);
+    assert_eq!(t.post_json("/api/set/service/status", &body).0, 200);
+    assert_eq!(t.service("h", "s").unwrap()["state"]["info"], info);
+}
+
+#[test]
+fn posted_alerts_take_an_optional_severity() {
+    let t = TestServer::start();
+    let body = json!({"server": {"name": "h", "key": "k"}, "alerts": [
+        {"message": "deploy started", "severity": "OK"},
+        {"message": "disk 85%", "service": "disk", "severity": "warn"},
+        {"message": "backup failed"},
+        {"message": "who knows", "severity": "UNK"},
+    ]});
+    assert_eq!(
+        t.post_json("/api/set/alerts", &body),
+        (200, json!({"ok": 1}))
+    );
+    let (_, list) = t.get("/ui/api/status/alerts/");
+    let got: Vec<(&str, &str)> = list["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["message"].as_str().unwrap(),
+                a["severity"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("who knows", "UNK"),
+            ("backup failed", "FAIL"),
+            ("disk 85%", "WARN"),
+            ("deploy started", "OK"),
+        ]
+    );
+    // A severity it does not know refuses the whole request.
+    let bad = json!({"server": {"name": "h", "key": "k"}, "alerts": [
+        {"message": "first", "service": "new"}, {"message": "x", "severity": "CRITICAL"}]});
+    let (code, v) = t.post_json("/api/set/alerts", &bad);
+    assert_eq!(code, 400);
+    assert_eq!(
+        v["error"],
+        "Data: \"alerts[1].severity\" should be one of \"OK\", \"WARN\", \"FAIL\", \"UNK\""
+    );
+    let (_, list) = t.get("/ui/api/status/alerts/");
+    assert_eq!(list["alerts"].as_array().unwrap().len(), 4);
+    assert!(t.service("h", "new").is_none(), "nothing stored");
+}

@@ -159,6 +159,31 @@ fn app_js_fetches_only_urls_built_from_the_origin() {
     );
 }
 
+/// The page reads the read API as it now is (scripts/browser_test.py checks
+/// the rendered pages in Chromium; this catches a page left behind where no
+/// browser is installed).
+#[test]
+fn app_js_follows_the_read_api_shapes() {
+    let js = include_str!("../src/server/assets/app.js");
+    // History folded with groups=yes; an open group is known by its lowest
+    // id, which stays while new reports make the run longer.
+    assert!(js.contains("/states?hours=24&groups=yes"));
+    assert!(js.contains("open.has(String(s.id))"));
+    // A server's n_alerts is about the server itself: the card adds its services'.
+    assert!(js.contains("srv.n_alerts + srv.services.reduce((n, svc) => n + svc.n_alerts, 0)"));
+    assert!(!js.contains("${srv.n_alerts} alerts"));
+    // An alert's state_info is the info string; its state is `state`.
+    assert!(js.contains("firstLine(a.state_info)") && js.contains("a.state"));
+    assert!(!js.contains("state_info.info") && !js.contains("state_info.state"));
+    // The first report reads as such, not as "(?)" -> "WARN".
+    assert!(js.contains("First report: ${first[1]}"));
+    assert_eq!(
+        js.matches("esc(a.message)").count(),
+        0,
+        "every alert text through alertMessage()"
+    );
+}
+
 #[test]
 fn without_a_password_the_page_is_read_only() {
     let t = TestServer::start();

@@ -123,24 +123,63 @@ fn history_is_newest_first_and_folds_runs() {
     );
     assert!(states[0]["id"].as_i64() > states[1]["id"].as_i64());
 
-    let (_, v) = t.get(&format!("/ui/api/status/service/{id}/states?groups=1"));
-    let grouped = v["states"].as_array().unwrap();
-    // OK(alert), WARN, WARN(alert), then four OKs without alerts fold into one.
-    assert_eq!(grouped.len(), 4, "{v:#}");
-    let group = &grouped[3];
-    assert_eq!(group["group_count"], 4);
-    assert_eq!(group["state"], "OK");
-    assert_eq!(
-        group["group"],
-        format!("{}-{}", states[3]["id"], states[6]["id"])
+    // OK(alert), WARN, WARN(alert), then a run of four OKs without alerts:
+    // as OverC 1.0.9, its newest and oldest stay, the two between fold.
+    let ids: Vec<i64> = states.iter().map(|s| s["id"].as_i64().unwrap()).collect();
+    for groups in ["1", "yes", "true"] {
+        let (_, v) = t.get(&format!(
+            "/ui/api/status/service/{id}/states?groups={groups}"
+        ));
+        let grouped = v["states"].as_array().unwrap();
+        assert_eq!(grouped.len(), 6, "{v:#}");
+        for (i, at) in [(0, 0), (1, 1), (2, 2), (3, 3), (5, 6)] {
+            assert_eq!(grouped[i]["id"], ids[at], "{v:#}");
+            assert!(grouped[i].get("group").is_none(), "{v:#}");
+        }
+        assert_eq!(
+            grouped[4],
+            json!({"id": ids[5], "state": "OK", "group": format!("{}-{}", ids[5], ids[4]),
+                   "group_count": 2}),
+            "{v:#}"
+        );
+    }
+    // That range expanded: every record again.
+    let (_, v) = t.get(&format!(
+        "/ui/api/status/service/{id}/states?groups=yes&expand={}-{}",
+        ids[5], ids[4]
+    ));
+    assert_eq!(v["states"].as_array().unwrap().len(), 7, "{v:#}");
+    assert!(
+        v["states"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s.get("group").is_none())
     );
+    let (code, _) = t.get(&format!(
+        "/ui/api/status/service/{id}/states?groups=yes&expand=x"
+    ));
+    assert_eq!(code, 400);
+    // Fractions of an hour, as the original took them.
+    clock.advance(3_600_000 - 3500);
+    let (code, v) = t.get(&format!("/ui/api/status/service/{id}/states?hours=1"));
+    assert_eq!(code, 200);
+    assert_eq!(v["states"].as_array().unwrap().len(), 3, "{v:#}");
+    let (code, v) = t.get(&format!("/ui/api/status/service/{id}/states?hours=0.5"));
+    assert_eq!(code, 200);
+    assert_eq!(v["states"], json!([]));
 
     // Older than the window is left out.
     clock.advance(2 * 3_600_000);
     let (_, v) = t.get(&format!("/ui/api/status/service/{id}/states?hours=1"));
     assert_eq!(v["states"], json!([]));
-    let (code, _) = t.get(&format!("/ui/api/status/service/{id}/states?hours=-3"));
-    assert_eq!(code, 400);
+    for bad in ["-3", "-0.5", "NaN", "0", "abc"] {
+        let (code, v) = t.get(&format!("/ui/api/status/service/{id}/states?hours={bad}"));
+        assert_eq!(code, 400, "{bad}");
+        assert!(v["error"].as_str().unwrap().contains("\"hours\""), "{v}");
+        let (code, _) = t.get(&format!("/ui/api/status/alerts/?hours={bad}"));
+        assert_eq!(code, 400, "{bad}");
+    }
 }
 
 #[test]
@@ -196,8 +235,11 @@ fn alert_lists_filter_and_count_the_last_day() {
         .find(|s| s["name"] == "a")
         .unwrap()
         .clone();
-    assert_eq!(a["n_alerts"], 2, "the 25 h old alert is not counted");
-    assert_eq!(a["services"][0]["n_alerts"], 1);
+    assert_eq!(a["n_alerts"], 1, "about the server itself, as the original");
+    assert_eq!(
+        a["services"][0]["n_alerts"], 1,
+        "the 25 h old alert is not counted"
+    );
     assert_eq!(v["stats"]["n_alerts"], 3);
 
     let a_id = a["id"].as_i64().unwrap();
@@ -322,4 +364,112 @@ fn a_report_of_many_services_links_each_record_to_its_alerts() {
         }
     }
     assert_eq!(t.service("h", "s9").unwrap()["state"]["state"], "FAIL");
+}
+
+/// As OverC 1.0.9: a server's `n_alerts` counts the alerts about the server
+/// itself, and the stats are those of the selection.
+#[test]
+fn status_counts_are_those_of_the_server_itself_and_of_the_selection() {
+    let t = TestServer::start_manual(|_| {});
+    let send = |server: &str, service: &str, state: &str| {
+        let body = report(server, "k", service, state, "");
+        assert_eq!(t.post_json("/api/set/service/status", &body).0, 200);
+    };
+    let alert = |server: &str, service: Option<&str>| {
+        let mut a = json!({"message": "m"});
+        if let Some(s) = service {
+            a["service"] = json!(s);
+        }
+        let body = json!({"server": {"name": server, "key": "k"}, "alerts": [a]});
+        assert_eq!(t.post_json("/api/set/alerts", &body).0, 200);
+    };
+    send("a", "x", "WARN"); // state 1, an alert about a/x
+    send("a", "y", "OK"); // state 2
+    send("b", "z", "FAIL"); // state 3, an alert about b/z
+    send("a", "x", "OK"); // state 4, an alert about a/x
+    alert("a", None);
+    alert("a", None);
+    alert("b", None);
+    send("b", "z", "FAIL"); // state 5
+    let all = t.status();
+    let server = |v: &Value, name: &str| {
+        v["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let (a, b) = (server(&all, "a"), server(&all, "b"));
+    assert_eq!(a["n_alerts"], 2, "{a:#}");
+    assert_eq!(b["n_alerts"], 1, "{b:#}");
+    assert_eq!(a["services"][0]["n_alerts"], 2);
+    assert_eq!(a["services"][1]["n_alerts"], 0);
+    assert_eq!(all["stats"]["n_alerts"], 6);
+    assert_eq!(all["stats"]["last_state_id"], 5);
+
+    let (_, one) = t.get(&format!("/ui/api/status/server/{}", a["id"]));
+    assert_eq!(one["stats"]["n_alerts"], 4, "a's alerts with its services'");
+    assert_eq!(one["stats"]["last_state_id"], 4);
+    assert_eq!(one["servers"][0]["n_alerts"], 2);
+    let x = svc_id(&t, "a", "x");
+    let (_, one) = t.get(&format!("/ui/api/status/service/{x}"));
+    assert_eq!(one["stats"]["n_alerts"], 2);
+    assert_eq!(one["stats"]["last_state_id"], 4);
+    let y = svc_id(&t, "a", "y");
+    let (_, one) = t.get(&format!("/ui/api/status/service/{y}"));
+    assert_eq!(one["stats"]["n_alerts"], 0);
+    assert_eq!(one["stats"]["last_state_id"], 2);
+    // A service known only from an alert has no record yet.
+    alert("b", Some("new"));
+    let new = svc_id(&t, "b", "new");
+    let (_, one) = t.get(&format!("/ui/api/status/service/{new}"));
+    assert_eq!(one["stats"]["n_alerts"], 1);
+    assert_eq!(one["stats"]["last_state_id"], 0);
+}
+
+/// As OverC 1.0.9: an alert's `state_info` is the info of the state it was
+/// raised with, or null; the state itself is under `state`.
+#[test]
+fn alerts_state_info_is_the_info_string() {
+    let t = TestServer::start_manual(|_| {});
+    let body = report("h", "k", "disk", "WARN", "DISK WARNING - 91% used");
+    assert_eq!(t.post_json("/api/set/service/status", &body).0, 200);
+    let body = json!({"server": {"name": "h", "key": "k"},
+        "alerts": [{"message": "about disk", "service": "disk"}, {"message": "about h"}]});
+    assert_eq!(t.post_json("/api/set/alerts", &body).0, 200);
+    let (_, list) = t.get("/ui/api/status/alerts/");
+    let alerts = list["alerts"].as_array().unwrap();
+    let got: Vec<(&Value, &Value, &Value)> = alerts
+        .iter()
+        .map(|a| (&a["message"], &a["state_info"], &a["state"]))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (&json!("about h"), &Value::Null, &Value::Null),
+            (
+                &json!("about disk"),
+                &json!("DISK WARNING - 91% used"),
+                &json!("WARN")
+            ),
+            (
+                &json!("State changed: \"(?)\" -> \"WARN\""),
+                &json!("DISK WARNING - 91% used"),
+                &json!("WARN")
+            ),
+        ]
+    );
+    // The history's alerts have the same shape.
+    let id = svc_id(&t, "h", "disk");
+    let (_, v) = t.get(&format!("/ui/api/status/service/{id}/states"));
+    assert_eq!(
+        v["states"][0]["alerts"][0]["state_info"],
+        "DISK WARNING - 91% used"
+    );
+    // Fractions of an hour.
+    let (code, v) = t.get("/ui/api/status/alerts/?hours=0.5");
+    assert_eq!(code, 200);
+    assert_eq!(v["alerts"].as_array().unwrap().len(), 3);
 }

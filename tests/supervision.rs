@@ -487,3 +487,41 @@ fn a_deleted_service_is_not_brought_back_by_a_waiting_report() {
         "only b's deadline"
     );
 }
+
+/// Regression: a NUL in an info made every plugin fail to start (`Command`
+/// refuses it in `OVERC_INFO`), so the alert was retried for 90 days and
+/// never delivered. The environment gets U+FFFD for it, stdin the text as is.
+#[test]
+fn a_nul_in_info_or_message_is_still_delivered() {
+    let env_out = tempfile::tempdir().unwrap().keep().join("env.log");
+    let env_s = env_out.to_str().unwrap().to_owned();
+    let script = r#"printf '%s|%s|%s\n' "$OVERC_INFO" "$OVERC_MESSAGE" "$OVERC_SEVERITY" >> "$0""#;
+    let mut s = Scenario::new(vec![alert_plugin(
+        "env",
+        &["/bin/sh", "-c", script, &env_s],
+        Duration::from_secs(30),
+    )]);
+    s.send("disk", "FAIL", "disk\u{0}full", 60);
+    let body = json!({"server": {"name": "h", "key": "k"},
+        "alerts": [{"message": "deploy\u{0}started", "severity": "OK"}]});
+    assert_eq!(s.t.post_json("/api/set/alerts", &body).0, 200);
+    let got = s.new_alerts();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got[0].contains("Current: FAIL: disk\u{0}full"),
+        "{:?}",
+        got[0]
+    );
+    assert!(got[1].contains("deploy\u{0}started"), "{:?}", got[1]);
+    assert!(got[1].contains("severity=OK"), "{:?}", got[1]);
+    let env = std::fs::read_to_string(&env_out).unwrap();
+    assert_eq!(
+        env,
+        "disk\u{FFFD}full|State changed: \"(?)\" -> \"FAIL\"|FAIL\n\
+         |deploy\u{FFFD}started|OK\n"
+    );
+    let (_, alerts) = s.t.get("/ui/api/status/alerts/");
+    for a in alerts["alerts"].as_array().unwrap() {
+        assert_eq!(a["delivered"], true, "{a}");
+    }
+}

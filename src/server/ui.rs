@@ -8,33 +8,72 @@ use crate::engine::Engine;
 use crate::store::{AlertFilter, StatusFilter, StatusPart};
 
 /// Default and largest look-back of the history and alert listings, in hours.
-const DEFAULT_HOURS: u32 = 24;
-const MAX_HOURS: u32 = 24 * 366;
+const DEFAULT_HOURS: f64 = 24.0;
+const MAX_HOURS: f64 = 24.0 * 366.0;
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const STYLE_CSS: &str = include_str!("assets/style.css");
 
-fn query_param<'a>(url: &'a str, name: &str) -> Option<&'a str> {
-    let query = url.split_once('?')?.1;
+/// Every value of the query parameter `name`, in order.
+fn query_params<'a>(url: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
     query
         .split('&')
         .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
-        .find(|(k, _)| *k == name)
+        .filter(move |(k, _)| *k == name)
         .map(|(_, v)| v)
 }
 
-fn hours(url: &str) -> Result<u32, Response> {
+fn query_param<'a>(url: &'a str, name: &'a str) -> Option<&'a str> {
+    query_params(url, name).next()
+}
+
+/// `hours=`: a look-back in hours, fractions allowed (`0.5`), as the
+/// original took it.
+fn hours(url: &str) -> Result<f64, Response> {
     match query_param(url, "hours") {
         None => Ok(DEFAULT_HOURS),
-        Some(v) => match v.parse::<u32>() {
-            Ok(h) if (1..=MAX_HOURS).contains(&h) => Ok(h),
+        Some(v) => match v.trim().parse::<f64>() {
+            Ok(h) if h > 0.0 && h <= MAX_HOURS => Ok(h),
             _ => Err(Response::error(
                 400,
-                &format!("\"hours\" should be 1 to {MAX_HOURS}"),
+                &format!("\"hours\" should be a number above 0 and at most {MAX_HOURS}"),
             )),
         },
     }
+}
+
+/// `groups=`: folding of the history, on with `yes`, `1`, `true` (the
+/// original took any value but an empty one), off when absent or `no`,
+/// `0`, `false`, `off`, `""`. With it, each `expand=A-B` is a range of
+/// record ids to leave unfolded (a group's `"group"` value). `None`: no
+/// folding.
+fn folding(url: &str) -> Result<Option<Vec<(i64, i64)>>, Response> {
+    let on = query_param(url, "groups").is_some_and(|v| {
+        !matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "" | "0" | "no" | "false" | "off"
+        )
+    });
+    if !on {
+        return Ok(None);
+    }
+    let range = |v: &str| -> Option<(i64, i64)> {
+        let (a, b) = v.trim().split_once('-')?;
+        Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+    };
+    query_params(url, "expand")
+        .map(|v| {
+            range(v).ok_or_else(|| {
+                Response::error(
+                    400,
+                    "\"expand\" should be a range of record ids FIRST-LAST, as a group's \"group\"",
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 fn id(s: &str) -> Result<i64, Response> {
@@ -132,8 +171,10 @@ pub(super) fn route(app: &App, req: &Request<'_>, path: &str) -> Response {
                 (Ok(i), Ok(h)) => (i, h),
                 (Err(r), _) | (_, Err(r)) => return r,
             };
-            let groups = matches!(query_param(req.url, "groups"), Some("1" | "true"));
-            answer(store.states(i, h, groups))
+            match folding(req.url) {
+                Ok(fold) => answer(store.states(i, h, fold.as_deref())),
+                Err(r) => r,
+            }
         }
         ["alerts", tail @ ..] => {
             let h = match hours(req.url) {
@@ -252,8 +293,41 @@ mod tests {
         assert_eq!(query_param("/x?hours=5&groups=1", "groups"), Some("1"));
         assert_eq!(query_param("/x?hours=5", "groups"), None);
         assert_eq!(query_param("/x", "hours"), None);
-        assert_eq!(hours("/x?hours=48").ok(), Some(48));
-        assert!(hours("/x?hours=0").is_err());
-        assert!(hours("/x?hours=abc").is_err());
+        assert_eq!(hours("/x?hours=48").ok(), Some(48.0));
+        assert_eq!(hours("/x?hours=0.5").ok(), Some(0.5));
+        assert_eq!(hours("/x").ok(), Some(24.0));
+        for bad in [
+            "0", "-1", "-0.5", "abc", "NaN", "nan", "inf", "-inf", "1e9", "",
+        ] {
+            assert!(hours(&format!("/x?hours={bad}")).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn groups_and_expand() {
+        for on in ["yes", "1", "true", "TRUE", "Yes", "on"] {
+            assert_eq!(
+                folding(&format!("/x?groups={on}")).ok(),
+                Some(Some(vec![])),
+                "{on}"
+            );
+        }
+        for off in [
+            "/x",
+            "/x?groups=",
+            "/x?groups=0",
+            "/x?groups=no",
+            "/x?groups=false",
+        ] {
+            assert_eq!(folding(off).ok(), Some(None), "{off}");
+        }
+        assert_eq!(
+            folding("/x?groups=yes&expand=3-7&hours=1&expand=12-10").ok(),
+            Some(Some(vec![(3, 7), (12, 10)]))
+        );
+        assert!(folding("/x?groups=yes&expand=3").is_err());
+        assert!(folding("/x?groups=yes&expand=a-b").is_err());
+        // Without folding there is nothing to expand.
+        assert_eq!(folding("/x?expand=junk").ok(), Some(None));
     }
 }

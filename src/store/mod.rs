@@ -193,13 +193,20 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         Ok(stats.map(|stats| StatusView { stats, servers }))
     }
 
-    /// A service's state history over the last `hours`; `None` when there
-    /// is no such service.
-    fn states(&self, service_id: i64, hours: u32, groups: bool) -> Result<Option<HistoryView>>;
+    /// A service's state history over the last `hours`, newest first; `None`
+    /// when there is no such service. With `fold` (`groups=yes`), runs are
+    /// folded as OverC 1.0.9 folded them, except where one of the given id
+    /// ranges (`expand=A-B`) overlaps them.
+    fn states(
+        &self,
+        service_id: i64,
+        hours: f64,
+        fold: Option<&[(i64, i64)]>,
+    ) -> Result<Option<HistoryView>>;
 
-    /// Alerts of the last `hours`; `None` when the filtered server or
-    /// service does not exist.
-    fn alert_list(&self, filter: AlertFilter, hours: u32) -> Result<Option<AlertListView>>;
+    /// Alerts of the last `hours`, newest first; `None` when the filtered
+    /// server or service does not exist.
+    fn alert_list(&self, filter: AlertFilter, hours: f64) -> Result<Option<AlertListView>>;
 
     /// Row counts of the main tables, for `/metrics` and tests.
     fn counts(&self) -> Result<TableCounts>;

@@ -24,9 +24,10 @@ pub struct StatusView {
 /// `stats` of [`StatusView`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StatsView {
-    /// Alerts of the last 24 h.
+    /// Alerts of the last 24 h of the selection: all, one server's (its
+    /// services' included) or one service's.
     pub n_alerts: i64,
-    /// Id of the newest history record.
+    /// Id of the newest history record of the selection (0 when none).
     pub last_state_id: i64,
     /// Seconds overdue detection is behind.
     pub supervisor_lag: f64,
@@ -47,7 +48,8 @@ pub struct ServerView {
     pub first_seen: String,
     /// Latest request, ISO 8601.
     pub last_seen: String,
-    /// Alerts of the last 24 h, its services' included.
+    /// Alerts of the last 24 h about the server itself (its services'
+    /// are counted on each service), as in OverC 1.0.9.
     pub n_alerts: i64,
     /// Services sorted by name.
     pub services: Vec<ServiceView>,
@@ -154,15 +156,6 @@ pub struct TableCounts {
     pub alerts: i64,
 }
 
-/// A service's current state or an alert's, as `{"state", "info"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StateInfo {
-    /// `OK`, `WARN`, `FAIL` or `UNK`.
-    pub state: String,
-    /// The info text as reported.
-    pub info: String,
-}
-
 /// An alert in the read API (`/ui/api/status/alerts/`, and each history
 /// record's `alerts`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -187,8 +180,12 @@ pub struct AlertView {
     pub message: String,
     /// `OK`, `WARN`, `FAIL` or `UNK`.
     pub severity: String,
-    /// The service's state and info when it was raised.
-    pub state_info: Option<StateInfo>,
+    /// The info of the service's state when it was raised (as OverC 1.0.9);
+    /// `None` for an alert raised without a state.
+    pub state_info: Option<String>,
+    /// The service's state when it was raised (`OK`, `WARN`, `FAIL`, `UNK`);
+    /// `None` for an alert raised without a state.
+    pub state: Option<String>,
     /// Whether an alert plugin took it.
     pub delivered: bool,
 }
@@ -221,16 +218,17 @@ pub struct RecordView {
     pub service_id: i64,
 }
 
-/// A run of same-state records without alerts, folded.
+/// The middle of a run of same-state records without alerts, folded (its
+/// first and last records stay apart, as in OverC 1.0.9).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GroupView {
-    /// The newest record's id.
+    /// The lowest (oldest) folded record's id.
     pub id: i64,
     /// The run's state.
     pub state: String,
-    /// `"<newest id>-<oldest id>"`.
+    /// `"<lowest id>-<highest id>"`, as `expand=` takes it.
     pub group: String,
-    /// Records in the run.
+    /// Records folded (two or more).
     pub group_count: usize,
 }
 

@@ -33,6 +33,26 @@ function firstLine(s) {
   return String(s ?? "").split("\n")[0];
 }
 
+// The first report of a service is stored with the original's text,
+// `State changed: "(?)" -> "WARN"`; the page says what it means.
+function alertMessage(a) {
+  const first = /^State changed: "\(\?\)" -> "([A-Z]+)"$/.exec(a.message || "");
+  return first ? `First report: ${first[1]}` : a.message;
+}
+
+// What an alert's service was when it was raised (the read API's `state`
+// and `state_info`), or "".
+function alertState(a) {
+  if (!a.state) return "";
+  const info = firstLine(a.state_info);
+  return `<div class="muted">${esc(a.state)}${info ? ": " + esc(info) : ""}</div>`;
+}
+
+// Alerts about a server itself and about each of its services.
+function serverAlerts(srv) {
+  return srv.n_alerts + srv.services.reduce((n, svc) => n + svc.n_alerts, 0);
+}
+
 // Every request URL is built on location.origin, never relative to the page.
 // Opened as http://user:pass@host/, the page's own URL carries the
 // credentials, a relative URL resolved against it keeps them, and fetch()
@@ -86,7 +106,7 @@ function overview(status) {
     const acts = info.actions ? `<div class="actions"><button data-rename-server="${srv.id}">Rename</button><button class="danger" data-delete-server="${srv.id}">Delete</button></div>` : "";
     return `<div class="card server" data-server="${esc(srv.name)}">
       <h3>${esc(srv.title)} ${srv.title !== srv.name ? `<span class="muted">${esc(srv.name)}</span>` : ""}</h3>
-      <div class="meta">${esc(srv.ip)} · seen ${when(srv.last_seen)} · <span class="count">${srv.n_alerts} alerts / 24 h</span>
+      <div class="meta">${esc(srv.ip)} · seen ${when(srv.last_seen)} · <span class="count">${serverAlerts(srv)} alerts / 24 h</span>
         ${nOverdue ? ` · <span class="overdue-flag">${nOverdue} overdue</span>` : ""}</div>
       <div class="markers">${markers}</div>${acts}</div>`;
   }).join("");
@@ -145,7 +165,7 @@ function servicesPage(status) {
 async function servicePage(id) {
   const [one, grouped, states, alerts] = await Promise.all([
     api(`/ui/api/status/service/${id}`),
-    api(`/ui/api/status/service/${id}/states?hours=24&groups=1`),
+    api(`/ui/api/status/service/${id}/states?hours=24&groups=yes`),
     api(`/ui/api/status/service/${id}/states?hours=24`),
     api(`/ui/api/status/alerts/service/${id}?hours=24`),
   ]);
@@ -153,7 +173,8 @@ async function servicePage(id) {
   const svc = srv.services[0];
   const st = svc.state || {};
   const acts = info.actions ? `<div class="actions"><button data-rename-service="${svc.id}">Rename</button><button class="danger" data-delete-service="${svc.id}">Delete</button></div>` : "";
-  const open = new Set([...view.querySelectorAll("tr.group.open")].map(r => r.dataset.group));
+  // A group is known by its lowest id: its highest grows as reports come in.
+  const open = new Set([...view.querySelectorAll("tr.group.open")].map(r => r.dataset.id));
   view.innerHTML = `<h1>${esc(srv.title)} / ${esc(svc.title)} ${badge(st.state)} ${st.timed_out ? '<span class="overdue-flag">overdue</span>' : ""}</h1>
     <p class="muted">period ${svc.period ? esc(svc.period) + " s" : "none"} · last report ${st.rtime ? when(st.rtime) : "never"}</p>${acts}
     <h2>Last 24 hours</h2>${timeline(states.states)}
@@ -197,10 +218,13 @@ function charts(states) {
 }
 
 function stateRow(s) {
-  const alerts = (s.alerts || []).map(a => `<div class="muted">⚑ ${esc(a.message)}</div>`).join("");
+  const alerts = (s.alerts || []).map(a => `<div class="muted">⚑ ${esc(alertMessage(a))}</div>`).join("");
   return `<tr class="state" data-id="${s.id}"><td>${when(s.rtime)}</td><td>${badge(s.state)}</td><td class="info">${esc(s.info)}${alerts}</td></tr>`;
 }
 
+// The history folded by the read API (`groups=yes`, as OverC 1.0.9: each
+// run's first and last records shown, the ones between as one group row
+// "lowest-highest"); a group unfolds in place from the unfolded history.
 function historyTable(grouped, all, open) {
   if (!grouped.length) return `<p class="muted">No reports in the last 24 hours.</p>`;
   const rows = grouped.map(s => {
@@ -208,8 +232,8 @@ function historyTable(grouped, all, open) {
     const [a, b] = s.group.split("-").map(Number);
     const lo = Math.min(a, b), hi = Math.max(a, b);
     const members = all.filter(x => x.id >= lo && x.id <= hi).map(stateRow).join("");
-    const isOpen = open.has(s.group);
-    return `<tr class="group ${isOpen ? "open" : ""}" data-group="${esc(s.group)}"><td colspan="3">${s.group_count} × ${esc(s.state)} (folded; click to unfold)</td></tr>` +
+    const isOpen = open.has(String(s.id));
+    return `<tr class="group ${isOpen ? "open" : ""}" data-group="${esc(s.group)}" data-id="${esc(s.id)}"><td colspan="3">${s.group_count} × ${esc(s.state)} (folded; click to unfold)</td></tr>` +
       members.replace(/<tr class="state"/g, `<tr class="state member" data-member-of="${esc(s.group)}" ${isOpen ? "" : "hidden"}`);
   }).join("");
   return `<table class="history"><thead><tr><th>Time</th><th>State</th><th>Info</th></tr></thead><tbody>${rows}</tbody></table>`;
@@ -219,7 +243,7 @@ function alertTable(alerts, withNames) {
   if (!alerts.length) return `<p class="muted">No alerts in the last 24 hours.</p>`;
   const rows = alerts.map(a => `<tr class="alert" data-id="${a.id}"><td>${when(a.ctime)}</td>
     ${withNames ? `<td>${esc(a.server || "overc")}</td><td>${a.service_id ? `<a href="#/service/${a.service_id}">${esc(a.service)}</a>` : ""}</td>` : ""}
-    <td>${badge(a.severity)}</td><td class="hide-narrow">${esc(a.channel)}/${esc(a.event)}</td><td class="info">${esc(a.message)}</td></tr>`).join("");
+    <td>${badge(a.severity)}</td><td class="hide-narrow">${esc(a.channel)}/${esc(a.event)}</td><td class="info">${esc(alertMessage(a))}${alertState(a)}</td></tr>`).join("");
   return `<table class="alerts"><thead><tr><th>Time</th>${withNames ? "<th>Server</th><th>Service</th>" : ""}<th>Severity</th>
     <th class="hide-narrow">Event</th><th>Message</th></tr></thead><tbody>${rows}</tbody></table>`;
 }

@@ -460,11 +460,16 @@ impl Storage for Store {
         Store::status_each(self, filter, grace_s, supervisor_lag, each)
     }
 
-    fn states(&self, service_id: i64, hours: u32, groups: bool) -> Result<Option<HistoryView>> {
-        Store::states(self, service_id, hours, groups)
+    fn states(
+        &self,
+        service_id: i64,
+        hours: f64,
+        fold: Option<&[(i64, i64)]>,
+    ) -> Result<Option<HistoryView>> {
+        Store::states(self, service_id, hours, fold)
     }
 
-    fn alert_list(&self, filter: AlertFilter, hours: u32) -> Result<Option<AlertListView>> {
+    fn alert_list(&self, filter: AlertFilter, hours: f64) -> Result<Option<AlertListView>> {
         Store::alert_list(self, filter, hours)
     }
 

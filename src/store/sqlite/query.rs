@@ -30,10 +30,10 @@ fn alert_view(r: &Row<'_>) -> rusqlite::Result<AlertView> {
         event: r.get(7)?,
         message: r.get(8)?,
         severity: r.get(9)?,
-        state_info: state.map(|state| StateInfo {
-            state,
-            info: info.unwrap_or_default(),
-        }),
+        // As OverC 1.0.9: the info of the state it was raised with, null
+        // for an alert without one.
+        state_info: state.as_ref().map(|_| info.unwrap_or_default()),
+        state,
         delivered: r.get(12)?,
     })
 }
@@ -94,12 +94,21 @@ impl Store {
                 total += n;
             }
         }
-        let mut server_alerts: HashMap<i64, i64> = HashMap::new();
-        for ((srv, _), n) in &counts {
-            if let Some(srv) = srv {
-                *server_alerts.entry(*srv).or_default() += n;
-            }
-        }
+        // The selection's alerts: a server's with its services', or one
+        // service's.
+        let selected = match filter {
+            StatusFilter::All => total,
+            StatusFilter::Server(id) => counts
+                .iter()
+                .filter(|((srv, _), _)| *srv == Some(id))
+                .map(|(_, n)| n)
+                .sum(),
+            StatusFilter::Service(id) => counts
+                .iter()
+                .filter(|((_, svc), _)| *svc == Some(id))
+                .map(|(_, n)| n)
+                .sum(),
+        };
         let mut servers = Vec::new();
         {
             let sql = format!(
@@ -116,7 +125,9 @@ impl Store {
                     ip: r.get(3)?,
                     first_seen: iso8601(r.get(4)?),
                     last_seen: iso8601(r.get(5)?),
-                    n_alerts: server_alerts.get(&id).copied().unwrap_or(0),
+                    // About the server itself, as in OverC 1.0.9: its
+                    // services' alerts are counted on each service.
+                    n_alerts: counts.get(&(Some(id), None)).copied().unwrap_or(0),
                     services: Vec::new(),
                 });
             }
@@ -124,11 +135,23 @@ impl Store {
         if filter != StatusFilter::All && servers.is_empty() {
             return Ok(false);
         }
-        let last_state_id: Option<i64> = conn
-            .prepare_cached("SELECT MAX(id) FROM states")?
-            .query_row([], |r| r.get(0))?;
+        // The newest record of the selection.
+        let last_state_id: Option<i64> = match filter {
+            StatusFilter::All => conn
+                .prepare_cached("SELECT max(id) FROM states")?
+                .query_row([], |r| r.get(0))?,
+            StatusFilter::Server(id) => conn
+                .prepare_cached(
+                    "SELECT max((SELECT max(id) FROM states WHERE service_id = s.id))
+                     FROM services s WHERE s.server_id = ?1",
+                )?
+                .query_row([id], |r| r.get(0))?,
+            StatusFilter::Service(id) => conn
+                .prepare_cached("SELECT max(id) FROM states WHERE service_id = ?1")?
+                .query_row([id], |r| r.get(0))?,
+        };
         each(StatusPart::Stats(StatsView {
-            n_alerts: total,
+            n_alerts: selected,
             last_state_id: last_state_id.unwrap_or(0),
             supervisor_lag,
         }))?;
@@ -177,14 +200,17 @@ impl Store {
         Ok(true)
     }
 
-    /// `GET /ui/api/status/service/<id>/states`: history newest first, with
-    /// runs of three or more same-state records without alerts folded when
-    /// `groups` is set. `None` when the service does not exist.
+    /// `GET /ui/api/status/service/<id>/states`: the history of the last
+    /// `hours`, newest first. With `fold` (`groups=yes`), runs are folded as
+    /// OverC 1.0.9 folded them: each run's first and last records stay, the
+    /// two or more between become one group row, except where one of the
+    /// given id ranges (`expand=A-B`) overlaps them. `None` when the service
+    /// does not exist.
     pub(crate) fn states(
         &self,
         service_id: i64,
-        hours: u32,
-        groups: bool,
+        hours: f64,
+        fold: Option<&[(i64, i64)]>,
     ) -> Result<Option<HistoryView>> {
         let now = self.now();
         let conn = self.reader();
@@ -193,7 +219,7 @@ impl Store {
             .query_row([service_id], |r| r.get(0))
             .optional()?;
         let Some(name) = name else { return Ok(None) };
-        let since = now - i64::from(hours) * 3_600_000;
+        let since = since(now, hours);
         let mut alerts: HashMap<i64, Vec<AlertView>> = HashMap::new();
         {
             let sql = format!(
@@ -229,10 +255,9 @@ impl Store {
                 });
             }
         }
-        let states = if groups {
-            fold_runs(states)
-        } else {
-            states.into_iter().map(HistoryEntry::Record).collect()
+        let states = match fold {
+            Some(expand) => fold_runs(states, expand),
+            None => states.into_iter().map(HistoryEntry::Record).collect(),
         };
         Ok(Some(HistoryView { states }))
     }
@@ -242,7 +267,7 @@ impl Store {
     pub(crate) fn alert_list(
         &self,
         filter: AlertFilter,
-        hours: u32,
+        hours: f64,
     ) -> Result<Option<AlertListView>> {
         let now = self.now();
         let conn = self.reader();
@@ -268,7 +293,7 @@ impl Store {
                 ("a.service_id = ?1", id)
             }
         };
-        let since = now - i64::from(hours) * 3_600_000;
+        let since = since(now, hours);
         let sql =
             format!("{ALERT_COLUMNS} WHERE {cond} AND a.ctime >= ?2 ORDER BY a.id DESC LIMIT ?3");
         let mut st = conn.prepare_cached(&sql)?;
@@ -293,33 +318,62 @@ impl Store {
     }
 }
 
-/// Folds runs of three or more same-state records without alerts.
-fn fold_runs(states: Vec<RecordView>) -> Vec<HistoryEntry> {
-    let foldable = |r: &RecordView| r.alerts.is_empty();
-    let mut out = Vec::new();
-    let mut records = states.into_iter().peekable();
-    while let Some(first) = records.next() {
-        let mut run = vec![first];
-        while foldable(&run[0])
-            && records
-                .peek()
-                .is_some_and(|next| foldable(next) && next.state == run[0].state)
-        {
-            run.extend(records.next());
-        }
-        if run.len() >= 3 {
-            let (newest, oldest) = (&run[0], &run[run.len() - 1]);
-            out.push(HistoryEntry::Group(GroupView {
-                id: newest.id,
-                state: newest.state.clone(),
-                group: format!("{}-{}", newest.id, oldest.id),
-                group_count: run.len(),
-            }));
+/// The start of a look-back of `hours` (fractions allowed) from `now`.
+fn since(now: Millis, hours: f64) -> Millis {
+    now.saturating_sub((hours * 3_600_000.0) as Millis)
+}
+
+/// Folds a history (newest first) as OverC 1.0.9 did. A record is a change
+/// when its state differs from the newer record's or it raised alerts; the
+/// records between two changes are a run's quiet part. When that part has
+/// three or more records, all but its oldest become one group: the change
+/// that starts a run and the run's oldest record stay visible, the two or
+/// more in between are one row `{"id": <lowest id>, "group": "<lowest
+/// id>-<highest id>", "group_count", "state"}`. A group that overlaps one of
+/// the `expand` ranges (either order of its ends) is left unfolded.
+fn fold_runs(states: Vec<RecordView>, expand: &[(i64, i64)]) -> Vec<HistoryEntry> {
+    let mut out = Vec::with_capacity(states.len());
+    let mut quiet: Vec<RecordView> = Vec::new();
+    let mut newer_state: Option<String> = None;
+    for record in states {
+        let change =
+            newer_state.as_deref() != Some(record.state.as_str()) || !record.alerts.is_empty();
+        if change {
+            newer_state = Some(record.state.clone());
+            fold_quiet(&mut out, &mut quiet, expand);
+            out.push(HistoryEntry::Record(record));
         } else {
-            out.extend(run.into_iter().map(HistoryEntry::Record));
+            quiet.push(record);
         }
     }
+    fold_quiet(&mut out, &mut quiet, expand);
     out
+}
+
+/// Moves a run's quiet records (newest first) to `out`, folded as
+/// [`fold_runs`] says.
+fn fold_quiet(out: &mut Vec<HistoryEntry>, quiet: &mut Vec<RecordView>, expand: &[(i64, i64)]) {
+    if quiet.len() < 3 {
+        out.extend(quiet.drain(..).map(HistoryEntry::Record));
+        return;
+    }
+    let oldest = quiet.pop().expect("three or more");
+    let (low, high) = (quiet[quiet.len() - 1].id, quiet[0].id);
+    let expanded = expand
+        .iter()
+        .any(|&(a, b)| a.min(b) <= high && a.max(b) >= low);
+    if expanded {
+        out.extend(quiet.drain(..).map(HistoryEntry::Record));
+    } else {
+        out.push(HistoryEntry::Group(GroupView {
+            id: low,
+            state: quiet[0].state.clone(),
+            group: format!("{low}-{high}"),
+            group_count: quiet.len(),
+        }));
+        quiet.clear();
+    }
+    out.push(HistoryEntry::Record(oldest));
 }
 
 #[cfg(test)]
@@ -339,6 +393,7 @@ mod tests {
             message: String::new(),
             severity: String::new(),
             state_info: None,
+            state: None,
             delivered: false,
         };
         RecordView {
@@ -353,24 +408,79 @@ mod tests {
         }
     }
 
+    /// The rows of a folded history: a record's id, or `lo-hi/count` for a group.
+    fn folded(states: Vec<RecordView>, expand: &[(i64, i64)]) -> Vec<String> {
+        fold_runs(states, expand)
+            .into_iter()
+            .map(|e| match e {
+                HistoryEntry::Record(r) => r.id.to_string(),
+                HistoryEntry::Group(g) => {
+                    assert_eq!(g.id.to_string(), g.group.split('-').next().unwrap());
+                    format!("{}/{}", g.group, g.group_count)
+                }
+            })
+            .collect()
+    }
+
+    /// Newest first: ids `n` down to 1, states as given (`!` after a state:
+    /// the record raised an alert).
+    fn history(states: &[&str]) -> Vec<RecordView> {
+        let n = states.len() as i64;
+        states
+            .iter()
+            .enumerate()
+            .map(|(i, s)| match s.strip_suffix('!') {
+                Some(s) => st(n - i as i64, s, 1),
+                None => st(n - i as i64, s, 0),
+            })
+            .collect()
+    }
+
     #[test]
-    fn folds_runs_of_three_or_more_without_alerts() {
-        let got = serde_json::to_value(fold_runs(vec![
-            st(9, "OK", 0),
-            st(8, "OK", 0),
-            st(7, "OK", 0),
-            st(6, "WARN", 1),
-            st(5, "WARN", 0),
-            st(4, "WARN", 0),
-            st(3, "OK", 0),
-            st(2, "OK", 0),
-        ]))
-        .unwrap();
-        assert_eq!(got.as_array().unwrap().len(), 6);
-        assert_eq!(got[0]["group"], "9-7");
-        assert_eq!(got[0]["group_count"], 3);
-        assert_eq!(got[1]["id"], 6);
-        assert!(got[2].get("group").is_none());
-        assert!(got[4].get("group").is_none());
+    fn folds_the_middle_of_runs_keeping_their_first_and_last_records() {
+        // A run of four: its newest and oldest stay, the two between fold.
+        assert_eq!(
+            folded(history(&["OK", "OK", "OK", "OK"]), &[]),
+            ["4", "2-3/2", "1"]
+        );
+        // Three or fewer: nothing to fold.
+        assert_eq!(folded(history(&["OK", "OK", "OK"]), &[]), ["3", "2", "1"]);
+        // Runs end at a change of state and at a record with alerts.
+        assert_eq!(
+            folded(
+                history(&[
+                    "OK!", "OK", "OK", "OK", "OK", "WARN!", "WARN", "WARN", "OK", "OK!", "OK",
+                    "OK", "OK"
+                ]),
+                &[]
+            ),
+            ["13", "10-12/3", "9", "8", "7", "6", "5", "4", "2-3/2", "1"]
+        );
+        // The group's state is its records'.
+        let g = fold_runs(history(&["FAIL", "FAIL", "FAIL", "FAIL", "FAIL"]), &[]);
+        let v = serde_json::to_value(&g).unwrap();
+        assert_eq!(
+            v[1],
+            serde_json::json!({"id": 2, "state": "FAIL", "group": "2-4", "group_count": 3})
+        );
+    }
+
+    #[test]
+    fn an_expanded_range_is_left_unfolded() {
+        let h = || history(&["OK", "OK", "OK", "OK", "OK", "WARN", "WARN", "WARN", "WARN"]);
+        assert_eq!(folded(h(), &[]), ["9", "6-8/3", "5", "4", "2-3/2", "1"]);
+        assert_eq!(
+            folded(h(), &[(7, 7)]),
+            ["9", "8", "7", "6", "5", "4", "2-3/2", "1"]
+        );
+        // Any overlap, either order of the ends.
+        assert_eq!(
+            folded(h(), &[(4, 1)]),
+            ["9", "6-8/3", "5", "4", "3", "2", "1"]
+        );
+        assert_eq!(
+            folded(h(), &[(100, 200), (8, 9), (3, 3)]),
+            ["9", "8", "7", "6", "5", "4", "3", "2", "1"]
+        );
     }
 }

@@ -315,7 +315,7 @@ mod tests {
             (state.state, state.info)
         };
         let history = || -> Vec<String> {
-            let v = serde_json::to_value(store.states(1, 24, false).unwrap().unwrap()).unwrap();
+            let v = serde_json::to_value(store.states(1, 24.0, None).unwrap().unwrap()).unwrap();
             v["states"]
                 .as_array()
                 .unwrap()
@@ -338,7 +338,8 @@ mod tests {
             store.report(report, "127.0.0.1").unwrap();
         }
         let alerts =
-            serde_json::to_value(store.alert_list(AlertFilter::All, 24).unwrap().unwrap()).unwrap();
+            serde_json::to_value(store.alert_list(AlertFilter::All, 24.0).unwrap().unwrap())
+                .unwrap();
         let messages: Vec<&str> = alerts["alerts"]
             .as_array()
             .unwrap()

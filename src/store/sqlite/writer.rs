@@ -469,6 +469,7 @@ mod tests {
                 alerts: vec![AlertMessage {
                     message: "disk replaced".into(),
                     service: Some("s".into()),
+                    ..AlertMessage::default()
                 }],
             },
             "127.0.0.1".into(),
@@ -571,6 +572,7 @@ mod tests {
                 alerts: vec![AlertMessage {
                     message: "posted".into(),
                     service: Some("x".into()),
+                    ..AlertMessage::default()
                 }],
             };
             store.post_alerts(alert, "127.0.0.1").unwrap();

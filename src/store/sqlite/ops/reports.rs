@@ -240,7 +240,7 @@ pub(in crate::store::sqlite) fn apply_alerts(
             }
             None => (None, None),
         };
-        let event = rules::on_api_alert(&a.message);
+        let event = rules::on_api_alert(&a.message, a.severity);
         let alert = NewAlert {
             server_id: Some(server_id),
             service_id,

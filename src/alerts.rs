@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::clock::{Clock, Millis};
 use crate::command::{self, CommandSpec, Exit};
-use crate::config::AlertPluginConfig;
+use crate::config::{AlertPluginConfig, Notifier};
 use crate::error::Result;
 use crate::rules;
 use crate::store::{AlertRecord, Store, lock};
@@ -84,44 +84,51 @@ pub fn run_plugins(
         let handles: Vec<_> = plugins
             .iter()
             .map(|p| {
-                let spec = CommandSpec {
-                    argv: p.command.clone(),
-                    cwd: cwd.to_path_buf(),
-                    env: env.clone(),
-                    stdin: format!("{text}\n").into_bytes(),
-                    timeout: p.timeout,
-                    output_cap: 4096,
-                    kill_switch: None,
+                let run = || match &p.notifier {
+                    Notifier::Command(argv) => command_failure(command::run(&CommandSpec {
+                        argv: argv.clone(),
+                        cwd: cwd.to_path_buf(),
+                        env: env.clone(),
+                        stdin: format!("{text}\n").into_bytes(),
+                        timeout: p.timeout,
+                        output_cap: 4096,
+                        kill_switch: None,
+                    })),
+                    Notifier::Webhook(hook) => crate::webhook::send(hook, p.timeout, alert).err(),
                 };
-                (p.name.clone(), scope.spawn(move || command::run(&spec)))
+                (p.name.clone(), scope.spawn(run))
             })
             .collect();
         handles
             .into_iter()
-            .map(|(plugin, h)| {
-                let failure = match h.join() {
-                    Ok(out) => match out.exit {
-                        Exit::Code(0) => None,
-                        exit => {
-                            let said = out
-                                .stderr
-                                .lines()
-                                .chain(out.stdout.lines())
-                                .find(|l| !l.trim().is_empty());
-                            Some(match said {
-                                Some(line) if matches!(exit, Exit::Code(_)) => {
-                                    format!("{}: {}", exit.describe(), line.trim())
-                                }
-                                _ => exit.describe(),
-                            })
-                        }
-                    },
-                    Err(_) => Some("the plugin runner panicked".into()),
-                };
-                PluginOutcome { plugin, failure }
+            .map(|(plugin, h)| PluginOutcome {
+                plugin,
+                failure: h
+                    .join()
+                    .unwrap_or_else(|_| Some("the plugin runner panicked".into())),
             })
             .collect()
     })
+}
+
+/// Why a plugin command did not take an alert, if it did not.
+fn command_failure(out: command::CommandOutput) -> Option<String> {
+    match out.exit {
+        Exit::Code(0) => None,
+        exit => {
+            let said = out
+                .stderr
+                .lines()
+                .chain(out.stdout.lines())
+                .find(|l| !l.trim().is_empty());
+            Some(match said {
+                Some(line) if matches!(exit, Exit::Code(_)) => {
+                    format!("{}: {}", exit.describe(), line.trim())
+                }
+                _ => exit.describe(),
+            })
+        }
+    }
 }
 
 /// Sends a test alert through every configured plugin (`overc-server

@@ -12,3 +12,4 @@ mod read_api;
 mod server_bin;
 mod storage;
 mod supervision;
+mod webhook;

@@ -9,6 +9,7 @@ mod monitor;
 mod overcli;
 mod page;
 mod read_api;
+mod registration;
 mod server_bin;
 mod storage;
 mod supervision;

@@ -47,6 +47,8 @@ pub struct StoreOptions {
     pub retention_days: u32,
     /// How long a write waits for a database lock before failing.
     pub lock_timeout: Duration,
+    /// Who may register a new server name.
+    pub registration: crate::config::Registration,
 }
 
 impl Default for StoreOptions {
@@ -56,6 +58,7 @@ impl Default for StoreOptions {
             history_limit: 1000,
             retention_days: 90,
             lock_timeout: BUSY_TIMEOUT,
+            registration: crate::config::Registration::default(),
         }
     }
 }
@@ -65,6 +68,8 @@ pub(crate) enum Op {
     Ping(Ping, String),
     Status(StatusReport, String),
     Alerts(AlertReport, String),
+    /// Registers a host an operator adds, with its key.
+    AddServer(crate::protocol::ServerId),
     /// Runs the retention rules now (tests and maintenance).
     Prune,
     /// Commits SQLite, so that a read sees every write before it.
@@ -346,6 +351,12 @@ impl Store {
     /// Stores posted alerts (channel `api`, event `alert`); durable on return.
     pub fn alerts(&self, report: AlertReport, ip: &str) -> Result<Applied> {
         self.submit(Op::Alerts(report, ip.to_owned()))
+    }
+
+    /// Registers a host with its key, as an operator does (also when
+    /// registration is closed); `server_id` is `None` when the name is taken.
+    pub fn add_server(&self, server: crate::protocol::ServerId) -> Result<Applied> {
+        self.submit(Op::AddServer(server))
     }
 
     /// Prunes history beyond `history-limit` and alerts past `retention-days` now.

@@ -115,6 +115,9 @@ pub fn send(hook: &WebhookConfig, timeout: Duration, alert: &AlertRecord) -> Res
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
+        // A redirected POST may arrive as a GET without the alert, and its
+        // 200 would count as delivered: a 3xx is a failure to fix the URL.
+        .max_redirects(0)
         .user_agent(concat!("overc/", env!("CARGO_PKG_VERSION")))
         .build()
         .into();
@@ -374,6 +377,13 @@ mod tests {
         let hook = parsed(&format!("[alert:hook]\nwebhook = {url}/\n"));
         let e = send(&hook, SECOND, &alert()).unwrap_err();
         assert_eq!(e, "webhook: HTTP 500: database is down");
+        let (url, _got) = receiver(301, "");
+        let hook = parsed(&format!("[alert:hook]\nwebhook = {url}/\n"));
+        assert_eq!(
+            send(&hook, SECOND, &alert()).unwrap_err(),
+            "webhook: HTTP 301",
+            "a redirect is not followed"
+        );
         let (url, _got) = receiver(404, "");
         let hook = parsed(&format!("[alert:hook]\nwebhook = {url}/\n"));
         assert_eq!(

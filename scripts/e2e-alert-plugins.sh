@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The shipped alert plugins (misc/alert.d) driven by `overc-server test-alert`.
-# Needs: curl and python3 (Debian packages `curl`, `python3`); mail.sh is
+# The shipped alert plugins (misc/alert.d) driven by `overc-server test-alert`,
+# and the built-in webhook notifier.
+# Needs: python3 (Debian package `python3`); mail.sh is
 # pointed at a fake sendmail through $SENDMAIL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,7 +45,7 @@ command = ./alert.d/log.sh $work/alerts.log
 [alert:mail]
 command = ./alert.d/mail.sh ops@example.com overc@example.com
 [alert:webhook]
-command = ./alert.d/webhook.sh http://127.0.0.1:$port/hook
+webhook = http://127.0.0.1:$port/hook
 INI
 
 out=$(SENDMAIL="$work/fake-sendmail" MAIL_OUT="$work/mail.txt" "$bin" test-alert --config "$work/server.ini") \

@@ -2,6 +2,7 @@
 //! validated config. Every error names the file, section and key.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -29,15 +30,173 @@ pub struct UiConfig {
     pub password: Option<String>,
 }
 
-/// One `[alert:NAME]` section: a command run for every alert.
+/// An IP network such as `10.0.0.0/8` or `2001:db8::/32`; a bare address
+/// is a network of that one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` is in this network. An IPv4-mapped IPv6 address
+    /// (`::ffff:10.1.2.3`, as a dual-stack socket reports IPv4 peers) counts
+    /// as its IPv4 address.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether any of `nets` holds `ip`.
+    pub fn any_contains(nets: &[Cidr], ip: IpAddr) -> bool {
+        nets.iter().any(|n| n.contains(ip))
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Cidr, String> {
+        let bad =
+            || format!("{s:?} is not an IP address or network (such as 10.0.0.0/8 or fd00::/8)");
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+        let addr = addr.to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => match p.parse::<u8>() {
+                Ok(p) if p <= max => p,
+                _ => return Err(bad()),
+            },
+        };
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// Reads `CIDR, CIDR …` (commas and/or blanks between them; empty: none).
+fn parse_cidrs(v: &str) -> std::result::Result<Vec<Cidr>, String> {
+    v.split([',', ' ', '\t'])
+        .filter(|s| !s.is_empty())
+        .map(str::parse)
+        .collect()
+}
+
+/// Who may register a new server name (trust on first use): `[overc]
+/// registration` and `register-from`. Hosts already registered keep
+/// reporting whatever this says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// `registration = open` (the default, as OverC 1.0.9): an unknown name
+    /// registers with the key it brings. `closed`: only an operator adds
+    /// hosts (`POST /ui/api/hosts`).
+    pub open: bool,
+    /// `register-from`: the networks new names may register from; empty
+    /// means from anywhere.
+    pub from: Vec<Cidr>,
+}
+
+impl Default for Registration {
+    fn default() -> Self {
+        Registration {
+            open: true,
+            from: Vec::new(),
+        }
+    }
+}
+
+impl Registration {
+    /// Whether a client at `ip` (as text; empty when unknown) may register
+    /// a new server name.
+    pub fn allows(&self, ip: &str) -> bool {
+        self.open
+            && (self.from.is_empty()
+                || ip
+                    .parse::<IpAddr>()
+                    .is_ok_and(|ip| Cidr::any_contains(&self.from, ip)))
+    }
+}
+
+/// One `[alert:NAME]` section: a command run, or a webhook called, for
+/// every alert.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertPluginConfig {
     /// The NAME of the section.
     pub name: String,
-    /// Program and arguments, already split with shell-like quoting.
-    pub command: Vec<String>,
-    /// Killed after this long.
+    /// What takes the alert.
+    pub kind: PluginKind,
+    /// Killed (or given up) after this long.
     pub timeout: Duration,
+}
+
+/// What an alert plugin is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginKind {
+    /// `command =`: program and arguments, already split with shell-like quoting.
+    Command(Vec<String>),
+    /// `webhook =`: the built-in HTTP notifier.
+    Webhook(WebhookConfig),
+}
+
+/// The body a webhook gets (`format =`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookFormat {
+    /// Every alert field as JSON (the default).
+    Generic,
+    /// A Slack (or Mattermost) incoming webhook: `{"text": …}`.
+    Slack,
+    /// An ntfy topic URL: JSON publishing with title, priority and tags.
+    Ntfy,
+    /// Telegram's `sendMessage` (needs `chat-id`).
+    Telegram,
+}
+
+/// `[alert:NAME] webhook = URL` and its keys.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// Where the alert is POSTed, `${VAR}`s expanded.
+    pub url: String,
+    /// The body's shape.
+    pub format: WebhookFormat,
+    /// Extra request headers (`header = Name: value`), `${VAR}`s expanded.
+    pub headers: Vec<(String, String)>,
+    /// Telegram's chat (`chat-id`).
+    pub chat_id: Option<String>,
+}
+
+/// Header values and URLs hold tokens: shown as their names only.
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("format", &self.format)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 /// Everything `overc-server` needs to run.
@@ -67,6 +226,10 @@ pub struct ServerConfig {
     pub client_timeout: Duration,
     /// How long a write waits for a database lock before answering 503.
     pub lock_timeout: Duration,
+    /// Who may register new server names.
+    pub registration: Registration,
+    /// `trusted-proxies`: peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<Cidr>,
     /// The web page's login.
     pub ui: UiConfig,
     /// Alert plugins, in file order.
@@ -89,6 +252,8 @@ impl Default for ServerConfig {
             workers: 32,
             lock_timeout: Duration::from_secs(5),
             client_timeout: Duration::from_secs(10),
+            registration: Registration::default(),
+            trusted_proxies: Vec::new(),
             ui: UiConfig::default(),
             alert_plugins: Vec::new(),
             base_dir: PathBuf::from("."),
@@ -109,6 +274,9 @@ pub const SERVER_KEYS: &[&str] = &[
     "workers",
     "lock-timeout",
     "client-timeout",
+    "registration",
+    "register-from",
+    "trusted-proxies",
 ];
 
 /// Reads INI text without touching quotes or backslashes, so that commands
@@ -292,6 +460,219 @@ pub(crate) fn parse_num<T: std::str::FromStr>(
         .map_err(|_| key_error(source, section, key, &format!("not a valid number: {v:?}")))
 }
 
+/// One `[alert:NAME]` section: `command =` or `webhook =` with their keys.
+fn alert_plugin(
+    source: &str,
+    s: &str,
+    props: &ini::Properties,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<AlertPluginConfig> {
+    let name = &s["alert:".len()..];
+    if name.is_empty() {
+        return Err(Error::Config(format!("{source}: [{s}] needs a name")));
+    }
+    let mut command = None;
+    let mut url = None;
+    let mut format = None;
+    let mut headers = Vec::new();
+    let mut chat_id = None;
+    let mut timeout = Duration::from_secs(30);
+    let expand =
+        |k: &str, v: &str| expand_env(v.trim(), env).map_err(|why| key_error(source, s, k, &why));
+    for (k, v) in props.iter() {
+        match k {
+            "command" => {
+                command = Some(
+                    split_command(v)
+                        .ok_or_else(|| key_error(source, s, k, "empty or badly quoted command"))?,
+                )
+            }
+            "webhook" => {
+                url =
+                    Some(webhook_url(&expand(k, v)?).map_err(|why| key_error(source, s, k, &why))?)
+            }
+            "format" => {
+                format = Some(match v.trim().to_ascii_lowercase().as_str() {
+                    "generic" => WebhookFormat::Generic,
+                    "slack" => WebhookFormat::Slack,
+                    "ntfy" => WebhookFormat::Ntfy,
+                    "telegram" => WebhookFormat::Telegram,
+                    _ => {
+                        return Err(key_error(
+                            source,
+                            s,
+                            k,
+                            "should be generic, slack, ntfy or telegram",
+                        ));
+                    }
+                })
+            }
+            "header" => {
+                let header = header(&expand(k, v)?).map_err(|why| key_error(source, s, k, &why))?;
+                headers.push(header);
+            }
+            "chat-id" => chat_id = Some(expand(k, v)?).filter(|c| !c.is_empty()),
+            "timeout" => {
+                let secs: f64 = parse_num(v, source, s, k)?;
+                if !(secs > 0.0 && secs <= 86_400.0) {
+                    return Err(key_error(source, s, k, "should be 1 to 86400 seconds"));
+                }
+                timeout = Duration::from_secs_f64(secs);
+            }
+            _ => return Err(key_error(source, s, k, "unknown key")),
+        }
+    }
+    let notifier = match (command, url) {
+        (Some(_), Some(_)) => {
+            return Err(key_error(
+                source,
+                s,
+                "webhook",
+                "set either command or webhook, not both",
+            ));
+        }
+        (Some(argv), None) => {
+            if let Some(k) = [
+                ("format", format.is_some()),
+                ("header", !headers.is_empty()),
+                ("chat-id", chat_id.is_some()),
+            ]
+            .iter()
+            .find_map(|(k, set)| set.then_some(*k))
+            {
+                return Err(key_error(source, s, k, "is for webhook = URL only"));
+            }
+            PluginKind::Command(argv)
+        }
+        (None, Some(url)) => {
+            let format = format.unwrap_or(WebhookFormat::Generic);
+            if format == WebhookFormat::Telegram && chat_id.is_none() {
+                return Err(key_error(
+                    source,
+                    s,
+                    "chat-id",
+                    "missing (format = telegram needs it)",
+                ));
+            }
+            if format == WebhookFormat::Ntfy && ntfy_topic(&url).is_none() {
+                return Err(key_error(
+                    source,
+                    s,
+                    "webhook",
+                    "format = ntfy needs the topic's URL, such as https://ntfy.sh/TOPIC",
+                ));
+            }
+            PluginKind::Webhook(WebhookConfig {
+                url,
+                format,
+                headers,
+                chat_id,
+            })
+        }
+        (None, None) => {
+            return Err(key_error(
+                source,
+                s,
+                "command",
+                "missing (or set webhook = URL)",
+            ));
+        }
+    };
+    Ok(AlertPluginConfig {
+        name: name.to_owned(),
+        kind: notifier,
+        timeout,
+    })
+}
+
+/// Replaces each `${NAME}` with the variable's value, so that tokens can
+/// stay out of the file; `$${` writes `${`.
+///
+/// # Errors
+/// A variable that is not set, or a `${` without its `}`.
+pub(crate) fn expand_env(
+    v: &str,
+    env: &impl Fn(&str) -> Option<String>,
+) -> std::result::Result<String, String> {
+    let mut out = String::with_capacity(v.len());
+    let mut rest = v;
+    while let Some(at) = rest.find("${") {
+        if rest[..at].ends_with('$') {
+            out.push_str(&rest[..at - 1]);
+            out.push_str("${");
+            rest = &rest[at + 2..];
+            continue;
+        }
+        out.push_str(&rest[..at]);
+        let tail = &rest[at + 2..];
+        let end = tail.find('}').ok_or("a ${ without its }")?;
+        let name = &tail[..end];
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!("${{{name}}} is not a variable name"));
+        }
+        let value = env(name)
+            .ok_or_else(|| format!("${{{name}}}: the environment variable {name} is not set"))?;
+        out.push_str(&value);
+        rest = &tail[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Checks a webhook's URL: `http://` or `https://` with a host.
+fn webhook_url(url: &str) -> std::result::Result<String, String> {
+    let bad = || "should be an http:// or https:// URL".to_owned();
+    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+        return Err(bad());
+    }
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad());
+    }
+    Ok(url.to_owned())
+}
+
+/// An ntfy topic URL split for JSON publishing, which goes to the server's
+/// root with the topic in the body: `https://ntfy.sh/alerts` →
+/// (`https://ntfy.sh/`, `alerts`).
+pub(crate) fn ntfy_topic(url: &str) -> Option<(&str, &str)> {
+    let host_at = url.find("://")? + 3;
+    let path_at = host_at + url[host_at..].find('/')?;
+    if url[path_at..].contains(['?', '#']) {
+        return None;
+    }
+    let trimmed = url.trim_end_matches('/');
+    let slash = trimmed.rfind('/').filter(|&at| at >= path_at)?;
+    let topic = &trimmed[slash + 1..];
+    (!topic.is_empty()).then_some((&url[..=slash], topic))
+}
+
+/// Reads `Name: value`; the name a token, the value printable ASCII (a
+/// line break would end the header early, other bytes HTTP libraries refuse).
+fn header(v: &str) -> std::result::Result<(String, String), String> {
+    let (name, value) = v
+        .split_once(':')
+        .ok_or("should be Name: value, such as Authorization: Bearer ${TOKEN}")?;
+    let name = name.trim();
+    let value = value.trim();
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token) {
+        return Err(format!("{name:?} is not a header name"));
+    }
+    if !value.chars().all(|c| c == '\t' || (' '..='~').contains(&c)) {
+        return Err(format!(
+            "the value of {name} should be printable ASCII (no line breaks)"
+        ));
+    }
+    Ok((name.to_owned(), value.to_owned()))
+}
+
 impl ServerConfig {
     /// Reads a config file, then applies `OVERC_<KEY>` from the process environment.
     pub fn from_file(path: &Path) -> Result<ServerConfig> {
@@ -349,41 +730,8 @@ impl ServerConfig {
                     }
                 }
                 s if s.starts_with("alert:") => {
-                    let name = &s["alert:".len()..];
-                    if name.is_empty() {
-                        return Err(Error::Config(format!("{source}: [{s}] needs a name")));
-                    }
-                    let mut command = None;
-                    let mut timeout = Duration::from_secs(30);
-                    for (k, v) in props.iter() {
-                        match k {
-                            "command" => {
-                                command = Some(split_command(v).ok_or_else(|| {
-                                    key_error(source, s, k, "empty or badly quoted command")
-                                })?)
-                            }
-                            "timeout" => {
-                                let secs: f64 = parse_num(v, source, s, k)?;
-                                if !(secs > 0.0 && secs <= 86_400.0) {
-                                    return Err(key_error(
-                                        source,
-                                        s,
-                                        k,
-                                        "should be 1 to 86400 seconds",
-                                    ));
-                                }
-                                timeout = Duration::from_secs_f64(secs);
-                            }
-                            _ => return Err(key_error(source, s, k, "unknown key")),
-                        }
-                    }
-                    let command =
-                        command.ok_or_else(|| key_error(source, s, "command", "missing"))?;
-                    cfg.alert_plugins.push(AlertPluginConfig {
-                        name: name.to_owned(),
-                        command,
-                        timeout,
-                    });
+                    cfg.alert_plugins
+                        .push(alert_plugin(source, s, props, &env)?);
                 }
                 other => {
                     return Err(Error::Config(format!(
@@ -462,6 +810,21 @@ impl ServerConfig {
                     return Err(key_error(source, s, key, "should be 0.001 to 3600 seconds"));
                 }
                 self.client_timeout = Duration::from_secs_f64(secs);
+            }
+            "registration" => {
+                self.registration.open = match v.trim().to_ascii_lowercase().as_str() {
+                    "open" => true,
+                    "closed" => false,
+                    _ => return Err(key_error(source, s, key, "should be open or closed")),
+                }
+            }
+            "register-from" => {
+                self.registration.from =
+                    parse_cidrs(v).map_err(|why| key_error(source, s, key, &why))?;
+            }
+            "trusted-proxies" => {
+                self.trusted_proxies =
+                    parse_cidrs(v).map_err(|why| key_error(source, s, key, &why))?;
             }
             _ => return Err(key_error(source, s, key, "unknown key")),
         }
@@ -655,8 +1018,11 @@ mod tests {
         assert_eq!(cfg.max_body, 2048);
         assert_eq!(cfg.ui.password.as_deref(), Some("secret"));
         assert_eq!(
-            cfg.alert_plugins[0].command,
-            vec!["./alert.d/log.sh", "/var/log/overc alerts.log"]
+            cfg.alert_plugins[0].kind,
+            PluginKind::Command(vec![
+                "./alert.d/log.sh".into(),
+                "/var/log/overc alerts.log".into()
+            ])
         );
         assert_eq!(cfg.alert_plugins[0].timeout, Duration::from_secs(3));
         assert_eq!(cfg.base_dir, PathBuf::from("/etc/overc"));
@@ -786,13 +1152,17 @@ mod tests {
         assert_eq!(cfg.ui.username.as_deref(), Some("admin"));
         assert_eq!(cfg.ui.password.as_deref(), Some("se#cr;et"));
         assert_eq!(
-            cfg.alert_plugins[0].command,
-            vec![
-                "./log.sh",
-                "ticket #12 ; see wiki",
-                "a # b",
-                "say \"hi ; there\""
-            ]
+            cfg.alert_plugins[0].kind,
+            PluginKind::Command(
+                [
+                    "./log.sh",
+                    "ticket #12 ; see wiki",
+                    "a # b",
+                    "say \"hi ; there\""
+                ]
+                .map(String::from)
+                .to_vec()
+            )
         );
         // A lone apostrophe is no quote: the comment after it still is one.
         let cfg = parse("[ui]\npassword = it's ; a comment\n").unwrap();
@@ -853,6 +1223,219 @@ mod tests {
             Path::new("/etc/overc"),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn cidrs_hold_their_addresses() {
+        let net = |s: &str| s.parse::<Cidr>().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(net("10.0.0.0/8").contains(ip("10.255.1.2")));
+        assert!(!net("10.0.0.0/8").contains(ip("11.0.0.1")));
+        assert!(net("192.168.1.7").contains(ip("192.168.1.7")));
+        assert!(!net("192.168.1.7").contains(ip("192.168.1.8")));
+        assert!(net("0.0.0.0/0").contains(ip("8.8.8.8")));
+        assert!(!net("0.0.0.0/0").contains(ip("::1")));
+        assert!(net("2001:db8::/32").contains(ip("2001:db8:1::5")));
+        assert!(!net("2001:db8::/32").contains(ip("2001:db9::5")));
+        assert!(net("::/0").contains(ip("fe80::1")));
+        // A dual-stack socket's IPv4 peer.
+        assert!(net("10.0.0.0/8").contains(ip("::ffff:10.1.2.3")));
+        assert!(net("::ffff:10.0.0.1").contains(ip("10.0.0.1")));
+        assert_eq!(net("10.1.2.3/8").to_string(), "10.1.2.3/8");
+        for bad in [
+            "10.0.0.0/33",
+            "fd00::/129",
+            "10.0.0/8",
+            "host",
+            "10.0.0.0/",
+            "/8",
+            "",
+        ] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn registration_and_proxies_are_read_from_overc() {
+        assert_eq!(parse("").unwrap().registration, Registration::default());
+        assert!(Registration::default().allows("203.0.113.9"));
+        assert!(Registration::default().allows(""));
+        let cfg = parse(
+            "[overc]\nregistration = closed\nregister-from = 10.0.0.0/8, fd00::/8\n\
+             trusted-proxies = 127.0.0.1 ::1\n",
+        )
+        .unwrap();
+        assert!(!cfg.registration.open);
+        assert!(!cfg.registration.allows("10.0.0.1"), "closed wins");
+        assert_eq!(cfg.trusted_proxies.len(), 2);
+        let open_from = Registration {
+            open: true,
+            ..cfg.registration.clone()
+        };
+        assert!(open_from.allows("10.9.8.7"));
+        assert!(open_from.allows("fd12::1"));
+        assert!(!open_from.allows("192.168.0.1"));
+        assert!(!open_from.allows(""), "an unknown address is outside");
+        let e = parse("[overc]\nregistration = maybe\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("[overc] registration: should be open or closed"),
+            "{e}"
+        );
+        let e = parse("[overc]\nregister-from = 10.0.0.0/8, lan\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("[overc] register-from: \"lan\" is not an IP"),
+            "{e}"
+        );
+        let e = ServerConfig::from_ini_str("", "f", Path::new("."), |k| {
+            (k == "OVERC_TRUSTED_PROXIES").then(|| "10.0.0.0/99".to_owned())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("environment OVERC_TRUSTED_PROXIES") && e.contains("trusted-proxies"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn webhooks_are_read_with_their_preset_and_headers() {
+        let cfg = ServerConfig::from_ini_str(
+            "[alert:slack]\nwebhook = https://hooks.slack.com/services/${SLACK_PATH}\nformat = Slack\ntimeout = 5\n\
+             [alert:hook]\nwebhook = http://10.0.0.1:8080/overc?x=1\n\
+             header = Authorization: Bearer ${TOKEN}\nheader = X-Cost: $$5 and $${NOT}\n",
+            "server.ini",
+            Path::new("."),
+            |k| match k {
+                "SLACK_PATH" => Some("T0/B0/xyz".into()),
+                "TOKEN" => Some("t0ken".into()),
+                _ => None,
+            },
+        )
+        .unwrap();
+        let [slack, hook] = &cfg.alert_plugins[..] else {
+            panic!("{:?}", cfg.alert_plugins)
+        };
+        assert_eq!(slack.timeout, Duration::from_secs(5));
+        assert_eq!(
+            slack.kind,
+            PluginKind::Webhook(WebhookConfig {
+                url: "https://hooks.slack.com/services/T0/B0/xyz".into(),
+                format: WebhookFormat::Slack,
+                headers: vec![],
+                chat_id: None,
+            })
+        );
+        assert_eq!(hook.timeout, Duration::from_secs(30));
+        let PluginKind::Webhook(w) = &hook.kind else {
+            panic!()
+        };
+        assert_eq!(w.format, WebhookFormat::Generic);
+        assert_eq!(
+            w.headers,
+            vec![
+                ("Authorization".to_owned(), "Bearer t0ken".to_owned()),
+                ("X-Cost".to_owned(), "$$5 and ${NOT}".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_webhooks_are_refused_naming_the_key() {
+        let e = |t: &str| parse(t).unwrap_err().to_string();
+        for (text, want) in [
+            (
+                "[alert:x]\nwebhook = ftp://x/\n",
+                "[alert:x] webhook: should be an http",
+            ),
+            (
+                "[alert:x]\nwebhook = https:///path\n",
+                "[alert:x] webhook: should be an http",
+            ),
+            (
+                "[alert:x]\nwebhook = http://x/\ncommand = a\n",
+                "[alert:x] webhook: set either",
+            ),
+            (
+                "[alert:x]\nwebhook = http://x/\nformat = teams\n",
+                "[alert:x] format: should be generic",
+            ),
+            (
+                "[alert:x]\nwebhook = http://x/${TOKEN}\n",
+                "[alert:x] webhook: ${TOKEN}: the environment variable TOKEN is not set",
+            ),
+            (
+                "[alert:x]\nwebhook = http://x/${TOKEN\n",
+                "[alert:x] webhook: a ${ without its }",
+            ),
+            (
+                "[alert:x]\nwebhook = http://x/\nformat = telegram\n",
+                "[alert:x] chat-id: missing",
+            ),
+            (
+                "[alert:x]\nwebhook = https://ntfy.sh/\nformat = ntfy\n",
+                "[alert:x] webhook: format = ntfy needs the topic",
+            ),
+            (
+                "[alert:x]\nwebhook = http://x/\nheader = Authorization Bearer\n",
+                "[alert:x] header: should be Name: value",
+            ),
+            (
+                "[alert:x]\nwebhook = http://x/\nheader = Bad Name: v\n",
+                "[alert:x] header: \"Bad Name\" is not a header name",
+            ),
+            (
+                "[alert:x]\nwebhook = http://x/\nheader = X: caf\u{e9}\n",
+                "[alert:x] header: the value of X should be printable ASCII",
+            ),
+            (
+                "[alert:x]\ncommand = ./a.sh\nheader = X: y\n",
+                "[alert:x] header: is for webhook = URL only",
+            ),
+            (
+                "[alert:x]\ntimeout = 3\n",
+                "[alert:x] command: missing (or set webhook = URL)",
+            ),
+        ] {
+            let got = e(text);
+            assert!(got.contains(want), "{text:?}: {got}");
+        }
+        // A header from the environment cannot smuggle in a line break.
+        let e = ServerConfig::from_ini_str(
+            "[alert:x]\nwebhook = http://x/\nheader = X-Token: ${T}\n",
+            "f",
+            Path::new("."),
+            |_| Some("a\r\nEvil: 1".into()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("[alert:x] header") && !e.contains("Evil"), "{e}");
+    }
+
+    #[test]
+    fn ntfy_urls_split_into_root_and_topic() {
+        assert_eq!(
+            ntfy_topic("https://ntfy.sh/alerts"),
+            Some(("https://ntfy.sh/", "alerts"))
+        );
+        assert_eq!(
+            ntfy_topic("https://ntfy.sh/alerts/"),
+            Some(("https://ntfy.sh/", "alerts"))
+        );
+        assert_eq!(
+            ntfy_topic("http://h:81/ntfy/ops"),
+            Some(("http://h:81/ntfy/", "ops"))
+        );
+        for none in [
+            "https://ntfy.sh/",
+            "https://ntfy.sh",
+            "https://ntfy.sh/a?x=1",
+        ] {
+            assert_eq!(ntfy_topic(none), None, "{none}");
+        }
     }
 
     #[test]

@@ -17,11 +17,12 @@ use std::time::Duration;
 
 use crate::clock::{Clock, Millis};
 use crate::command::{self, CommandSpec, Exit};
-use crate::config::AlertPluginConfig;
+use crate::config::{AlertPluginConfig, PluginKind};
 use crate::error::{Error, Result};
 use crate::notification::{Notification, Notifier};
 use crate::rules;
 use crate::store::{DeliveryOutcome, Storage, lock};
+use crate::webhook::WebhookNotifier;
 
 /// First retry delay after a plugin failed; doubles up to [`MAX_BACKOFF`].
 pub const FIRST_BACKOFF: Millis = 10_000;
@@ -58,12 +59,12 @@ pub struct CommandNotifier {
 }
 
 impl CommandNotifier {
-    /// The plugin of a `[alert:NAME]` section, run in `cwd`.
-    pub fn new(plugin: &AlertPluginConfig, cwd: &Path) -> CommandNotifier {
+    /// The command `argv`, run in `cwd`, killed after `timeout`.
+    pub fn new(argv: Vec<String>, cwd: &Path, timeout: Duration) -> CommandNotifier {
         CommandNotifier {
-            argv: plugin.command.clone(),
+            argv,
             cwd: cwd.to_path_buf(),
-            timeout: plugin.timeout,
+            timeout,
         }
     }
 }
@@ -99,13 +100,21 @@ impl Notifier for CommandNotifier {
     }
 }
 
-/// The notifiers of the `[alert:NAME]` sections, run in `cwd`.
-pub fn command_notifiers(plugins: &[AlertPluginConfig], cwd: &Path) -> Vec<NamedNotifier> {
+/// The notifiers of the `[alert:NAME]` sections: commands (run in `cwd`)
+/// and webhooks.
+pub fn plugin_notifiers(plugins: &[AlertPluginConfig], cwd: &Path) -> Vec<NamedNotifier> {
     plugins
         .iter()
         .map(|p| NamedNotifier {
             name: p.name.clone(),
-            notifier: Arc::new(CommandNotifier::new(p, cwd)),
+            notifier: match &p.kind {
+                PluginKind::Command(argv) => {
+                    Arc::new(CommandNotifier::new(argv.clone(), cwd, p.timeout))
+                }
+                PluginKind::Webhook(hook) => {
+                    Arc::new(WebhookNotifier::new(hook.clone(), p.timeout))
+                }
+            },
         })
         .collect()
 }

@@ -15,10 +15,10 @@ pub use crate::delivery::{
 
 use crate::clock::Clock;
 use crate::config::ServerConfig;
-use crate::delivery::{Outbox, command_notifiers};
+use crate::delivery::{Outbox, plugin_notifiers};
 use crate::error::Result;
 use crate::notification::Notifier;
-use crate::protocol::{AlertReport, Ping, StatusReport};
+use crate::protocol::{AlertReport, Ping, ServerId, StatusReport};
 use crate::store::{Applied, StatusFilter, StatusPart, StatusView, Storage};
 use crate::supervisor::{Supervisor, SupervisorStats};
 
@@ -62,7 +62,7 @@ impl From<&ServerConfig> for EngineSettings {
         EngineSettings {
             grace: config.grace,
             retention_days: config.retention_days,
-            notifiers: command_notifiers(&config.alert_plugins, &config.base_dir),
+            notifiers: plugin_notifiers(&config.alert_plugins, &config.base_dir),
         }
     }
 }
@@ -134,6 +134,16 @@ impl Engine {
     /// the commit failed (nothing stored).
     pub fn ping(&self, ping: Ping, ip: &str) -> Result<()> {
         self.store.ping(ping, ip).map(drop)
+    }
+
+    /// Registers a host with its key, as an operator does (also when
+    /// registration is closed); returns its id, or `None` when the name is
+    /// taken.
+    ///
+    /// # Errors
+    /// A storage error when the commit failed.
+    pub fn add_server(&self, server: ServerId) -> Result<Option<i64>> {
+        Ok(self.store.add_server(server)?.server_id)
     }
 
     /// Stores a status report, moves the deadlines of its services and hands

@@ -116,6 +116,8 @@ mod signals;
 pub mod store;
 #[cfg(feature = "server")]
 pub mod supervisor;
+#[cfg(feature = "server")]
+mod webhook;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};

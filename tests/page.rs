@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use overc::config::AlertPluginConfig;
+use overc::config::{AlertPluginConfig, PluginKind};
 use serde_json::{Value, json};
 
 use crate::common::{TestServer, agent, report};
@@ -356,7 +356,7 @@ fn test_alert_action_runs_the_plugins() {
         c.ui.password = Some("secret".into());
         c.alert_plugins.push(AlertPluginConfig {
             name: "log".into(),
-            command: vec![crate::supervision::plugin("record.sh"), out_s],
+            kind: PluginKind::Command(vec![crate::supervision::plugin("record.sh"), out_s]),
             timeout: Duration::from_secs(10),
         });
     });

@@ -99,7 +99,11 @@ fn undelivered_alerts_are_retried_within_retention_and_given_up_after_it() {
         c.retention_days = 1;
         c.alert_plugins.push(overc::config::AlertPluginConfig {
             name: "flaky".into(),
-            command: vec![crate::supervision::plugin("flaky.sh"), flag_s, out_s],
+            kind: overc::config::PluginKind::Command(vec![
+                crate::supervision::plugin("flaky.sh"),
+                flag_s,
+                out_s,
+            ]),
             timeout: std::time::Duration::from_secs(10),
         });
     });

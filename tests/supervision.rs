@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use overc::config::AlertPluginConfig;
+use overc::config::{AlertPluginConfig, PluginKind};
 use serde_json::json;
 
 use crate::common::{TestServer, report};
@@ -16,7 +16,7 @@ pub fn plugin(name: &str) -> String {
 fn alert_plugin(name: &str, command: &[&str], timeout: Duration) -> AlertPluginConfig {
     AlertPluginConfig {
         name: name.into(),
-        command: command.iter().map(|s| s.to_string()).collect(),
+        kind: PluginKind::Command(command.iter().map(|s| s.to_string()).collect()),
         timeout,
     }
 }

@@ -10,6 +10,8 @@ mod monitor;
 mod overcli;
 mod page;
 mod read_api;
+mod registration;
 mod server_bin;
 mod storage;
 mod supervision;
+mod webhook;

@@ -20,6 +20,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::{App, Request, Response};
+use crate::config::Cidr;
 use crate::error::{Error, Result};
 use crate::store::lock;
 
@@ -247,7 +248,7 @@ fn take_requests(app: &Arc<App>, server: &tiny_http::Server, slow: &mpsc::Sender
             // In memory already: this read cannot wait for the client.
             match rq.as_reader().read_to_end(&mut body) {
                 Ok(_) => {
-                    remotes.push(ip_text(rq.remote_addr().map(|a| a.ip())));
+                    remotes.push(remote_of(&rq, &app.config.trusted_proxies));
                     bodies.push(body);
                     taken.push(Some(rq));
                 }
@@ -409,9 +410,70 @@ fn ip_text(ip: Option<IpAddr>) -> String {
     }
 }
 
+/// The client's address of a request, as text: the peer's, or the one
+/// `X-Forwarded-For` names when the peer is a trusted proxy.
+fn remote_of(rq: &tiny_http::Request, trusted: &[Cidr]) -> String {
+    let peer = rq.remote_addr().map(|a| a.ip());
+    ip_text(match peer {
+        Some(peer) if !trusted.is_empty() => {
+            let forwarded = rq
+                .headers()
+                .iter()
+                .filter(|h| h.field.equiv("X-Forwarded-For"))
+                .map(|h| h.value.as_str());
+            Some(client_ip(peer, forwarded, trusted))
+        }
+        other => other,
+    })
+}
+
+/// Who a request came from. A peer outside `trusted` is the client, and
+/// whatever `X-Forwarded-For` it sends is ignored (anyone can write one).
+/// Behind trusted proxies the header's addresses are read from the right,
+/// the order in which proxies appended them: the first one that is not a
+/// trusted proxy is the client. When all are trusted, the left-most is;
+/// an entry that is no address ends the walk at the last trusted hop, since
+/// nothing left of it can be believed.
+pub(super) fn client_ip<'a>(
+    peer: IpAddr,
+    forwarded_for: impl IntoIterator<Item = &'a str>,
+    trusted: &[Cidr],
+) -> IpAddr {
+    if !Cidr::any_contains(trusted, peer) {
+        return peer;
+    }
+    // Several header lines are one list, in order (RFC 9110, 5.3).
+    let hops: Vec<&str> = forwarded_for
+        .into_iter()
+        .flat_map(|h| h.split(','))
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        match hop_ip(hop.trim()) {
+            Some(ip) => {
+                client = ip;
+                if !Cidr::any_contains(trusted, ip) {
+                    break;
+                }
+            }
+            None => break,
+        }
+    }
+    client
+}
+
+/// An `X-Forwarded-For` entry: `1.2.3.4`, `2001:db8::1`, or with a port,
+/// `1.2.3.4:5678`, `[2001:db8::1]:443` (some proxies add one).
+fn hop_ip(hop: &str) -> Option<IpAddr> {
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| hop.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
+}
+
 fn serve(app: &Arc<App>, reads: &Reads, mut rq: tiny_http::Request) {
     let limit = app.config.max_body;
-    let remote = ip_text(rq.remote_addr().map(|a| a.ip()));
+    let remote = remote_of(&rq, &app.config.trusted_proxies);
     let response = if rq.body_length().is_some_and(|n| n > limit) {
         // Refused from the header alone; tiny_http discards the rest of the
         // body as it streams in, without keeping it.
@@ -543,6 +605,50 @@ mod tests {
             assert_eq!(ip_text(Some(ip)), ip.to_string());
         }
         assert_eq!(ip_text(None), "");
+    }
+
+    #[test]
+    fn the_client_is_the_right_most_untrusted_forwarded_address() {
+        let nets = |s: &str| -> Vec<Cidr> { s.split(' ').map(|n| n.parse().unwrap()).collect() };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let trusted = nets("10.0.0.0/8 fd00::/8");
+        let pick = |peer: &str, headers: &[&str]| {
+            client_ip(ip(peer), headers.iter().copied(), &trusted).to_string()
+        };
+        // An untrusted peer is the client, whatever it claims.
+        assert_eq!(pick("203.0.113.5", &["198.51.100.1"]), "203.0.113.5");
+        // No proxies trusted: the header is never read.
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), ["198.51.100.1"], &[]).to_string(),
+            "10.0.0.1"
+        );
+        // A trusted proxy without the header is the client.
+        assert_eq!(pick("10.0.0.1", &[]), "10.0.0.1");
+        assert_eq!(pick("10.0.0.1", &["198.51.100.1"]), "198.51.100.1");
+        // What the client wrote itself (left) is not believed: the proxies'
+        // entries are read from the right up to the first untrusted one.
+        assert_eq!(
+            pick("10.0.0.1", &["6.6.6.6, 198.51.100.1, 10.0.0.2"]),
+            "198.51.100.1"
+        );
+        // Several header lines are one list.
+        assert_eq!(
+            pick("10.0.0.1", &["6.6.6.6, 198.51.100.1", "10.0.0.2"]),
+            "198.51.100.1"
+        );
+        // Every hop trusted: the left-most.
+        assert_eq!(pick("10.0.0.1", &["10.1.1.1, 10.0.0.2"]), "10.1.1.1");
+        // Garbage ends the walk at the last trusted hop.
+        assert_eq!(pick("10.0.0.1", &["198.51.100.1, unknown"]), "10.0.0.1");
+        assert_eq!(
+            pick("10.0.0.1", &["198.51.100.1, nope, 10.0.0.9"]),
+            "10.0.0.9"
+        );
+        // IPv6, ports, a dual-stack peer.
+        assert_eq!(pick("fd00::1", &["2001:db8::7"]), "2001:db8::7");
+        assert_eq!(pick("10.0.0.1", &["[2001:db8::7]:443"]), "2001:db8::7");
+        assert_eq!(pick("10.0.0.1", &["198.51.100.1:5678"]), "198.51.100.1");
+        assert_eq!(pick("::ffff:10.0.0.1", &[" 198.51.100.1 "]), "198.51.100.1");
     }
 
     #[test]

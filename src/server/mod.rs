@@ -337,6 +337,7 @@ impl Server {
             history_limit: config.history_limit,
             retention_days: config.retention_days,
             lock_timeout: config.lock_timeout,
+            registration: config.registration.clone(),
         };
         let store = Arc::new(Store::open(&config.database, &opts, clock.clone())?);
         let mut settings = EngineSettings::from(&config);

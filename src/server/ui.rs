@@ -128,6 +128,9 @@ pub(super) fn route(app: &App, req: &Request<'_>, path: &str) -> Response {
     if let Some(rest) = path.strip_prefix("/ui/api/item/") {
         return action(app, req, rest);
     }
+    if path.trim_end_matches('/') == "/ui/api/hosts" {
+        return add_host(app, req);
+    }
     if path.trim_end_matches('/') == "/ui/api/test-alert" {
         if req.method != "POST" {
             return method_not_allowed("POST");
@@ -252,6 +255,57 @@ fn action(app: &App, req: &Request<'_>, rest: &str) -> Response {
     };
     match result {
         Ok(_) => Response::json(200, &json!({"ok": 1})),
+        Err(e) => error_response(e),
+    }
+}
+
+/// `POST /ui/api/hosts` with `{"name", "key"?}`: registers a host with its
+/// key (a new one when none is given), also when `registration = closed`.
+/// Answers `{"ok": 1, "id", "name", "key"}`; 409 when the name is taken.
+fn add_host(app: &App, req: &Request<'_>) -> Response {
+    if req.method != "POST" {
+        return method_not_allowed("POST");
+    }
+    if let Some(r) = auth::guard_action(req, &app.config.ui) {
+        return r;
+    }
+    let body = match crate::protocol::parse_object(req.body) {
+        Ok(b) => b,
+        Err(e) => return error_response(e),
+    };
+    let key = match body.get("key").filter(|k| !k.is_null()) {
+        Some(k) => k.clone(),
+        None => match crate::secret::new_key() {
+            Ok(k) => Value::String(k),
+            Err(e) => return error_response(e),
+        },
+    };
+    let name = body.get("name").cloned().unwrap_or(Value::Null);
+    let server = json!({"server": {"name": name, "key": key}});
+    // The ingest API's own checks, so a host added here can always report;
+    // its messages name the fields of this body.
+    let server = match server.as_object().map(crate::protocol::ServerId::from_json) {
+        Some(Ok(s)) => s,
+        Some(Err(crate::Error::Invalid(m))) => {
+            let m = m
+                .replace("\"server.name\"", "\"name\"")
+                .replace("\"server.key\"", "\"key\"");
+            return Response::error(400, &m);
+        }
+        Some(Err(e)) => return error_response(e),
+        None => return Response::error(500, "Internal server error"),
+    };
+    match app.engine.add_server(server.clone()) {
+        Ok(added) => match added {
+            Some(id) => Response::json(
+                200,
+                &json!({"ok": 1, "id": id, "name": server.name, "key": server.key}),
+            ),
+            None => Response::error(
+                409,
+                &format!("A server named {:?} already exists", server.name),
+            ),
+        },
         Err(e) => error_response(e),
     }
 }

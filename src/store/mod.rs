@@ -15,7 +15,7 @@ pub use views::*;
 use crate::clock::Millis;
 use crate::error::Result;
 use crate::notification::Notification;
-use crate::protocol::{AlertReport, Ping, StatusReport};
+use crate::protocol::{AlertReport, Ping, ServerId, StatusReport};
 use crate::rules::Event;
 
 /// What a committed operation changed, for the layers downstream.
@@ -116,6 +116,10 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
 
     /// Stores alerts posted by a host (channel `api`).
     fn post_alerts(&self, report: AlertReport, ip: &str) -> Result<Applied>;
+
+    /// Registers a host with its key, as an operator does (also when
+    /// registration is closed); `server_id` is `None` when the name is taken.
+    fn add_server(&self, server: ServerId) -> Result<Applied>;
 
     /// Flags services overdue unless they reported after the given report
     /// time, raising one `plugin/offline` event each.

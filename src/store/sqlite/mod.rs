@@ -31,7 +31,7 @@ use crate::clock::{Clock, Millis};
 use crate::config::Durability;
 use crate::error::{Error, Result};
 use crate::notification::Notification;
-use crate::protocol::{AlertReport, Ping, StatusReport};
+use crate::protocol::{AlertReport, Ping, ServerId, StatusReport};
 use crate::rules::Event;
 use crate::store::{
     AlertFilter, AlertListView, Applied, DeliveryOutcome, HistoryView, PendingDelivery,
@@ -51,6 +51,8 @@ pub struct StoreOptions {
     pub retention_days: u32,
     /// How long a write waits for a database lock before failing.
     pub lock_timeout: Duration,
+    /// Who may register a new server name.
+    pub registration: crate::config::Registration,
 }
 
 impl Default for StoreOptions {
@@ -60,6 +62,7 @@ impl Default for StoreOptions {
             history_limit: 1000,
             retention_days: 90,
             lock_timeout: BUSY_TIMEOUT,
+            registration: crate::config::Registration::default(),
         }
     }
 }
@@ -69,6 +72,8 @@ pub(crate) enum Op {
     Ping(Ping, String),
     Status(StatusReport, String),
     Alerts(AlertReport, String),
+    /// Registers a host an operator adds, with its key.
+    AddServer(crate::protocol::ServerId),
     /// Runs the retention rules now (tests and maintenance).
     Prune,
     /// Commits SQLite, so that a read sees every write before it.
@@ -383,6 +388,10 @@ impl Storage for Store {
 
     fn post_alerts(&self, report: AlertReport, ip: &str) -> Result<Applied> {
         self.submit(Op::Alerts(report, ip.to_owned()))
+    }
+
+    fn add_server(&self, server: ServerId) -> Result<Applied> {
+        self.submit(Op::AddServer(server))
     }
 
     fn mark_overdue(&self, due: Vec<(i64, Millis)>) -> Result<Applied> {

@@ -91,6 +91,8 @@ pub(super) struct Batch<'a> {
     pub touched: IdSet,
     /// The clock's time for the whole batch.
     pub now: Millis,
+    /// Who may register a new server name.
+    pub registration: &'a crate::config::Registration,
 }
 
 impl Writer {
@@ -273,6 +275,7 @@ impl Writer {
                 caches,
                 touched: IdSet::default(),
                 now,
+                registration: &opts.registration,
             };
             for job in &batch {
                 match apply(&job.op, &mut state, opts) {
@@ -400,6 +403,7 @@ fn apply(op: &Op, b: &mut Batch<'_>, opts: &StoreOptions) -> Result<Applied> {
         }
         Op::Status(r, ip) => reports::apply_status(r, ip, b),
         Op::Alerts(r, ip) => reports::apply_alerts(r, ip, b),
+        Op::AddServer(server) => auth::add_server(server, b),
         Op::Prune => retention::prune_all(b, opts),
         Op::Flush => Ok(Applied::default()),
         Op::DeleteServer(id) => admin::delete_server(b, *id),

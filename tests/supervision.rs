@@ -246,6 +246,26 @@ fn a_failing_plugin_is_retried_on_its_own_in_order_with_one_alert_per_streak() {
         .cloned()
         .unwrap();
     assert_eq!(first["delivered"], false, "flaky has not taken it: {first}");
+    let deliveries = &first["deliveries"];
+    assert_eq!(deliveries.as_array().unwrap().len(), 2, "{first}");
+    assert_eq!(deliveries[0]["plugin"], "flaky");
+    assert_eq!(deliveries[0]["state"], "failing");
+    assert_eq!(deliveries[0]["attempts"], 1);
+    assert_eq!(
+        deliveries[0]["next_try"],
+        overc::clock::iso8601(crate::common::T0 + 10_000)
+    );
+    assert!(
+        deliveries[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("exit status 1: flag"),
+        "{first}"
+    );
+    assert_eq!(
+        deliveries[1],
+        json!({"plugin": "log", "state": "delivered", "attempts": 1, "next_try": null, "error": null})
+    );
 
     // Retries and new alerts while it still fails: no second failure alert,
     // and nothing overtakes the first alert in flaky's queue.
@@ -277,7 +297,12 @@ fn a_failing_plugin_is_retried_on_its_own_in_order_with_one_alert_per_streak() {
             .as_array()
             .unwrap()
             .iter()
-            .all(|a| a["delivered"] == true),
+            .all(|a| a["delivered"] == true
+                && a["deliveries"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|d| d["state"] == "delivered")),
         "{alerts}"
     );
 }

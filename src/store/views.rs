@@ -186,8 +186,26 @@ pub struct AlertView {
     /// The service's state when it was raised (`OK`, `WARN`, `FAIL`, `UNK`);
     /// `None` for an alert raised without a state.
     pub state: Option<String>,
-    /// Whether an alert plugin took it.
+    /// Whether every plugin it was routed to took it (or gave up on it).
     pub delivered: bool,
+    /// Its delivery to each plugin it was routed to, by plugin name.
+    pub deliveries: Vec<DeliveryView>,
+}
+
+/// The delivery of an alert to one plugin, in [`AlertView`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeliveryView {
+    /// The plugin's name (`[alert:NAME]`).
+    pub plugin: String,
+    /// `delivered`, `pending` (not tried yet), `failing` (refused, to be
+    /// tried again at `next_try`) or `given-up`.
+    pub state: &'static str,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// When it is tried again (ISO 8601), for `failing`.
+    pub next_try: Option<String>,
+    /// What the plugin said when it last refused it.
+    pub error: Option<String>,
 }
 
 /// The body of `GET /ui/api/status/alerts/…`, newest first.

@@ -35,7 +35,31 @@ fn alert_view(r: &Row<'_>) -> rusqlite::Result<AlertView> {
         state_info: state.as_ref().map(|_| info.unwrap_or_default()),
         state,
         delivered: r.get(12)?,
+        deliveries: Vec::new(),
     })
+}
+
+/// A delivery row as the read API shows it.
+fn delivery_view(r: &Row<'_>) -> rusqlite::Result<(i64, DeliveryView)> {
+    let state: i64 = r.get(2)?;
+    let attempts: u32 = r.get(3)?;
+    let next: Millis = r.get(4)?;
+    let state = match state {
+        1 => "delivered",
+        2 => "given-up",
+        _ if attempts == 0 => "pending",
+        _ => "failing",
+    };
+    Ok((
+        r.get(0)?,
+        DeliveryView {
+            plugin: r.get(1)?,
+            state,
+            attempts,
+            next_try: (state == "failing").then(|| iso8601(next)),
+            error: r.get(5)?,
+        },
+    ))
 }
 
 const ALERT_COLUMNS: &str =
@@ -297,9 +321,24 @@ impl Store {
         let sql =
             format!("{ALERT_COLUMNS} WHERE {cond} AND a.ctime >= ?2 ORDER BY a.id DESC LIMIT ?3");
         let mut st = conn.prepare_cached(&sql)?;
-        let list = st
+        let mut list = st
             .query_map(params![arg, since, MAX_ALERTS], alert_view)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        // Newest first: the ids span [last, first].
+        if let (Some(last), Some(first)) = (list.last().map(|a| a.id), list.first().map(|a| a.id)) {
+            let index: HashMap<i64, usize> =
+                list.iter().enumerate().map(|(i, a)| (a.id, i)).collect();
+            let mut st = conn.prepare_cached(
+                "SELECT alert_id, plugin, state, attempts, next_attempt, error FROM deliveries
+                 WHERE alert_id BETWEEN ?1 AND ?2 ORDER BY alert_id, plugin",
+            )?;
+            for row in st.query_map(params![last, first], delivery_view)? {
+                let (alert_id, d) = row?;
+                if let Some(&i) = index.get(&alert_id) {
+                    list[i].deliveries.push(d);
+                }
+            }
+        }
         Ok(Some(AlertListView { alerts: list }))
     }
 

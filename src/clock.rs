@@ -1,9 +1,9 @@
 //! Time as a parameter: the [`Clock`] trait, the system clock and a manual
 //! clock for tests, plus ISO 8601 rendering of unix milliseconds.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the unix epoch, UTC.
 pub type Millis = i64;
@@ -13,6 +13,21 @@ pub type Millis = i64;
 pub trait Clock: Send + Sync + 'static {
     /// The current time in unix milliseconds.
     fn now(&self) -> Millis;
+
+    /// Milliseconds from an arbitrary start that never jump: for the system
+    /// clock, the monotonic clock, which a step of the wall clock does not
+    /// move and a suspended machine does not advance. The difference between
+    /// how far [`Clock::now`] and this moved is a jump of the wall clock.
+    fn monotonic(&self) -> Millis {
+        self.now()
+    }
+
+    /// Whether time passes by itself (the system clock), so that a thread
+    /// waking much later than it asked to means the process was not running
+    /// (stopped, or starved). False for a clock that tests move by hand.
+    fn runs_by_itself(&self) -> bool {
+        false
+    }
 }
 
 /// The operating system's wall clock.
@@ -26,32 +41,61 @@ impl Clock for SystemClock {
             .map(|d| d.as_millis() as Millis)
             .unwrap_or(0)
     }
+
+    fn monotonic(&self) -> Millis {
+        static START: OnceLock<Instant> = OnceLock::new();
+        START.get_or_init(Instant::now).elapsed().as_millis() as Millis
+    }
+
+    fn runs_by_itself(&self) -> bool {
+        true
+    }
 }
 
 /// A clock that only moves when told to; clones share the same time.
 #[derive(Debug, Clone, Default)]
-pub struct ManualClock(Arc<AtomicI64>);
+pub struct ManualClock(Arc<ManualTime>);
+
+#[derive(Debug, Default)]
+struct ManualTime {
+    now: AtomicI64,
+    /// How far the wall clock jumped in all (moved without monotonic time).
+    jumped: AtomicI64,
+}
 
 impl ManualClock {
     /// A clock standing at `now` (unix milliseconds).
     pub fn new(now: Millis) -> Self {
-        ManualClock(Arc::new(AtomicI64::new(now)))
+        let clock = ManualClock::default();
+        clock.0.now.store(now, Ordering::SeqCst);
+        clock
     }
 
-    /// Moves the clock forward by `ms` milliseconds.
+    /// Moves the clock forward by `ms` milliseconds, as time passing does.
     pub fn advance(&self, ms: Millis) {
-        self.0.fetch_add(ms, Ordering::SeqCst);
+        self.0.now.fetch_add(ms, Ordering::SeqCst);
+    }
+
+    /// Moves the wall clock by `ms` milliseconds without time passing, as a
+    /// step of the system clock (or a suspended machine waking) does.
+    pub fn jump(&self, ms: Millis) {
+        self.0.jumped.fetch_add(ms, Ordering::SeqCst);
+        self.0.now.fetch_add(ms, Ordering::SeqCst);
     }
 
     /// Sets the clock to `now`.
     pub fn set(&self, now: Millis) {
-        self.0.store(now, Ordering::SeqCst);
+        self.0.now.store(now, Ordering::SeqCst);
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> Millis {
-        self.0.load(Ordering::SeqCst)
+        self.0.now.load(Ordering::SeqCst)
+    }
+
+    fn monotonic(&self) -> Millis {
+        self.now() - self.0.jumped.load(Ordering::SeqCst)
     }
 }
 
@@ -103,5 +147,14 @@ mod tests {
         assert_eq!(c2.now(), 1500);
         c.set(7);
         assert_eq!(c2.now(), 7);
+        assert_eq!(c.monotonic(), 7);
+        c.jump(1000);
+        assert_eq!(
+            (c.now(), c.monotonic()),
+            (1007, 7),
+            "a jump is not time passing"
+        );
+        c.advance(3);
+        assert_eq!((c.now(), c.monotonic()), (1010, 10));
     }
 }

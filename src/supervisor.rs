@@ -67,6 +67,25 @@ impl Deadlines {
         }
     }
 
+    /// After the server did not run for `lost` ms, or its clock jumped that
+    /// far: every deadline before `now + lost` moves to `now` + its period
+    /// and grace, as at start, so hosts that could not reach the server get
+    /// one period to do so. Returns how many moved.
+    pub fn resume(&mut self, now: Millis, lost: Millis) -> usize {
+        let before = now.saturating_add(lost);
+        let moved: Vec<(i64, Millis, Millis)> = self
+            .current
+            .iter()
+            .filter(|(_, (due, _))| *due < before)
+            .map(|(&id, &(due, rtime))| (id, rtime, now.saturating_add(due - rtime)))
+            .filter(|&(id, _, new)| self.current.get(&id).is_some_and(|&(d, _)| new > d))
+            .collect();
+        for &(id, rtime, new) in &moved {
+            self.set(id, rtime, new);
+        }
+        moved.len()
+    }
+
     /// Stops supervising a service (deleted, or flagged overdue).
     pub fn remove(&mut self, service_id: i64) {
         self.current.remove(&service_id);
@@ -192,7 +211,17 @@ struct Loop {
     counters: Arc<Counters>,
     /// Deadline of the oldest overdue service not flagged because storage failed.
     stuck_since: Option<Millis>,
+    /// Wall and monotonic time when the thread last went to sleep, and for
+    /// how long it meant to: to notice that it did not run meanwhile.
+    slept_at: (Millis, Millis),
+    planned: Millis,
 }
+
+/// Longest sleep of the supervisor thread: time the process did not run is
+/// measured to within it.
+const MAX_SLEEP: Millis = 1000;
+/// Lost time below this is scheduling noise, not a stopped server.
+const STALL: Millis = 2000;
 
 /// True when a change due at `due` (before grace) needs a thread that
 /// sleeps until `wake_at` to wake earlier. The thread wakes 1 ms after the
@@ -229,9 +258,34 @@ impl Loop {
         }
     }
 
+    /// How long the server did not run since the thread went to sleep (it
+    /// was stopped, or starved), or how far the wall clock jumped: the longer
+    /// of the two, or 0 for less than [`STALL`].
+    fn lost_time(&self) -> Millis {
+        let (wall, mono) = (self.clock.now(), self.clock.monotonic());
+        let passed = mono - self.slept_at.1;
+        let jumped = (wall - self.slept_at.0) - passed;
+        let overslept = if self.clock.runs_by_itself() {
+            passed - self.planned
+        } else {
+            0
+        };
+        let lost = jumped.max(overslept);
+        if lost >= STALL { lost } else { 0 }
+    }
+
     fn fire(&mut self) -> Result<usize> {
         self.take_pending();
         let now = self.clock.now();
+        let lost = self.lost_time();
+        if lost > 0 {
+            let moved = self.deadlines.resume(now, lost);
+            log::warn!(
+                "the server did not run for {:.1} s (stopped, suspended, or its clock jumped): \
+                 {moved} deadlines extended by their period, as after a restart",
+                lost as f64 / 1000.0
+            );
+        }
         let earliest = self.deadlines.next_deadline();
         let due = self.deadlines.pop_due(now);
         self.counters
@@ -283,9 +337,11 @@ impl Loop {
             let now = self.clock.now();
             let wait = match self.deadlines.next_deadline() {
                 // Wake just after the deadline: a service is overdue once it has passed.
-                Some(at) => (at + 1 - now).clamp(0, 60_000),
-                None => 60_000,
+                Some(at) => (at + 1 - now).clamp(0, MAX_SLEEP),
+                None => MAX_SLEEP,
             };
+            self.slept_at = (now, self.clock.monotonic());
+            self.planned = wait;
             let mut replies = Vec::new();
             let msg = if self.may_sleep_until(now + wait) {
                 rx.recv_timeout(Duration::from_millis(wait as u64))
@@ -357,6 +413,8 @@ impl Supervisor {
             grace,
             next_due: next_due.clone(),
             stuck_since: None,
+            slept_at: (now, clock.monotonic()),
+            planned: 0,
         };
         lp.publish();
         let (tx, rx) = mpsc::channel();
@@ -526,6 +584,19 @@ mod tests {
         let due = d.pop_due(1_000_000 + 5000);
         assert_eq!(due.len(), 50);
         assert!(due.iter().all(|&(_, rtime)| rtime == 999_000));
+    }
+
+    #[test]
+    fn resuming_moves_the_deadlines_that_passed_or_come_within_the_lost_time() {
+        let mut d = Deadlines::new();
+        d.set(1, 0, 60_000); // passed while the server did not run
+        d.set(2, 50_000, 120_000); // due within the lost time after now
+        d.set(3, 90_000, 500_000); // later: untouched
+        assert_eq!(d.resume(100_000, 30_000), 2);
+        assert_eq!(d.pop_due(159_999), vec![]);
+        assert_eq!(d.pop_due(160_001), vec![(1, 0)], "now + its 60 s");
+        assert_eq!(d.pop_due(170_001), vec![(2, 50_000)], "now + its 70 s");
+        assert_eq!(d.next_deadline(), Some(500_000));
     }
 
     #[test]

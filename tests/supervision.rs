@@ -487,6 +487,23 @@ fn stopping_leaves_pending_alerts_in_the_outbox() {
 
 /// A deleted service stays deleted even when a report of it was still
 /// waiting for the supervisor (reports with later deadlines do not wake it).
+/// A wall clock that jumps (NTP stepping it, a suspended VM waking) does not
+/// make every host overdue: deadlines move as after a restart.
+#[test]
+fn a_clock_jump_extends_deadlines_instead_of_blaming_the_hosts() {
+    let mut s = Scenario::new(vec![]);
+    s.send("a", "OK", "", 60);
+    s.send("b", "OK", "", 600);
+    s.new_alerts();
+    s.t.clock.as_ref().unwrap().jump(3_600_000);
+    assert_eq!(s.new_alerts(), Vec::<String>::new(), "nobody is blamed");
+    // A host that really stays silent is overdue one period later.
+    s.advance(60_001);
+    let got = s.new_alerts();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].contains("h a: [plugin/offline]"), "{got:?}");
+}
+
 #[test]
 fn a_deleted_service_is_not_brought_back_by_a_waiting_report() {
     let mut s = Scenario::new(vec![]);

@@ -434,6 +434,7 @@ mod tests {
             state_info: None,
             state: None,
             delivered: false,
+            deliveries: Vec::new(),
         };
         RecordView {
             id,

@@ -63,8 +63,13 @@ pub struct ServerConfig {
     /// pings, alerts, large bodies, answers a client is slow to take. Status
     /// reports are answered by four intake threads of their own.
     pub workers: usize,
-    /// How long a connection may idle or stall mid-request before it is dropped.
+    /// How long a connection may idle or stall mid-request before it is
+    /// dropped; also the most a request's head (request line and headers)
+    /// may take in total.
     pub client_timeout: Duration,
+    /// Connections served at once; one more is answered 503 and closed at
+    /// once, without a thread.
+    pub max_connections: usize,
     /// How long a write waits for a database lock before answering 503.
     pub lock_timeout: Duration,
     /// The web page's login.
@@ -89,6 +94,7 @@ impl Default for ServerConfig {
             workers: 32,
             lock_timeout: Duration::from_secs(5),
             client_timeout: Duration::from_secs(10),
+            max_connections: 1024,
             ui: UiConfig::default(),
             alert_plugins: Vec::new(),
             base_dir: PathBuf::from("."),
@@ -109,6 +115,7 @@ pub const SERVER_KEYS: &[&str] = &[
     "workers",
     "lock-timeout",
     "client-timeout",
+    "max-connections",
 ];
 
 /// Reads INI text without touching quotes or backslashes, so that commands
@@ -462,6 +469,12 @@ impl ServerConfig {
                     return Err(key_error(source, s, key, "should be 0.001 to 3600 seconds"));
                 }
                 self.client_timeout = Duration::from_secs_f64(secs);
+            }
+            "max-connections" => {
+                self.max_connections = parse_num(v, source, s, key)?;
+                if !(1..=1_000_000).contains(&self.max_connections) {
+                    return Err(key_error(source, s, key, "should be 1 to 1000000"));
+                }
             }
             _ => return Err(key_error(source, s, key, "unknown key")),
         }
@@ -842,6 +855,20 @@ mod tests {
         assert!(parse_database("postgresql://db").is_err());
         assert!(parse_database("sqlite:").is_err());
         assert!(parse_database(" ").is_err());
+    }
+
+    #[test]
+    fn max_connections_is_a_key_with_a_default_and_bounds() {
+        assert_eq!(parse("[overc]\n").unwrap().max_connections, 1024);
+        let c = parse("[overc]\nmax-connections = 50\n").unwrap();
+        assert_eq!(c.max_connections, 50);
+        let e = parse("[overc]\nmax-connections = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("max-connections") && e.contains("1 to 1000000"),
+            "{e}"
+        );
     }
 
     #[test]

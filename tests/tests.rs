@@ -10,5 +10,6 @@ mod overcli;
 mod page;
 mod read_api;
 mod server_bin;
+mod slow_clients;
 mod storage;
 mod supervision;

@@ -110,3 +110,53 @@ fn connections_over_max_connections_get_503_and_the_rest_are_served() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Regression: a head that took two reads left the socket's timeout
+/// shortened to what was left of it, and the same keep-alive connection's
+/// next idle wait then ended in a 408 (overcli's monitor backed off).
+#[test]
+fn a_keep_alive_connection_after_a_slow_head_waits_its_full_idle_time() {
+    let server = TestServer::start_with(|c| c.client_timeout = Duration::from_secs(3));
+    let mut conn = TcpStream::connect(addr(&server)).unwrap();
+    let get = b"GET /ui/api/status/ HTTP/1.1\r\nHost: t\r\n\r\n";
+    conn.write_all(&get[..10]).unwrap();
+    // More 2 s later, the rest just after: the third read waits with 1 s
+    // of the head's 3 left.
+    std::thread::sleep(Duration::from_secs(2));
+    conn.write_all(&get[10..20]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    conn.write_all(&get[20..]).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+    let first = read_response(&mut reader);
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    // Idle for 2 s (under client-timeout, over what was left of the head).
+    std::thread::sleep(Duration::from_secs(2));
+    conn.write_all(get).unwrap();
+    let second = read_response(&mut reader);
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+}
+
+/// One response of a keep-alive connection: its head, then its body by
+/// `Content-Length`.
+fn read_response(r: &mut impl std::io::BufRead) -> String {
+    let mut head = String::new();
+    let mut len = 0;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return head;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap();
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).unwrap();
+    head
+}

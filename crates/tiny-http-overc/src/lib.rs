@@ -193,10 +193,10 @@ pub struct Limits {
     /// thread for every connection, however many).
     pub max_connections: usize,
     /// The time a request's head (request line and headers) may take in
-    /// total, from the first read for it. Upstream had the socket's read
+    /// total, from its first byte. Upstream had the socket's read
     /// timeout only, per read, so a client sending a byte at a time held a
-    /// thread for ever. Set the socket's read timeout no longer than this:
-    /// the first read of a head waits as long as that allows.
+    /// thread for ever. The wait for a head's first byte (a keep-alive
+    /// connection's idle time) is bounded by the socket's read timeout.
     pub head_timeout: Option<Duration>,
 }
 

@@ -93,13 +93,13 @@ pub struct RefinedTcpStream {
 }
 
 /// overc patch: a request's head (request line and headers) must arrive
-/// within `limit` in total, counted from the first read for it. Upstream had
-/// only the socket's timeout per read, so a client sending a byte now and
-/// then held its connection's thread for ever. The first read of a head
-/// waits as long as the socket's own read timeout allows (normally the
-/// whole head comes with it: no extra system call); each later one gets the
-/// time left as its timeout, and the socket's own comes back at the next
-/// read after the head (the body's).
+/// within `limit` in total, counted from its first byte. Upstream had only
+/// the socket's timeout per read, so a client sending a byte now and then
+/// held its connection's thread for ever. The wait for a head's first byte
+/// (a keep-alive connection's idle time) is the socket's own read timeout;
+/// normally the whole head comes with that read, at no extra system call.
+/// Each later read of a head gets the time left as its timeout, and the
+/// socket's own comes back at the next read after the head.
 pub(crate) struct HeadDeadline {
     limit: Duration,
     state: Mutex<HeadState>,
@@ -109,7 +109,7 @@ pub(crate) struct HeadDeadline {
 struct HeadState {
     /// Between `start` and `end`.
     reading: bool,
-    /// Set at the head's first read.
+    /// Set at the head's first byte.
     deadline: Option<Instant>,
     /// The socket's own read timeout, while it is shortened.
     saved: Option<Option<Duration>>,
@@ -144,18 +144,15 @@ impl HeadDeadline {
 
     fn before_read(&self, stream: &Stream) -> IoResult<()> {
         let mut s = self.state();
-        if !s.reading {
+        let Some(deadline) = s.deadline.filter(|_| s.reading) else {
+            // Not in a head, or waiting for its first byte (a keep-alive
+            // connection's idle time): the socket's own timeout.
             if let Some(saved) = s.saved.take() {
                 set_stream_read_timeout(stream, saved)?;
             }
             return Ok(());
-        }
-        let now = Instant::now();
-        let Some(deadline) = s.deadline else {
-            s.deadline = Some(now + self.limit);
-            return Ok(());
         };
-        let left = deadline.saturating_duration_since(now);
+        let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(late());
         }
@@ -169,10 +166,19 @@ impl HeadDeadline {
         set_stream_read_timeout(stream, Some(shorter))
     }
 
-    /// A read that timed out while a head was late is the head's timeout.
+    /// The head's time starts with its first byte; a read that timed out
+    /// while a head was late is the head's timeout.
     fn after_read(&self, r: IoResult<usize>) -> IoResult<usize> {
+        let mut s = self.state();
+        if !s.reading {
+            return r;
+        }
         match r {
-            Err(e) if e.kind() == ErrorKind::WouldBlock && self.state().reading => Err(late()),
+            Ok(n) if n > 0 && s.deadline.is_none() => {
+                s.deadline = Some(Instant::now() + self.limit);
+                Ok(n)
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock && s.deadline.is_some() => Err(late()),
             r => r,
         }
     }

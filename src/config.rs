@@ -222,8 +222,13 @@ pub struct ServerConfig {
     /// pings, alerts, large bodies, answers a client is slow to take. Status
     /// reports are answered by four intake threads of their own.
     pub workers: usize,
-    /// How long a connection may idle or stall mid-request before it is dropped.
+    /// How long a connection may idle or stall mid-request before it is
+    /// dropped; also the most a request's head (request line and headers)
+    /// may take in total.
     pub client_timeout: Duration,
+    /// Connections served at once; one more is answered 503 and closed at
+    /// once, without a thread.
+    pub max_connections: usize,
     /// How long a write waits for a database lock before answering 503.
     pub lock_timeout: Duration,
     /// Who may register new server names.
@@ -254,6 +259,7 @@ impl Default for ServerConfig {
             client_timeout: Duration::from_secs(10),
             registration: Registration::default(),
             trusted_proxies: Vec::new(),
+            max_connections: 1024,
             ui: UiConfig::default(),
             alert_plugins: Vec::new(),
             base_dir: PathBuf::from("."),
@@ -277,6 +283,7 @@ pub const SERVER_KEYS: &[&str] = &[
     "registration",
     "register-from",
     "trusted-proxies",
+    "max-connections",
 ];
 
 /// Reads INI text without touching quotes or backslashes, so that commands
@@ -826,6 +833,12 @@ impl ServerConfig {
                 self.trusted_proxies =
                     parse_cidrs(v).map_err(|why| key_error(source, s, key, &why))?;
             }
+            "max-connections" => {
+                self.max_connections = parse_num(v, source, s, key)?;
+                if !(1..=1_000_000).contains(&self.max_connections) {
+                    return Err(key_error(source, s, key, "should be 1 to 1000000"));
+                }
+            }
             _ => return Err(key_error(source, s, key, "unknown key")),
         }
         Ok(())
@@ -1212,6 +1225,20 @@ mod tests {
         assert!(parse_database("postgresql://db").is_err());
         assert!(parse_database("sqlite:").is_err());
         assert!(parse_database(" ").is_err());
+    }
+
+    #[test]
+    fn max_connections_is_a_key_with_a_default_and_bounds() {
+        assert_eq!(parse("[overc]\n").unwrap().max_connections, 1024);
+        let c = parse("[overc]\nmax-connections = 50\n").unwrap();
+        assert_eq!(c.max_connections, 50);
+        let e = parse("[overc]\nmax-connections = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("max-connections") && e.contains("1 to 1000000"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -426,3 +426,55 @@ fn a_database_url_other_than_sqlite_is_refused_at_start() {
     let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
     assert_eq!(files.len(), 1, "nothing but server.ini: {files:?}");
 }
+
+/// A hard link reaches the same database under another name (and its
+/// redo log by name would be another file): the second server is refused.
+#[test]
+fn a_second_server_on_a_hard_link_to_the_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut first, url) = spawn(
+        Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--database", "overc.db"])
+            .current_dir(dir.path())
+            .env_remove("OVERC_CONFIG"),
+    );
+    let (code, _) = post_bytes(
+        &url,
+        "/api/set/service/status",
+        report("h", "k", "s", "OK", "hi").to_string().as_bytes(),
+    );
+    assert_eq!(code, 200);
+    std::fs::hard_link(dir.path().join("overc.db"), dir.path().join("other.db")).unwrap();
+    // Read until it exits; a second server that starts listening has failed
+    // the test (and is killed by `Running`'s drop).
+    let mut second = Running(
+        Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--database", "other.db"])
+            .current_dir(dir.path())
+            .env_remove("OVERC_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut err = String::new();
+    for line in BufReader::new(second.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        assert!(
+            !line.contains("listening on"),
+            "two servers on one database"
+        );
+        err.push_str(&line);
+    }
+    let code = second.wait().unwrap().code();
+    assert_ne!(code, Some(0), "{err}");
+    assert!(
+        err.contains("other.db is in use by another overc-server") && err.contains("hard link"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("other.db-redo").exists(),
+        "refused before anything was written"
+    );
+    assert_eq!(terminate(&mut first), 0);
+}

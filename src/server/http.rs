@@ -150,7 +150,15 @@ impl HttpServer {
 
     fn start_here(app: Arc<App>, listener: TcpListener) -> Result<HttpServer> {
         let addr = listener.local_addr()?;
-        let server = tiny_http::Server::from_listener(listener, None)
+        // A client that dribbles its head holds a connection thread for
+        // `client-timeout` at most, and past `max-connections` a connection
+        // gets no thread at all (6,000 dribbling clients held 6,045 threads
+        // and 167 MB).
+        let limits = tiny_http::Limits {
+            max_connections: app.config.max_connections,
+            head_timeout: Some(app.config.client_timeout),
+        };
+        let server = tiny_http::Server::from_listener_limited(listener, None, limits)
             .map_err(|e| Error::Config(format!("cannot listen on {addr}: {e}")))?;
         let server = Arc::new(server);
         let (reads, reads_thread) = Reads::start()?;

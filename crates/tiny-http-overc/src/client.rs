@@ -6,8 +6,11 @@ use std::io::{BufReader, BufWriter, ErrorKind, Read};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::common::{HTTPVersion, Method};
+use crate::util::refined_tcp_stream::HeadDeadline;
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::Request;
@@ -34,6 +37,9 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    /// overc patch: the deadline of each request's head, if limited.
+    head: Option<Arc<HeadDeadline>>,
 }
 
 /// Error that can happen when reading a request.
@@ -53,12 +59,20 @@ const MAX_HEADERS: usize = 128;
 
 impl ClientConnection {
     /// Creates a new `ClientConnection` that takes ownership of the `TcpStream`.
+    ///
+    /// overc patch: with `head_limit`, each request's head must arrive
+    /// within it in total (see `HeadDeadline`).
     pub fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        head_limit: Option<Duration>,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
+        let head = head_limit.map(|limit| Arc::new(HeadDeadline::new(limit)));
+        if let Some(head) = &head {
+            read_socket.set_head_deadline(head.clone());
+        }
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -70,6 +84,7 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            head,
         }
     }
 
@@ -115,7 +130,23 @@ impl ClientConnection {
     /// Blocks until the header has been read.
     ///
     fn read(&mut self) -> Result<Request, ReadError> {
-        let (method, path, version, headers) = {
+        if let Some(head) = &self.head {
+            head.start();
+        }
+        let head = self.read_head();
+        if let Some(deadline) = &self.head {
+            deadline.end();
+        }
+        let (method, path, version, headers) = head?;
+        self.finish_request(method, path, version, headers)
+    }
+
+    /// overc patch: the request line and headers, apart from the rest of
+    /// `read` so that the head's deadline ends however they end.
+    fn read_head(
+        &mut self,
+    ) -> Result<(Method, String, HTTPVersion, Vec<crate::Header>), ReadError> {
+        Ok({
             // reading the request line
             let (method, path, version) = {
                 let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
@@ -149,8 +180,16 @@ impl ClientConnection {
             };
 
             (method, path, version, headers)
-        };
+        })
+    }
 
+    fn finish_request(
+        &mut self,
+        method: Method,
+        path: String,
+        version: HTTPVersion,
+        headers: Vec<crate::Header>,
+    ) -> Result<Request, ReadError> {
         // overc patch: a request is handed out only once the previous one on
         // the connection is answered. A client that waits for each answer
         // (all of them but pipelining ones) never waits here: it sent this

@@ -122,6 +122,46 @@ impl Connection {
         }
     }
 
+    /// overc patch: the socket's read timeout, to shorten it while a
+    /// request's head is late (see `HeadDeadline`).
+    pub(crate) fn read_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
+        match self {
+            Self::Tcp(s) => s.read_timeout(),
+            #[cfg(unix)]
+            Self::Unix(s) => s.read_timeout(),
+        }
+    }
+
+    /// overc patch: see `read_timeout`.
+    pub(crate) fn set_read_timeout(&self, t: Option<std::time::Duration>) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.set_read_timeout(t),
+            #[cfg(unix)]
+            Self::Unix(s) => s.set_read_timeout(t),
+        }
+    }
+
+    /// overc patch: answers a connection over the limit with `answer` and
+    /// closes it, without ever waiting: the accepting thread does it. What
+    /// the client sent already is read first, so that closing sends a FIN
+    /// after the answer rather than a reset that could discard it.
+    pub(crate) fn refuse(self, answer: &[u8]) {
+        use std::io::{Read, Write};
+        let mut this = self;
+        let nonblocking = match &this {
+            Self::Tcp(s) => s.set_nonblocking(true),
+            #[cfg(unix)]
+            Self::Unix(s) => s.set_nonblocking(true),
+        };
+        if nonblocking.is_err() {
+            return;
+        }
+        let mut sink = [0u8; 4096];
+        let _ = this.read(&mut sink);
+        let _ = this.write(answer);
+        let _ = this.shutdown(Shutdown::Both);
+    }
+
     pub(crate) fn try_clone(&self) -> std::io::Result<Self> {
         match self {
             Self::Tcp(s) => s.try_clone().map(Self::from),

@@ -183,6 +183,47 @@ pub struct ServerConfig {
 }
 
 /// Configuration of the server for SSL.
+/// overc patch: what the server lets its clients take. The default is
+/// upstream's behaviour: no limit.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Connections served at once. A connection accepted beyond it is
+    /// answered `503 Service Unavailable` and closed by the accepting
+    /// thread itself, without a thread of its own (upstream started a
+    /// thread for every connection, however many).
+    pub max_connections: usize,
+    /// The time a request's head (request line and headers) may take in
+    /// total, from its first byte. Upstream had the socket's read
+    /// timeout only, per read, so a client sending a byte at a time held a
+    /// thread for ever. The wait for a head's first byte (a keep-alive
+    /// connection's idle time) is bounded by the socket's read timeout.
+    pub head_timeout: Option<Duration>,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: usize::MAX,
+            head_timeout: None,
+        }
+    }
+}
+
+/// overc patch: the answer to a connection over `Limits::max_connections`.
+const TOO_MANY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+Content-Type: application/json\r\nContent-Length: 33\r\n\
+Retry-After: 1\r\nConnection: close\r\n\r\n\
+{\"error\": \"Too many connections\"}";
+
+/// overc patch: counts a connection as served while it lives.
+struct Served(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SslConfig {
     /// Contains the public certificate to send to clients.
@@ -246,6 +287,15 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_limited(listener, ssl_config, Limits::default())
+    }
+
+    /// overc patch: [`Server::from_listener`] with [`Limits`].
+    pub fn from_listener_limited<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        limits: Limits,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -291,10 +341,17 @@ impl Server {
         thread::spawn(move || {
             // a tasks pool is used to dispatch the connections into threads
             let tasks_pool = util::TaskPool::new();
+            let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
 
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
+                    // overc patch: see `Limits::max_connections`.
+                    Ok((sock, _)) if served.load(Relaxed) >= limits.max_connections => {
+                        log::debug!("connection refused: {} served", limits.max_connections);
+                        sock.refuse(TOO_MANY);
+                        continue;
+                    }
                     Ok((sock, _)) => {
                         use util::RefinedTcpStream;
                         let (read_closable, write_closable) = match ssl {
@@ -314,7 +371,11 @@ impl Server {
                             Some(ref _ssl) => unreachable!(),
                         };
 
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                        Ok(ClientConnection::new(
+                            write_closable,
+                            read_closable,
+                            limits.head_timeout,
+                        ))
                     }
                     Err(e) => Err(e),
                 };
@@ -323,7 +384,10 @@ impl Server {
                     Ok(client) => {
                         let messages = inside_messages.clone();
                         let mut client = Some(client);
+                        served.fetch_add(1, Relaxed);
+                        let mut serving = Some(Served(served.clone()));
                         tasks_pool.spawn(Box::new(move || {
+                            let _serving = serving.take();
                             if let Some(client) = client.take() {
                                 // Synchronization is needed for HTTPS requests to avoid a deadlock
                                 if client.secure() {

@@ -23,7 +23,7 @@ pub(super) type Reply = (mpsc::SyncSender<Result<Applied>>, Result<Applied>);
 /// queued meanwhile and then replies. A 200 thus means "on disk", while the
 /// writer executes the next batch as the disk is busy.
 pub(super) fn sync_loop(
-    file: std::fs::File,
+    file: redo::SyncHandle,
     failed: Arc<AtomicBool>,
     batches: mpsc::Receiver<Vec<Reply>>,
 ) {
@@ -115,8 +115,7 @@ impl Redo {
     /// written over.
     pub(super) fn open(conn: &mut Connection, path: &Path, tuning: &Tuning) -> Result<Redo> {
         let (db_id, committed) = schema::redo_mark(conn)?;
-        let (log, records) = RedoLog::open(path, db_id, tuning.lap, committed)
-            .map_err(|e| Error::Storage(format!("cannot read {}: {e}", path.display())))?;
+        let (log, records) = RedoLog::open(path, db_id, tuning.lap, committed)?;
         let todo: Vec<_> = records.into_iter().filter(|r| r.seq > committed).collect();
         // SQLite is synced before a lap starts, so the log goes on where
         // SQLite stopped; a gap means the database is older than its log
@@ -625,5 +624,71 @@ mod tests {
         assert_eq!(store.counts().unwrap().servers, 0);
         report(&store, "new", &[("cpu", "OK")]);
         assert_eq!(store.counts().unwrap().servers, 1);
+    }
+
+    /// Where each record of the current format starts in a redo log file.
+    fn record_starts(log: &Path) -> Vec<usize> {
+        let data = std::fs::read(log).unwrap();
+        let magic = 0x4f56_5245u32.to_le_bytes();
+        (0..data.len().saturating_sub(4))
+            .filter(|&i| data[i..i + 4] == magic)
+            .collect()
+    }
+
+    /// Thirty reports acknowledged (each synced), then a crash before
+    /// SQLite commits: the redo log alone holds them.
+    fn crashed_with_reports(f: &Fixture) -> std::path::PathBuf {
+        let store = f.open(32 << 20);
+        for i in 0..30 {
+            f.clock.advance(1000);
+            report(&store, &format!("h{i}"), &[("svc", "OK")]);
+        }
+        store.crash();
+        drop(store);
+        f.dir.path().join("overc.db-redo")
+    }
+
+    #[test]
+    fn a_damaged_redo_log_is_refused_and_its_message_says_what_to_do() {
+        let f = Fixture::new();
+        let log = crashed_with_reports(&f);
+        let starts = record_starts(&log);
+        assert!(starts.len() >= 30, "{} records", starts.len());
+        let middle = starts[starts.len() / 2];
+        let mut data = std::fs::read(&log).unwrap();
+        data[middle + 60] ^= 0x01;
+        std::fs::write(&log, &data).unwrap();
+        let Err(Error::Storage(e)) = f.open_with(&StoreOptions::default(), 32 << 20) else {
+            panic!("acknowledged reports after a damaged record were dropped in silence");
+        };
+        assert!(e.contains("is damaged"), "{e}");
+        assert!(e.contains("restore the database and its redo log"), "{e}");
+        // Following the advice keeps every report before the damage.
+        let cut = format!("truncate -s {middle} {}", log.display());
+        assert!(e.contains(&cut), "{e}");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_len(middle as u64)
+            .unwrap();
+        let store = f.open(32 << 20);
+        let states = store.counts().unwrap().states;
+        assert!(states > 0 && states < 30, "{states} states");
+    }
+
+    #[test]
+    fn a_torn_tail_after_a_crash_recovers_every_record_before_it() {
+        let f = Fixture::new();
+        let log = crashed_with_reports(&f);
+        let last = *record_starts(&log).last().unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_len(last as u64 + 30)
+            .unwrap();
+        let store = f.open(32 << 20);
+        assert_eq!(store.counts().unwrap().states, 29);
     }
 }

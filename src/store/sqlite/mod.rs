@@ -12,6 +12,7 @@
 //! whole batch back and every request in it gets a 503.
 
 mod durability;
+mod lock;
 mod ops;
 mod outbox;
 mod query;
@@ -127,6 +128,9 @@ pub struct Store {
     commits: Arc<AtomicU64>,
     alerts_raised: Arc<AtomicU64>,
     path: PathBuf,
+    /// A file store's lock on its database file: dropped last, after every
+    /// connection (see `lock.rs`).
+    _lock: Option<lock::DbLock>,
 }
 
 impl std::fmt::Debug for Store {
@@ -193,6 +197,10 @@ impl Store {
         clock: Arc<dyn Clock>,
         tuning: Tuning,
     ) -> Result<Store> {
+        let db_lock = match path != Path::new(":memory:") {
+            true => Some(lock::DbLock::take(&path)?),
+            false => None,
+        };
         let mut wconn = open()?;
         let wal_mode = schema::configure(&mut wconn, opts.durability, opts.lock_timeout)?;
         // A file store in WAL mode gets its redo log beside the file (beside
@@ -265,6 +273,7 @@ impl Store {
             commits,
             alerts_raised,
             path,
+            _lock: db_lock,
         })
     }
 

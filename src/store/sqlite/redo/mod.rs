@@ -17,11 +17,25 @@
 //! checksum; reading stops at the first record that is torn, of another
 //! database, or does not follow its predecessor, which also ends a lap that
 //! was written over.
+//!
+//! Where the chain stops is either the end of what was written (a crash
+//! leaves a torn last record, or none) or damage: a record that was on disk
+//! and no longer reads back. To tell them apart, each record also carries
+//! the last sequence number whose `fdatasync` had returned when it was
+//! written. A valid record after the break that says the record at the
+//! break was synced proves damage, and the store refuses to start rather
+//! than drop acknowledged reports in silence. The later records alone
+//! would not prove it: a power cut may keep a later unsynced record and
+//! lose an earlier one (pages reach the disk in any order), and no report
+//! of either was acknowledged. With `durability = process` the log is not
+//! synced, so that proof is never there and recovery stops at the break.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, ToSql};
@@ -31,9 +45,15 @@ use crate::error::{Error, Result};
 mod tx;
 pub(super) use tx::Tx;
 
-const MAGIC: u32 = 0x4f56_5244;
+/// Records of the first format, without the synced mark: still read, so
+/// that a log written before an upgrade runs again after it.
+const MAGIC_V1: u32 = 0x4f56_5244;
 /// magic, payload length, sequence number, database id, checksum.
-const HEADER: usize = 4 + 4 + 8 + 16 + 8;
+const HEADER_V1: usize = 4 + 4 + 8 + 16 + 8;
+const MAGIC: u32 = 0x4f56_5245;
+/// magic, payload length, sequence number, last synced sequence number,
+/// database id, checksum.
+const HEADER: usize = 4 + 4 + 8 + 8 + 16 + 8;
 /// The file grows by this much at a time, written with zeros, so that
 /// appending a record rarely changes the file's size (which would make its
 /// `fdatasync` write metadata too).
@@ -250,46 +270,80 @@ pub(super) struct RedoLog {
     db_id: [u8; 16],
     /// The record being written, kept for its capacity.
     rec: Vec<u8>,
+    /// What the fsync thread knows: the last record written, and the last
+    /// one on disk.
+    marks: Arc<Marks>,
+}
+
+/// Sequence numbers shared with the fsync thread.
+#[derive(Debug, Default)]
+struct Marks {
+    written: AtomicU64,
+    synced: AtomicU64,
+}
+
+/// The fsync thread's handle on the log.
+pub(super) struct SyncHandle {
+    file: File,
+    marks: Arc<Marks>,
+}
+
+impl SyncHandle {
+    /// Syncs the log; every record written before the call is then on disk,
+    /// which the records written next say.
+    pub(super) fn sync_data(&self) -> io::Result<()> {
+        let written = self.marks.written.load(Ordering::Acquire);
+        self.file.sync_data()?;
+        self.marks.synced.fetch_max(written, Ordering::AcqRel);
+        Ok(())
+    }
 }
 
 impl RedoLog {
     /// Opens (or creates) the log and reads back every valid record of this
     /// database, in order. The next record will follow `last_seq`, the
     /// greater of the last one read and `committed` (what SQLite holds).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the file cannot be read or locked, and when
+    /// it is damaged (see the module's documentation): the message says
+    /// what the operator can do.
     pub(super) fn open(
         path: &Path,
         db_id: [u8; 16],
         lap: u64,
         committed: u64,
-    ) -> io::Result<(RedoLog, Vec<Record>)> {
+    ) -> Result<(RedoLog, Vec<Record>)> {
+        let cannot = |e: io::Error| Error::Storage(format!("cannot read {}: {e}", path.display()));
         let created = !path.exists();
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(path)?;
+            .open(path)
+            .map_err(cannot)?;
         // A new file's name must be on disk before anything in it counts.
         if created {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                File::open(dir)?.sync_all()?;
+                File::open(dir).and_then(|d| d.sync_all()).map_err(cannot)?;
             }
         }
         // Two servers on one database would write over each other's log.
         rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
             |e| {
-                if e == rustix::io::Errno::WOULDBLOCK {
+                cannot(if e == rustix::io::Errno::WOULDBLOCK {
                     io::Error::other(
                         "it is in use by another process \
                          (is another overc-server running on this database?)",
                     )
                 } else {
                     io::Error::from(e)
-                }
+                })
             },
         )?;
-        let data = std::fs::read(path)?;
-        let records = scan(&data, &db_id);
+        let data = std::fs::read(path).map_err(cannot)?;
+        let records = scan(&data, &db_id, committed).map_err(|d| d.error(path, committed))?;
         let seq = records.last().map_or(0, |r| r.seq).max(committed);
         let log = RedoLog {
             file,
@@ -299,13 +353,22 @@ impl RedoLog {
             seq,
             db_id,
             rec: Vec::new(),
+            // What was read back is run again and synced before the log is
+            // written over.
+            marks: Arc::new(Marks {
+                written: AtomicU64::new(seq),
+                synced: AtomicU64::new(seq),
+            }),
         };
         Ok((log, records))
     }
 
     /// A handle for the fsync thread.
-    pub(super) fn try_clone_file(&self) -> io::Result<File> {
-        self.file.try_clone()
+    pub(super) fn try_clone_file(&self) -> io::Result<SyncHandle> {
+        Ok(SyncHandle {
+            file: self.file.try_clone()?,
+            marks: self.marks.clone(),
+        })
     }
 
     /// Whether the current lap is full: the log should start over before
@@ -335,11 +398,13 @@ impl RedoLog {
             .ok_or_else(|| io::Error::other("redo log sequence exhausted"))?;
         let len = u32::try_from(payload.len())
             .map_err(|_| io::Error::other("redo log group over 4 GiB"))?;
+        let synced = self.marks.synced.load(Ordering::Acquire);
         let rec = &mut self.rec;
         rec.clear();
         rec.extend_from_slice(&MAGIC.to_le_bytes());
         rec.extend_from_slice(&len.to_le_bytes());
         rec.extend_from_slice(&seq.to_le_bytes());
+        rec.extend_from_slice(&synced.to_le_bytes());
         rec.extend_from_slice(&self.db_id);
         let sum = checksum(&[&rec[4..], payload]);
         rec.extend_from_slice(&sum.to_le_bytes());
@@ -358,45 +423,148 @@ impl RedoLog {
         }
         self.off = end;
         self.seq = seq;
+        self.marks.written.store(seq, Ordering::Release);
         Ok(seq)
     }
 }
 
-/// The valid chain of records of `db_id` from the start of `data`.
-fn scan(data: &[u8], db_id: &[u8; 16]) -> Vec<Record> {
+/// A valid record of this database at some offset.
+struct Found<'a> {
+    seq: u64,
+    /// The last sequence number on disk when it was written (0: unknown).
+    synced: u64,
+    payload: &'a [u8],
+    end: usize,
+}
+
+/// The record of `db_id` at `off`, if one is there intact.
+fn record_at<'a>(data: &'a [u8], off: usize, db_id: &[u8; 16]) -> Option<Found<'a>> {
+    let u32_at = |i: usize| -> Option<u32> {
+        let b = data.get(off.checked_add(i)?..off.checked_add(i + 4)?)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let header = match u32_at(0)? {
+        MAGIC => HEADER,
+        MAGIC_V1 => HEADER_V1,
+        _ => return None,
+    };
+    let head = data.get(off..off.checked_add(header)?)?;
+    let u64_at = |i: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&head[i..i + 8]);
+        u64::from_le_bytes(a)
+    };
+    let len = u32_at(4)? as usize;
+    let seq = u64_at(8);
+    let (synced, id_at) = if header == HEADER {
+        (u64_at(16), 24)
+    } else {
+        (0, 16)
+    };
+    let start = off + header;
+    let end = start.checked_add(len)?;
+    let payload = data.get(start..end)?;
+    let sum = u64_at(header - 8);
+    if head[id_at..id_at + 16] != db_id[..] || checksum(&[&head[4..header - 8], payload]) != sum {
+        return None;
+    }
+    Some(Found {
+        seq,
+        synced,
+        payload,
+        end,
+    })
+}
+
+/// Damage found in a log: valid records follow a record that does not
+/// read back, and they say it had been synced.
+#[derive(Debug, PartialEq, Eq)]
+struct Damage {
+    /// Where the record that does not read back starts.
+    at: usize,
+    /// The group that should be there.
+    group: u64,
+    /// Groups the chain holds before it (to run again).
+    before: usize,
+    /// Valid groups found after it, and the last of them.
+    after: usize,
+    last: u64,
+}
+
+impl Damage {
+    fn error(&self, path: &Path, committed: u64) -> Error {
+        let p = path.display();
+        Error::Storage(format!(
+            "the redo log {p} is damaged: the record at byte {at} (write group {group}) does not \
+             read back, yet {after} later groups up to {last} follow it that were written after \
+             it was on disk. A crash leaves at most a torn end, never this: the file was changed \
+             after it was written (disk or filesystem error, or by hand). The reports of those \
+             groups were acknowledged to their hosts, so the server does not start without you. \
+             Either restore the database and its redo log from a backup; or keep the {before} \
+             groups before the damage and lose the acknowledged reports from group {group} on: \
+             copy {p} aside, then `truncate -s {at} {p}` and start again; or move {p} away to \
+             start from what the database holds (up to group {committed}), losing every group \
+             the log holds after it",
+            at = self.at,
+            group = self.group,
+            after = self.after,
+            last = self.last,
+            before = self.before,
+        ))
+    }
+}
+
+/// The valid chain of records of `db_id` from the start of `data`; an error
+/// when it ends at damage rather than at the end of what was written.
+/// `committed` is the last group SQLite holds.
+fn scan(data: &[u8], db_id: &[u8; 16], committed: u64) -> std::result::Result<Vec<Record>, Damage> {
     let mut out: Vec<Record> = Vec::new();
     let mut off = 0usize;
-    while let Some(head) = off.checked_add(HEADER).and_then(|end| data.get(off..end)) {
-        let u32_at =
-            |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
-        if u32_at(0) != MAGIC {
-            break;
-        }
-        let len = u32_at(4) as usize;
-        let mut seq = [0u8; 8];
-        seq.copy_from_slice(&head[8..16]);
-        let seq = u64::from_le_bytes(seq);
-        let mut sum = [0u8; 8];
-        sum.copy_from_slice(&head[32..40]);
-        let start = off + HEADER;
-        let Some(payload) = start.checked_add(len).and_then(|end| data.get(start..end)) else {
-            break;
-        };
-        if head[16..32] != db_id[..]
-            || checksum(&[&head[4..32], payload]) != u64::from_le_bytes(sum)
-            || out
-                .last()
-                .is_some_and(|r| r.seq.checked_add(1) != Some(seq))
+    while let Some(r) = record_at(data, off, db_id) {
+        if out
+            .last()
+            .is_some_and(|last| last.seq.checked_add(1) != Some(r.seq))
         {
             break;
         }
         out.push(Record {
-            seq,
-            payload: payload.to_vec(),
+            seq: r.seq,
+            payload: r.payload.to_vec(),
         });
-        off += HEADER + len;
+        off = r.end;
     }
-    out
+    // The group that should be at `off`: the next of the chain, or the
+    // first after what SQLite holds (a lap starts there).
+    let held = out.last().map_or(committed, |r| r.seq).max(committed);
+    let mut after = 0;
+    let mut last = 0;
+    let magic = MAGIC.to_le_bytes();
+    let mut at = off + 1;
+    while let Some(found) = data
+        .get(at..)
+        .and_then(|rest| rest.windows(4).position(|w| w == magic))
+    {
+        at += found;
+        match record_at(data, at, db_id) {
+            // Records of an earlier lap are older and say so.
+            Some(r) if r.synced > held && r.seq > held => {
+                after += 1;
+                last = last.max(r.seq);
+                at = r.end;
+            }
+            _ => at += 1,
+        }
+    }
+    if after > 0 {
+        return Err(Damage {
+            at: off,
+            group: held + 1,
+            before: out.iter().filter(|r| r.seq > committed).count(),
+            after,
+            last,
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -541,5 +709,90 @@ mod tests {
         let (_, back) = RedoLog::open(&path, ID, 64, 5).unwrap();
         assert_eq!(back.len(), 1);
         assert_eq!(back[0].seq, 6);
+    }
+
+    /// Five records, each synced before the next is written (as the fsync
+    /// thread does when every group waits for its answer).
+    fn synced_log(path: &Path, sync: bool) -> Vec<usize> {
+        let (mut log, _) = RedoLog::open(path, ID, 1 << 20, 0).unwrap();
+        let handle = log.try_clone_file().unwrap();
+        let mut starts = Vec::new();
+        let mut off = 0;
+        for i in 0..5 {
+            starts.push(off);
+            log.append(&[i as u8; 20]).unwrap();
+            off += HEADER + 20;
+            if sync {
+                handle.sync_data().unwrap();
+            }
+        }
+        starts
+    }
+
+    #[test]
+    fn a_damaged_record_followed_by_later_synced_ones_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let starts = synced_log(&path, true);
+        let mut data = std::fs::read(&path).unwrap();
+        data[starts[2] + HEADER + 3] ^= 0x10;
+        std::fs::write(&path, &data).unwrap();
+        let Err(Error::Storage(e)) = RedoLog::open(&path, ID, 1 << 20, 0) else {
+            panic!("a damaged log was read as a torn one");
+        };
+        assert!(e.contains("is damaged"), "{e}");
+        assert!(e.contains("write group 3"), "{e}");
+        assert!(e.contains("2 later groups up to 5"), "{e}");
+        let cut = format!("truncate -s {} {}", starts[2], path.display());
+        assert!(e.contains(&cut), "{e}");
+        // Doing what it says keeps the groups before the damage.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(starts[2] as u64)
+            .unwrap();
+        let (log, back) = RedoLog::open(&path, ID, 1 << 20, 0).unwrap();
+        assert_eq!(back.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(log.seq(), 2);
+    }
+
+    #[test]
+    fn a_hole_before_records_never_synced_is_the_end_of_the_log() {
+        // A power cut may keep a later unsynced record and lose an earlier
+        // one: none of them was acknowledged, so that is no damage.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let starts = synced_log(&path, false);
+        let mut data = std::fs::read(&path).unwrap();
+        data[starts[2]..starts[3]].fill(0);
+        std::fs::write(&path, &data).unwrap();
+        let (_, back) = RedoLog::open(&path, ID, 1 << 20, 0).unwrap();
+        assert_eq!(back.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    #[test]
+    fn records_of_the_first_format_are_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut data = Vec::new();
+        for seq in 1..=2u64 {
+            let payload = [seq as u8; 9];
+            let mut head = Vec::new();
+            head.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            head.extend_from_slice(&seq.to_le_bytes());
+            head.extend_from_slice(&ID);
+            let sum = checksum(&[&head, &payload]);
+            data.extend_from_slice(&MAGIC_V1.to_le_bytes());
+            data.extend_from_slice(&head);
+            data.extend_from_slice(&sum.to_le_bytes());
+            data.extend_from_slice(&payload);
+        }
+        assert_eq!(data.len(), 2 * (HEADER_V1 + 9));
+        std::fs::write(&path, &data).unwrap();
+        let (log, back) = RedoLog::open(&path, ID, 1 << 20, 0).unwrap();
+        assert_eq!(back.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(back[1].payload, [2u8; 9]);
+        assert_eq!(log.seq(), 2);
     }
 }

@@ -16,14 +16,21 @@ pub enum Error {
     Config(String),
     /// The database could not be used (disk full, locked, corrupt).
     Storage(String),
-    /// The remote overc server could not be reached or answered badly.
-    Transport(String),
     /// The remote overc server refused the request (HTTP status and its message).
     Refused {
         /// HTTP status code of the answer.
         status: u16,
         /// The server's `error` message.
         message: String,
+    },
+    /// The server could not listen on its address (in use, not ours, or a
+    /// port that needs privileges); [`source`](std::error::Error::source) is
+    /// the I/O error.
+    Listen {
+        /// The address asked for.
+        addr: String,
+        /// Why not.
+        source: std::io::Error,
     },
     /// An operating system call failed.
     Io(std::io::Error),
@@ -53,8 +60,20 @@ impl fmt::Display for Error {
             Error::NotFound(m) => write!(f, "not found: {m}"),
             Error::Config(m) => write!(f, "config: {m}"),
             Error::Storage(m) => write!(f, "storage: {m}"),
-            Error::Transport(m) => write!(f, "transport: {m}"),
             Error::Refused { status, message } => write!(f, "refused ({status}): {message}"),
+            Error::Listen { addr, source } => {
+                let why = match source.kind() {
+                    std::io::ErrorKind::AddrInUse => "address in use".to_owned(),
+                    std::io::ErrorKind::AddrNotAvailable => {
+                        "no such address on this host".to_owned()
+                    }
+                    std::io::ErrorKind::PermissionDenied => {
+                        "permission denied (ports below 1024 need privileges)".to_owned()
+                    }
+                    _ => source.to_string(),
+                };
+                write!(f, "cannot listen on {addr}: {why}")
+            }
             Error::Io(e) => write!(f, "io: {e}"),
             #[cfg(feature = "server")]
             Error::Database(e) => write!(f, "storage: {e}"),
@@ -67,7 +86,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Io(e) => Some(e),
+            Error::Io(e) | Error::Listen { source: e, .. } => Some(e),
             #[cfg(feature = "server")]
             Error::Database(e) => Some(e),
             #[cfg(feature = "client")]

@@ -478,3 +478,24 @@ fn a_second_server_on_a_hard_link_to_the_database_is_refused() {
     );
     assert_eq!(terminate(&mut first), 0);
 }
+
+/// Regression: a busy port left a new `overc.db` and `overc.db-redo` behind
+/// and said `config: cannot listen …: Address already in use (os error 98)`.
+#[test]
+fn a_busy_port_is_refused_before_any_database_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, _, err) = run(&["--listen", &addr, "--database", "overc.db"], dir.path());
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("cannot listen on {addr}: address in use")),
+        "{err}"
+    );
+    assert!(!err.contains("config:"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "nothing created: {left:?}");
+}

@@ -133,9 +133,12 @@ fn handle_caught(app: &App, req: &Request<'_>) -> Response {
 /// itself never sets any.
 /// The timeout (`client-timeout`) keeps a slow or silent client from holding
 /// a worker.
-fn bind(addr: &str, timeout: Duration) -> Result<TcpListener> {
-    let listener = TcpListener::bind(addr)
-        .map_err(|e| Error::Config(format!("cannot listen on {addr}: {e}")))?;
+/// Listens on `addr`, with socket timeouts of `timeout`.
+pub(super) fn bind(addr: &str, timeout: Duration) -> Result<TcpListener> {
+    let listener = TcpListener::bind(addr).map_err(|source| Error::Listen {
+        addr: addr.to_owned(),
+        source,
+    })?;
     let sock = TcpStream::from(OwnedFd::from(listener));
     sock.set_read_timeout(Some(timeout))?;
     sock.set_write_timeout(Some(timeout))?;
@@ -143,12 +146,8 @@ fn bind(addr: &str, timeout: Duration) -> Result<TcpListener> {
 }
 
 impl HttpServer {
-    pub(super) fn start(app: Arc<App>) -> Result<HttpServer> {
-        let listener = bind(&app.config.listen, app.config.client_timeout)?;
-        Self::start_here(app, listener)
-    }
-
-    fn start_here(app: Arc<App>, listener: TcpListener) -> Result<HttpServer> {
+    /// Serves `app` on a listener from [`bind`].
+    pub(super) fn start_here(app: Arc<App>, listener: TcpListener) -> Result<HttpServer> {
         let addr = listener.local_addr()?;
         // A client that dribbles its head holds a connection thread for
         // `client-timeout` at most, and past `max-connections` a connection

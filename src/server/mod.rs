@@ -339,6 +339,8 @@ impl Server {
             lock_timeout: config.lock_timeout,
             registration: config.registration.clone(),
         };
+        // Listen first: a busy port must not leave a new database behind.
+        let listener = http::bind(&config.listen, config.client_timeout)?;
         let store = Arc::new(Store::open(&config.database, &opts, clock.clone())?);
         let mut settings = EngineSettings::from(&config);
         settings.notifiers.extend(notifiers);
@@ -349,7 +351,7 @@ impl Server {
                 "no [ui] password is set: the page is read-only and open to anyone who can reach it"
             );
         }
-        let http = http::HttpServer::start(app.clone())?;
+        let http = http::HttpServer::start_here(app.clone(), listener)?;
         log::info!(
             "overc-server listening on http://{} with database {}",
             http.addr(),

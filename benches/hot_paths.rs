@@ -106,7 +106,7 @@ fn perfdata_parse(b: Bencher) {
 /// One supervisor step at 100,000 services: 100 deadlines are due.
 #[divan::bench]
 fn deadlines_pop_100_of_100k(b: Bencher) {
-    use overc::supervisor::Deadlines;
+    use overc::deadlines::Deadlines;
     let mut d = Deadlines::new();
     for id in 0..100_000 {
         d.set(id, 0, 1_000_000 + id);

@@ -20,7 +20,9 @@ use crate::error::Result;
 use crate::notification::Notifier;
 use crate::protocol::{AlertReport, Ping, ServerId, StatusReport};
 use crate::store::{Applied, StatusFilter, StatusPart, StatusView, Storage};
-use crate::supervisor::{Supervisor, SupervisorStats};
+pub use crate::supervisor::SupervisorStats;
+
+use crate::supervisor::Supervisor;
 
 /// What the engine needs beyond its storage: the supervision and delivery
 /// settings of a [`ServerConfig`], and the notifiers.

@@ -1,6 +1,8 @@
-//! Hash maps keyed by SQLite row ids, with a cheap hash.
+//! Hash maps keyed by row ids (services, servers), with a cheap hash.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+#[cfg(feature = "server")]
+use std::collections::HashSet;
 use std::hash::BuildHasherDefault;
 
 /// Hashes the integer ids of SQLite rows with one multiplication. SipHash
@@ -32,11 +34,13 @@ impl std::hash::Hasher for IdHasher {
 pub(crate) type IdMap<V> = HashMap<i64, V, BuildHasherDefault<IdHasher>>;
 
 /// A set of row ids.
+#[cfg(feature = "server")]
 pub(crate) type IdSet = HashSet<i64, BuildHasherDefault<IdHasher>>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     #[test]
     fn consecutive_ids_spread_over_the_high_bits() {

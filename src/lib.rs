@@ -10,9 +10,9 @@
 //!
 //! | feature | what it adds | dependencies |
 //! |---|---|---|
-//! | (none) | the core: wire types and validation ([`StatusReport`]), [`State`], the perfdata parser ([`parse_perfdata`]), the Nagios plugin runner ([`run_plugin`]), the alert [`rules`], the [`Clock`] | serde, serde_json, log, rustix |
-//! | `client` | [`Client`], `overcli`'s monitor loop and config | ureq, rust-ini, shlex |
-//! | `server` | [`Server`], [`App`], SQLite storage, supervision, alert delivery | tiny-http-overc, rusqlite (bundled SQLite), sha2 |
+//! | (none) | the core: wire types and validation ([`StatusReport`]), [`State`], the perfdata parser ([`parse_perfdata`]), the Nagios plugin runner ([`run_plugin`]), the alert [`rules`], the [`deadlines`] heap, the monitor's [`schedule`], [`Notification`] and [`Notifier`], the [`Clock`] | serde, serde_json, log, rustix |
+//! | `client` | `Client`, `overcli`'s monitor loop and config | ureq, rust-ini, shlex |
+//! | `server` | `Server`, `Engine` (storage, supervision, delivery, without HTTP), the `Storage` trait and its SQLite backend, the webhook notifier | tiny-http-overc, rusqlite (bundled SQLite), sha2, ureq |
 //! | `postgres` | the PostgreSQL backend (to come; implies `server`) | |
 //!
 //! All three are on by default; `default-features = false` keeps the core.
@@ -83,14 +83,15 @@
 // The core: pure decisions and the plugin runner, on serde and log alone.
 pub mod clock;
 mod command;
+pub mod deadlines;
 mod error;
-#[cfg(feature = "server")]
 mod idmap;
 mod notification;
 pub mod perfdata;
 mod plugin;
 pub mod protocol;
 pub mod rules;
+pub mod schedule;
 #[cfg(feature = "server")]
 mod secret;
 mod state;
@@ -115,7 +116,7 @@ mod signals;
 #[cfg(feature = "server")]
 pub mod store;
 #[cfg(feature = "server")]
-pub mod supervisor;
+mod supervisor;
 #[cfg(feature = "server")]
 mod webhook;
 

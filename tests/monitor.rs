@@ -70,7 +70,7 @@ fn send_states_drops_only_the_state_the_server_refuses() {
     let t = TestServer::start();
     let client = Client::new(&t.url(), ServerId::parse("mon:secret").unwrap()).unwrap();
     let bad = "x".repeat(65);
-    let states: overc::monitor::Sending = (0..2500)
+    let states: overc::schedule::Sending = (0..2500)
         .map(|i| {
             let name = if i == 1234 {
                 bad.clone()

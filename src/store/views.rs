@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-/// What [`Store::status_each`](crate::store::Store::status_each) hands out, in order.
+/// What [`Storage::status_each`](crate::store::Storage::status_each) hands out, in order.
 #[derive(Debug, Clone)]
 pub enum StatusPart {
     /// The totals, first.

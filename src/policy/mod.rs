@@ -9,8 +9,8 @@
 //!
 //! | rule | what to call |
 //! |---|---|
-//! | retries, soft states | [`retries::on_report`](on_report), [`retries_from_json`] |
-//! | flapping | [`FlapHistory`], [`flapping::on_report`](on_flap_report) |
+//! | retries, soft states | [`on_report`], [`retries_from_json`] |
+//! | flapping | [`FlapHistory`], [`on_flap_report`] |
 //! | held back or notified | [`held`] |
 //! | grouping | [`window_end`], [`group`] |
 //! | silences | [`Silence`], [`glob`], [`on_silence_end`], [`parse_silence_duration`] |

@@ -46,47 +46,21 @@ pub struct Category {
 /// The categories in the order a summary line lists them. Which alert falls
 /// in which one is [`category`]'s table.
 pub const CATEGORIES: [Category; 10] = [
-    Category {
-        one: "offline",
-        many: "offline",
-    },
-    Category {
-        one: "state change",
-        many: "state changes",
-    },
-    Category {
-        one: "back online",
-        many: "back online",
-    },
-    Category {
-        one: "flapping",
-        many: "flapping",
-    },
-    Category {
-        one: "stopped flapping",
-        many: "stopped flapping",
-    },
-    Category {
-        one: "acknowledgement",
-        many: "acknowledgements",
-    },
-    Category {
-        one: "reminder",
-        many: "reminders",
-    },
-    Category {
-        one: "API alert",
-        many: "API alerts",
-    },
-    Category {
-        one: "alert plugin failure",
-        many: "alert plugin failures",
-    },
-    Category {
-        one: "other",
-        many: "other",
-    },
+    category_named("offline", "offline"),
+    category_named("state change", "state changes"),
+    category_named("back online", "back online"),
+    category_named("flapping", "flapping"),
+    category_named("stopped flapping", "stopped flapping"),
+    category_named("acknowledgement", "acknowledgements"),
+    category_named("reminder", "reminders"),
+    category_named("API alert", "API alerts"),
+    category_named("alert plugin failure", "alert plugin failures"),
+    category_named("other", "other"),
 ];
+
+const fn category_named(one: &'static str, many: &'static str) -> Category {
+    Category { one, many }
+}
 
 /// The index in [`CATEGORIES`] of an alert's channel and event:
 ///

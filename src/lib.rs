@@ -89,6 +89,7 @@ mod idmap;
 mod notification;
 pub mod perfdata;
 mod plugin;
+pub mod policy;
 pub mod protocol;
 pub mod rules;
 pub mod schedule;

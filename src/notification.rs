@@ -36,7 +36,8 @@ pub struct Notification {
 impl Notification {
     /// The text a plugin gets on stdin, as OverC 1.0.9 wrote it:
     /// `<server> <service>: [<channel>/<event>] <message>` and, when the
-    /// service has a state, `Current: <STATE>: <info>`.
+    /// service has a state, `Current: <STATE>: <info>`. An alert without an
+    /// event (an acknowledgement) shows `[<channel>]`.
     pub fn text(&self) -> String {
         let mut head = String::new();
         if let Some(server) = &self.server {
@@ -47,7 +48,12 @@ impl Notification {
             }
             head.push_str(": ");
         }
-        let mut text = format!("{head}[{}/{}] {}", self.channel, self.event, self.message);
+        // An acknowledgement has a channel and no event: `[service:ack]`.
+        let mut text = if self.event.is_empty() {
+            format!("{head}[{}] {}", self.channel, self.message)
+        } else {
+            format!("{head}[{}/{}] {}", self.channel, self.event, self.message)
+        };
         if let Some(state) = &self.state {
             text.push_str(&format!(
                 "\nCurrent: {state}: {}",
@@ -143,6 +149,16 @@ mod tests {
             ..alert()
         };
         assert_eq!(own.text(), "[alert-plugin/failed] x");
+        let ack = Notification {
+            channel: "service:ack".into(),
+            event: String::new(),
+            message: "Acknowledged by ann: on it".into(),
+            ..alert()
+        };
+        assert_eq!(
+            ack.text(),
+            "h app: [service:ack] Acknowledged by ann: on it\nCurrent: UNK: x"
+        );
     }
 
     #[test]

@@ -21,6 +21,75 @@ pub const PLUGIN_CHANNEL: &str = "plugin";
 pub const API_ALERT: (&str, &str) = ("api", "alert");
 /// Channel and event of the alert raised when an alert plugin fails.
 pub const PLUGIN_FAILED: (&str, &str) = ("alert-plugin", "failed");
+/// Channel of the notification policy's flapping events
+/// (`service:flapping/start`, `service:flapping/stop`).
+pub const FLAPPING_CHANNEL: &str = "service:flapping";
+/// Channel of an acknowledgement (`[service:ack] Acknowledged by …`). Its
+/// event is empty, so the text shows `[service:ack]` alone.
+pub const ACK_CHANNEL: &str = "service:ack";
+/// Channel of reminders (`service:reminder/<STATE>`, `service:reminder/offline`).
+pub const REMINDER_CHANNEL: &str = "service:reminder";
+/// Channel of a grouped notification: event `alerts`, or `offline` when
+/// all of a server's services went overdue together.
+pub const GROUP_CHANNEL: &str = "group";
+
+/// What a grouped notification's summary line calls one kind of alert,
+/// e.g. `3 offline, 2 state changes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Category {
+    /// The name after a count of one: `state change`.
+    pub one: &'static str,
+    /// The name after any other count: `state changes`.
+    pub many: &'static str,
+}
+
+/// The categories in the order a summary line lists them. Which alert falls
+/// in which one is [`category`]'s table.
+pub const CATEGORIES: [Category; 10] = [
+    category_named("offline", "offline"),
+    category_named("state change", "state changes"),
+    category_named("back online", "back online"),
+    category_named("flapping", "flapping"),
+    category_named("stopped flapping", "stopped flapping"),
+    category_named("acknowledgement", "acknowledgements"),
+    category_named("reminder", "reminders"),
+    category_named("API alert", "API alerts"),
+    category_named("alert plugin failure", "alert plugin failures"),
+    category_named("other", "other"),
+];
+
+const fn category_named(one: &'static str, many: &'static str) -> Category {
+    Category { one, many }
+}
+
+/// The index in [`CATEGORIES`] of an alert's channel and event:
+///
+/// | channel/event | category |
+/// |---|---|
+/// | `plugin/offline` | offline |
+/// | `service:state/<STATE>` | state change(s) |
+/// | `plugin/online` | back online |
+/// | `service:flapping/start` | flapping |
+/// | `service:flapping/stop` | stopped flapping |
+/// | `service:ack` | acknowledgement(s) |
+/// | `service:reminder/<STATE>` | reminder(s) |
+/// | `api/alert` | API alert(s) |
+/// | `alert-plugin/failed` | alert plugin failure(s) |
+/// | anything else | other |
+pub fn category(channel: &str, event: &str) -> usize {
+    match (channel, event) {
+        (PLUGIN_CHANNEL, "offline") => 0,
+        (STATE_CHANNEL, _) => 1,
+        (PLUGIN_CHANNEL, "online") => 2,
+        (FLAPPING_CHANNEL, "start") => 3,
+        (FLAPPING_CHANNEL, "stop") => 4,
+        (ACK_CHANNEL, _) => 5,
+        (REMINDER_CHANNEL, _) => 6,
+        c if c == API_ALERT => 7,
+        c if c == PLUGIN_FAILED => 8,
+        _ => 9,
+    }
+}
 
 /// An event of the alert log, before it is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]

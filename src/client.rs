@@ -83,11 +83,17 @@ fn ca_certificates(pem: &[u8]) -> Result<Vec<Certificate<'static>>> {
 impl Client {
     /// A client for the server at `url`; `user:password@` in the URL becomes
     /// HTTP Basic auth. Every call times out after 30 s.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the URL is not `http://` or `https://`, or the CA file cannot be read.
     pub fn new(url: &str, server: ServerId) -> Result<Client> {
         Self::with_timeout(url, server, Duration::from_secs(30))
     }
 
     /// Like [`Client::new`] with a timeout for each whole call.
+    ///
+    /// # Errors
+    /// As [`Client::new`].
     pub fn with_timeout(url: &str, server: ServerId, timeout: Duration) -> Result<Client> {
         let url = url.trim();
         if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -156,6 +162,9 @@ impl Client {
     }
 
     /// Checks the server is there and the key is accepted (registers on first use).
+    ///
+    /// # Errors
+    /// [`Error::Refused`] when the server answers with an error (403: another key), [`Error::Http`] when it cannot be reached.
     pub fn ping(&self) -> Result<()> {
         self.post(
             "/api/ping",
@@ -168,6 +177,9 @@ impl Client {
     }
 
     /// Sends service states; `period` is the default for services without one.
+    ///
+    /// # Errors
+    /// As [`Client::ping`]; a 400 names the field the server refused.
     pub fn report(&self, period: u32, services: Vec<ServiceReport>) -> Result<()> {
         let report = StatusReport {
             server: self.server.clone(),
@@ -179,6 +191,9 @@ impl Client {
     }
 
     /// Sends alerts.
+    ///
+    /// # Errors
+    /// As [`Client::ping`].
     pub fn alerts(&self, alerts: Vec<AlertMessage>) -> Result<()> {
         let report = AlertReport {
             server: self.server.clone(),
@@ -188,6 +203,9 @@ impl Client {
     }
 
     /// Sends one alert, optionally about a service.
+    ///
+    /// # Errors
+    /// As [`Client::ping`].
     pub fn alert(&self, message: &str, service: Option<&str>) -> Result<()> {
         self.alerts(vec![AlertMessage {
             message: message.to_owned(),

@@ -682,6 +682,9 @@ fn header(v: &str) -> std::result::Result<(String, String), String> {
 
 impl ServerConfig {
     /// Reads a config file, then applies `OVERC_<KEY>` from the process environment.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the file, section and key of what is wrong, or that the file cannot be read.
     pub fn from_file(path: &Path) -> Result<ServerConfig> {
         let text = read_file(path)?;
         Self::from_ini_str(&text, &path.display().to_string(), &folder_of(path), |k| {
@@ -690,12 +693,18 @@ impl ServerConfig {
     }
 
     /// Defaults with `OVERC_<KEY>` from the process environment applied.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the variable that is wrong.
     pub fn from_env() -> Result<ServerConfig> {
         Self::from_ini_str("", "environment", Path::new("."), |k| std::env::var(k).ok())
     }
 
     /// The pure twin of [`ServerConfig::from_file`]: `source` names the file in
     /// errors, `base_dir` is where plugin commands run, `env` looks variables up.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming `source`, the section and the key of what is wrong.
     pub fn from_ini_str(
         text: &str,
         source: &str,
@@ -882,12 +891,18 @@ pub struct MonitorConfig {
 
 impl MonitorConfig {
     /// Reads a monitor config file.
+    ///
+    /// # Errors
+    /// As [`ServerConfig::from_file`].
     pub fn from_file(path: &Path) -> Result<MonitorConfig> {
         let text = read_file(path)?;
         Self::from_ini_str(&text, &path.display().to_string(), &folder_of(path))
     }
 
     /// The pure twin of [`MonitorConfig::from_file`].
+    ///
+    /// # Errors
+    /// As [`ServerConfig::from_ini_str`].
     pub fn from_ini_str(text: &str, source: &str, base_dir: &Path) -> Result<MonitorConfig> {
         let ini = parse_ini(text, source)?;
         let mut cfg = MonitorConfig {

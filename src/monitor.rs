@@ -122,6 +122,9 @@ impl Monitor {
     /// Runs until stopped. Returns an error only for something it cannot
     /// ride out; a server that is away is not one. Either way its running
     /// plugins are killed (with their process groups) before it returns.
+    ///
+    /// # Errors
+    /// When a plugin cannot be started for a reason that would not pass (a thread cannot be spawned); an unreachable server is retried, not an error.
     pub fn run(self) -> Result<()> {
         let mut schedule = Schedule::new(self.config.services.len(), self.clock.now());
         let mut unsent = Unsent::default();

@@ -152,6 +152,9 @@ impl Display for At<'_> {
 }
 
 /// Parses a request body into a JSON object, with the protocol's messages.
+///
+/// # Errors
+/// [`Error::Invalid`] when the body is not UTF-8 JSON text holding an object.
 pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>> {
     let text = std::str::from_utf8(body)
         .map_err(|_| invalid("Data: request body is not valid UTF-8".into()))?;
@@ -338,6 +341,9 @@ fn cut_text_to(mut text: String, max: usize) -> String {
 
 impl ServerId {
     /// Reads the `server` object of a request body.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the field that breaks the protocol.
     pub fn from_json(body: &Map<String, Value>) -> Result<ServerId> {
         let server = object(get(body, "server", "server")?, "server")?;
         let name = name(get(server, "name", "server.name")?, "server.name")?;
@@ -346,6 +352,9 @@ impl ServerId {
     }
 
     /// Parses `"name:key"` as given to `overcli -i`; the key may contain `:`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the field that breaks the protocol (or saying the body is not a JSON object).
     pub fn parse(s: &str) -> Result<ServerId> {
         match s.split_once(':') {
             Some((name, key)) if !name.is_empty() && !key.is_empty() => Ok(ServerId {
@@ -365,6 +374,9 @@ impl ServerId {
 
 impl Ping {
     /// Validates the body of `/api/ping`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the field that breaks the protocol.
     pub fn from_json(body: &Map<String, Value>) -> Result<Ping> {
         Ok(Ping {
             server: ServerId::from_json(body)?,
@@ -404,6 +416,9 @@ impl StatusReport {
     /// Parses and validates the body of `/api/set/service/status`: the same
     /// as [`parse_object`] then [`StatusReport::from_json`], with the same
     /// errors, but a well-formed report is read straight from the body.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the field that breaks the protocol (or saying the body is not a JSON object).
     pub fn parse(body: &[u8]) -> Result<StatusReport> {
         if let Some(report) = std::str::from_utf8(body)
             .ok()
@@ -418,6 +433,9 @@ impl StatusReport {
     }
 
     /// Validates the body of `/api/set/service/status`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the field that breaks the protocol.
     pub fn from_json(body: &Map<String, Value>) -> Result<StatusReport> {
         let server = ServerId::from_json(body)?;
         let period = period(get(body, "period", "period")?, "period")?;
@@ -464,6 +482,9 @@ impl StatusReport {
 
 impl AlertReport {
     /// Validates the body of `/api/set/alerts`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the field that breaks the protocol.
     pub fn from_json(body: &Map<String, Value>) -> Result<AlertReport> {
         let server = ServerId::from_json(body)?;
         let items = list(body, "alerts")?;

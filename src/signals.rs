@@ -18,6 +18,9 @@ impl std::fmt::Debug for StopSignal {
 
 impl StopSignal {
     /// Starts catching SIGTERM, SIGINT and SIGHUP.
+    ///
+    /// # Errors
+    /// When the signal handlers cannot be installed.
     pub fn register() -> Result<StopSignal> {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         Ok(StopSignal(signal_hook::iterator::Signals::new([

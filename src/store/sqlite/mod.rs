@@ -169,6 +169,9 @@ impl Store {
     }
 
     /// A private in-memory database, for tests and examples.
+    ///
+    /// # Errors
+    /// When SQLite cannot create the database or a thread cannot be started.
     pub fn open_in_memory(opts: &StoreOptions, clock: Arc<dyn Clock>) -> Result<Store> {
         let n = MEMORY_DBS.fetch_add(1, Ordering::Relaxed);
         let uri = format!(

@@ -26,6 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             state: State::Warn,
             info: "just started".into(),
             period: None,
+            retries: None,
         }],
     )?;
     let status = server.engine().status(overc::store::StatusFilter::All)?;

@@ -24,6 +24,7 @@ fn main() -> Result<(), overc::Error> {
             state: State::Ok,
             info: "all good | load=0.42;1;2;0".into(),
             period: None,
+            retries: None,
         }],
     )?;
     client.alert("the example ran", Some("example"))?;

@@ -53,7 +53,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                             state: State::Ok,
                             info: format!("report {i} | value={}.5;10;20;0;100", i % 100),
                             period: None,
+                            retries: None,
                         }],
+                        retries: None,
                     };
                     store.report(report, "127.0.0.1")?;
                     i += threads;

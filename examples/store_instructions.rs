@@ -41,6 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         state: if m % 97 == 0 { State::Warn } else { State::Ok },
                         info: format!("load {m} ok"),
                         period: None,
+                        retries: None,
                     })
                     .collect();
                 let report = StatusReport {
@@ -50,6 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     },
                     period: 300,
                     services,
+                    retries: None,
                 };
                 (report, "127.0.0.1".to_owned())
             })

@@ -45,6 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                             state: State::Ok,
                             info: format!("c{t} n{n}"),
                             period: None,
+                            retries: None,
                         })
                         .collect();
                     let report = StatusReport {
@@ -54,6 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         },
                         period: 300,
                         services,
+                        retries: None,
                     };
                     store.report(report, "127.0.0.1").expect("report");
                     n += 1;

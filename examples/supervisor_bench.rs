@@ -47,6 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 info: String::new(),
                 // Periods of 20..30 s spread the deadlines over ten seconds.
                 period: Some(20 + (i % 10) as u32),
+                retries: None,
             })
             .collect();
         let report = StatusReport {
@@ -56,6 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
             period: 20,
             services,
+            retries: None,
         };
         store.report(report, "127.0.0.1")?;
     }

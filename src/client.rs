@@ -22,7 +22,7 @@ use crate::protocol::{AlertMessage, AlertReport, Ping, ServerId, ServiceReport, 
 ///     name: "app".into(),
 ///     state: State::Ok,
 ///     info: "up 3 days".into(),
-///     period: None,
+///     ..ServiceReport::default()
 /// }])?;
 /// # Ok::<(), overc::Error>(())
 /// ```
@@ -185,6 +185,7 @@ impl Client {
             server: self.server.clone(),
             period,
             services,
+            retries: None,
         };
         self.post("/api/set/service/status", &report.to_json())
             .map(|_| ())

@@ -9,6 +9,7 @@ use std::time::Duration;
 use ini::{Ini, ParseOption};
 
 use crate::error::{Error, Result};
+use crate::policy;
 
 /// How hard a 200 promises that a report survives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +150,9 @@ pub struct AlertPluginConfig {
     pub kind: PluginKind,
     /// Killed (or given up) after this long.
     pub timeout: Duration,
+    /// Routing (`severities`, `servers`, `services`, `events`) and
+    /// reminders (`repeat`); the default routes everything, reminds never.
+    pub policy: policy::PluginPolicy,
 }
 
 /// What an alert plugin is.
@@ -200,7 +204,7 @@ impl std::fmt::Debug for WebhookConfig {
 }
 
 /// Everything `overc-server` needs to run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     /// Address to listen on, e.g. `127.0.0.1:5000`.
     pub listen: String,
@@ -229,6 +233,9 @@ pub struct ServerConfig {
     /// Connections served at once; one more is answered 503 and closed at
     /// once, without a thread.
     pub max_connections: usize,
+    /// The notification policy's server-wide keys (`retries`, `flapping`,
+    /// `flap-high`, `flap-low`, `group-wait`); all off by default.
+    pub policy: policy::PolicyConfig,
     /// How long a write waits for a database lock before answering 503.
     pub lock_timeout: Duration,
     /// Who may register new server names.
@@ -260,6 +267,7 @@ impl Default for ServerConfig {
             registration: Registration::default(),
             trusted_proxies: Vec::new(),
             max_connections: 1024,
+            policy: policy::PolicyConfig::default(),
             ui: UiConfig::default(),
             alert_plugins: Vec::new(),
             base_dir: PathBuf::from("."),
@@ -284,6 +292,11 @@ pub const SERVER_KEYS: &[&str] = &[
     "register-from",
     "trusted-proxies",
     "max-connections",
+    "retries",
+    "flapping",
+    "flap-high",
+    "flap-low",
+    "group-wait",
 ];
 
 /// Reads INI text without touching quotes or backslashes, so that commands
@@ -484,6 +497,8 @@ fn alert_plugin(
     let mut headers = Vec::new();
     let mut chat_id = None;
     let mut timeout = Duration::from_secs(30);
+    let mut route = [None; 4];
+    let mut repeat = None;
     let expand =
         |k: &str, v: &str| expand_env(v.trim(), env).map_err(|why| key_error(source, s, k, &why));
     for (k, v) in props.iter() {
@@ -519,6 +534,16 @@ fn alert_plugin(
                 headers.push(header);
             }
             "chat-id" => chat_id = Some(expand(k, v)?).filter(|c| !c.is_empty()),
+            "severities" => route[0] = Some(v),
+            "servers" => route[1] = Some(v),
+            "services" => route[2] = Some(v),
+            "events" => route[3] = Some(v),
+            "repeat" => {
+                repeat = Some(
+                    policy::parse_repeat(k, v)
+                        .map_err(|e| key_error(source, s, k, &policy_why(e)))?,
+                )
+            }
             "timeout" => {
                 let secs: f64 = parse_num(v, source, s, k)?;
                 if !(secs > 0.0 && secs <= 86_400.0) {
@@ -585,11 +610,22 @@ fn alert_plugin(
             ));
         }
     };
+    let route = policy::Route::parse(route[0], route[1], route[2], route[3])
+        .map_err(|e| Error::Config(format!("{source}: [{s}] {}", policy_why(e))))?;
     Ok(AlertPluginConfig {
         name: name.to_owned(),
         kind: notifier,
         timeout,
+        policy: policy::PluginPolicy { route, repeat },
     })
+}
+
+/// The text of a policy error without its kind's prefix (`config: `).
+fn policy_why(e: Error) -> String {
+    match e {
+        Error::Config(m) | Error::Invalid(m) => m,
+        other => other.to_string(),
+    }
 }
 
 /// Replaces each `${NAME}` with the variable's value, so that tokens can
@@ -765,6 +801,9 @@ impl ServerConfig {
         for (key, (value, from)) in &overc {
             cfg.set(key, value, from)?;
         }
+        cfg.policy
+            .validate()
+            .map_err(|e| Error::Config(format!("{source}: [overc] {}", policy_why(e))))?;
         Ok(cfg)
     }
 
@@ -846,6 +885,41 @@ impl ServerConfig {
                 self.max_connections = parse_num(v, source, s, key)?;
                 if !(1..=1_000_000).contains(&self.max_connections) {
                     return Err(key_error(source, s, key, "should be 1 to 1000000"));
+                }
+            }
+            "retries" => {
+                let n: i64 = parse_num(v, source, s, key)?;
+                self.policy.retries =
+                    policy::check_retries(n).map_err(|why| key_error(source, s, key, &why))?;
+            }
+            "flapping" => {
+                self.policy.flapping = match v.trim().to_ascii_lowercase().as_str() {
+                    "on" | "yes" | "true" | "1" => true,
+                    "off" | "no" | "false" | "0" => false,
+                    _ => return Err(key_error(source, s, key, "should be on or off")),
+                }
+            }
+            "flap-high" | "flap-low" => {
+                let pct: f64 = parse_num(v, source, s, key)?;
+                if !(0.0..=100.0).contains(&pct) {
+                    return Err(key_error(
+                        source,
+                        s,
+                        key,
+                        "should be a percentage from 0 to 100",
+                    ));
+                }
+                if key == "flap-high" {
+                    self.policy.flap_high = pct;
+                } else {
+                    self.policy.flap_low = pct;
+                }
+            }
+            "group-wait" => {
+                self.policy.group_wait = policy::parse_duration(key, v)
+                    .map_err(|e| key_error(source, s, key, &policy_why(e)))?;
+                if self.policy.group_wait > policy::MAX_GROUP_WAIT {
+                    return Err(key_error(source, s, key, "should be at most 3600 seconds"));
                 }
             }
             _ => return Err(key_error(source, s, key, "unknown key")),

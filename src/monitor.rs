@@ -245,6 +245,7 @@ impl Monitor {
                 state: run.state,
                 info: run.info,
                 period: Some(s.period),
+                retries: None,
             },
         );
     }
@@ -382,6 +383,7 @@ mod tests {
                     state: State::Ok,
                     info: "x".repeat(info_len),
                     period: Some(60),
+                    retries: None,
                 };
                 (i, 1, report)
             })

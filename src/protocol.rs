@@ -13,6 +13,7 @@ use std::fmt::Display;
 use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
+use crate::policy::retries_from_json;
 use crate::state::State;
 
 /// Longest accepted server or service name, in characters.
@@ -52,6 +53,9 @@ pub struct ServiceReport {
     pub info: String,
     /// Overrides the report's period for this service.
     pub period: Option<u32>,
+    /// Non-OK reports in a row before a problem is hard (1 to 100, SPEC §9);
+    /// overrides the report's and the server's.
+    pub retries: Option<u8>,
 }
 
 /// Body of `/api/set/service/status`.
@@ -63,6 +67,8 @@ pub struct StatusReport {
     pub period: u32,
     /// The states, applied in order.
     pub services: Vec<ServiceReport>,
+    /// `retries` for services without their own (SPEC §9).
+    pub retries: Option<u8>,
 }
 
 /// One message inside an [`AlertReport`].
@@ -392,7 +398,13 @@ impl Ping {
 impl ServiceReport {
     /// A service's record from its validated fields; a state the protocol
     /// does not know is kept as UNK, with what was sent added to the info.
-    fn new(name: String, sent: &str, info: String, period: Option<u32>) -> ServiceReport {
+    fn new(
+        name: String,
+        sent: &str,
+        info: String,
+        period: Option<u32>,
+        retries: Option<u8>,
+    ) -> ServiceReport {
         let (state, suffix) = match State::parse(sent) {
             Some(s) => (s, String::new()),
             None => {
@@ -408,6 +420,7 @@ impl ServiceReport {
             state,
             info,
             period,
+            retries,
         }
     }
 }
@@ -454,12 +467,21 @@ impl StatusReport {
                 Some(v) => Some(self::period(v, at.field("period"))?),
                 None => None,
             };
-            services.push(ServiceReport::new(name, sent, info, own_period));
+            let retries = match optional(item, "retries") {
+                Some(v) => Some(retries_from_json(v, &at.field("retries").to_string())?),
+                None => None,
+            };
+            services.push(ServiceReport::new(name, sent, info, own_period, retries));
         }
+        let retries = match optional(body, "retries") {
+            Some(v) => Some(retries_from_json(v, "retries")?),
+            None => None,
+        };
         Ok(StatusReport {
             server,
             period,
             services,
+            retries,
         })
     }
 
@@ -473,10 +495,18 @@ impl StatusReport {
                 if let Some(p) = s.period {
                     v["period"] = json!(p);
                 }
+                if let Some(r) = s.retries {
+                    v["retries"] = json!(r);
+                }
                 v
             })
             .collect();
-        json!({"server": self.server.to_json(), "period": self.period, "services": services})
+        let mut v =
+            json!({"server": self.server.to_json(), "period": self.period, "services": services});
+        if let Some(r) = self.retries {
+            v["retries"] = json!(r);
+        }
+        v
     }
 }
 
@@ -618,12 +648,14 @@ mod fast {
         state: Str<'a>,
         info: Option<Str<'a>>,
         period: Option<u64>,
+        retries: Option<u64>,
     }
 
     pub(super) struct Report<'a> {
         server: Server<'a>,
         period: u64,
         services: Vec<Service<'a>>,
+        retries: Option<u64>,
     }
 
     macro_rules! object_visitor {
@@ -663,12 +695,14 @@ mod fast {
     });
 
     object_visitor!(Service, "a service object", |map| {
-        let (mut name, mut state, mut info, mut period) = (None, None, None, None);
+        let (mut name, mut state, mut info, mut period, mut retries) =
+            (None, None, None, None, None);
         object(&mut map, |k, map| match k {
             "name" => once(map, &mut name),
             "state" => once(map, &mut state),
             "info" => once(map, &mut info),
             "period" => once(map, &mut period),
+            "retries" => once(map, &mut retries),
             _ => Ok(false),
         })?;
         Ok(Service {
@@ -676,21 +710,24 @@ mod fast {
             state: need(state)?,
             info: info.flatten(),
             period: period.flatten(),
+            retries: retries.flatten(),
         })
     });
 
     object_visitor!(Report, "a status report object", |map| {
-        let (mut server, mut period, mut services) = (None, None, None);
+        let (mut server, mut period, mut services, mut retries) = (None, None, None, None);
         object(&mut map, |k, map| match k {
             "server" => once(map, &mut server),
             "period" => once(map, &mut period),
             "services" => once(map, &mut services),
+            "retries" => once(map, &mut retries),
             _ => Ok(false),
         })?;
         Ok(Report {
             server: need(server)?,
             period: need(period)?,
             services: need(services)?,
+            retries: retries.flatten(),
         })
     });
 
@@ -700,6 +737,13 @@ mod fast {
         /// path.
         pub(super) fn validate(self) -> Result<StatusReport> {
             let period = |p: u64| check_period(i64::try_from(p).unwrap_or(i64::MAX), "");
+            let retries = |r: Option<u64>| -> Result<Option<u8>> {
+                r.map(|r| {
+                    crate::policy::check_retries(i64::try_from(r).unwrap_or(i64::MAX))
+                        .map_err(|_| invalid(String::new()))
+                })
+                .transpose()
+            };
             if self.services.len() > MAX_ITEMS {
                 return Err(invalid(String::new()));
             }
@@ -720,12 +764,14 @@ mod fast {
                     &s.state.0,
                     info,
                     own,
+                    retries(s.retries)?,
                 ));
             }
             Ok(StatusReport {
                 server,
                 period: report_period,
                 services,
+                retries: retries(self.retries)?,
             })
         }
     }
@@ -1118,7 +1164,9 @@ mod tests {
                 state: State::Warn,
                 info: "i".into(),
                 period: Some(9),
+                retries: None,
             }],
+            retries: None,
         };
         assert_eq!(status(r.to_json()).unwrap(), r);
         let a = AlertReport {

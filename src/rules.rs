@@ -131,13 +131,18 @@ pub fn on_report(before: Known, state: State) -> impl Iterator<Item = Event> {
         )),
         severity: state,
     });
-    let online = before.overdue.then_some(Event {
+    let online = before.overdue.then(on_return);
+    change.into_iter().chain(online)
+}
+
+/// The event of an overdue service that reports again (`plugin/online`).
+pub fn on_return() -> Event {
+    Event {
         channel: PLUGIN_CHANNEL,
         event: "online",
         message: Cow::Borrowed("Monitoring plugin back online"),
         severity: State::Ok,
-    });
-    change.into_iter().chain(online)
+    }
 }
 
 /// The event of a service whose deadline passed without a report. Raised

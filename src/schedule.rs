@@ -263,6 +263,7 @@ mod tests {
             state: State::Ok,
             info: info.into(),
             period: Some(5),
+            retries: None,
         };
         let mut u = Unsent::default();
         assert!(u.take(0).is_none());
@@ -303,6 +304,7 @@ mod tests {
                     state: State::Ok,
                     info: "x".repeat(info_len),
                     period: Some(60),
+                    retries: None,
                 };
                 (i, 1, report)
             })

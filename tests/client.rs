@@ -22,6 +22,7 @@ fn client_pings_reports_and_alerts() {
                 state: State::Warn,
                 info: "slow".into(),
                 period: Some(10),
+                retries: None,
             }],
         )
         .unwrap();

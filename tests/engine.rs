@@ -48,7 +48,9 @@ fn status(service: &str, state: State, period: Option<u32>) -> StatusReport {
             state,
             info: "from the app".into(),
             period,
+            retries: None,
         }],
+        retries: None,
     }
 }
 

@@ -82,6 +82,7 @@ fn send_states_drops_only_the_state_the_server_refuses() {
                 state: overc::State::Ok,
                 info: String::new(),
                 period: Some(60),
+                retries: None,
             };
             (i, 1, report)
         })

@@ -358,6 +358,7 @@ fn test_alert_action_runs_the_plugins() {
             name: "log".into(),
             kind: PluginKind::Command(vec![crate::supervision::plugin("record.sh"), out_s]),
             timeout: Duration::from_secs(10),
+            policy: Default::default(),
         });
     });
     let a = request(

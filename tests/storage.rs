@@ -105,6 +105,7 @@ fn undelivered_alerts_are_retried_within_retention_and_given_up_after_it() {
                 out_s,
             ]),
             timeout: std::time::Duration::from_secs(10),
+            policy: Default::default(),
         });
     });
     let body = json!({"server": {"name": "h", "key": "k"}, "alerts": [{"message": "must arrive"}]});

@@ -18,6 +18,7 @@ fn alert_plugin(name: &str, command: &[&str], timeout: Duration) -> AlertPluginC
         name: name.into(),
         kind: PluginKind::Command(command.iter().map(|s| s.to_string()).collect()),
         timeout,
+        policy: Default::default(),
     }
 }
 

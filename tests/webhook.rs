@@ -110,6 +110,7 @@ fn a_webhook_answering_500_is_a_failing_plugin_with_its_answer() {
             name: "log".into(),
             kind: PluginKind::Command(vec![plugin("record.sh"), log_s]),
             timeout: Duration::from_secs(10),
+            policy: Default::default(),
         });
     });
     let body = json!({"server": {"name": "h", "key": "k"}, "alerts": [{"message": "deploy"}]});

@@ -180,6 +180,7 @@ fn try_main(a: Args) -> Result<ExitCode, Error> {
                 state,
                 info: a.rest.get(3).cloned().unwrap_or_default(),
                 period: None,
+                retries: None,
             };
             client(a.server, a.id, ca_flag)?.report(period, vec![report])?;
         }

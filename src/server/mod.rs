@@ -337,6 +337,7 @@ impl Server {
             history_limit: config.history_limit,
             retention_days: config.retention_days,
             lock_timeout: config.lock_timeout,
+            policy: config.policy.clone(),
             registration: config.registration.clone(),
         };
         // Listen first: a busy port must not leave a new database behind.

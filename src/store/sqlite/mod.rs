@@ -52,6 +52,9 @@ pub struct StoreOptions {
     pub retention_days: u32,
     /// How long a write waits for a database lock before failing.
     pub lock_timeout: Duration,
+    /// The notification policy's server-wide settings (retries, flapping),
+    /// applied where reports are written.
+    pub policy: crate::policy::PolicyConfig,
     /// Who may register a new server name.
     pub registration: crate::config::Registration,
 }
@@ -63,6 +66,7 @@ impl Default for StoreOptions {
             history_limit: 1000,
             retention_days: 90,
             lock_timeout: BUSY_TIMEOUT,
+            policy: crate::policy::PolicyConfig::default(),
             registration: crate::config::Registration::default(),
         }
     }

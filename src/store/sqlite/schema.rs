@@ -107,6 +107,17 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX deliveries_by_alert ON deliveries(alert_id);
     CREATE INDEX deliveries_pending ON deliveries(plugin, alert_id) WHERE state = 0;",
+    // 5: the notification policy's memory of a service (SPEC §9): whether
+    // its state is hard, the last hard state, non-OK reports in a row while
+    // soft, and whether it flaps; and the soft mark of an alert. Written
+    // only when they change, so steady reports cost nothing more.
+    "ALTER TABLE services ADD COLUMN hard INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE services ADD COLUMN hard_state TEXT;
+    ALTER TABLE services ADD COLUMN streak INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE services ADD COLUMN flapping INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE alerts ADD COLUMN soft INTEGER NOT NULL DEFAULT 0;
+    UPDATE services SET hard_state =
+        (SELECT state FROM states WHERE service_id = services.id ORDER BY id DESC LIMIT 1);",
 ];
 
 /// SQL joining a service `s` to its current state `st` (its newest history

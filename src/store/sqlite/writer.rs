@@ -46,6 +46,11 @@ pub(super) struct KnownService {
     pub(super) id: i64,
     /// The current state (of the newest history record).
     pub(super) state: Option<State>,
+    /// The retries rule's memory (`None` before the first report).
+    pub(super) streak: Option<crate::policy::Streak>,
+    /// Whether it flaps, and its last states (loaded only with `flapping = on`).
+    pub(super) flapping: bool,
+    pub(super) flaps: crate::policy::FlapHistory,
     pub(super) overdue: bool,
     pub(super) period: Option<u32>,
 }
@@ -93,6 +98,8 @@ pub(super) struct Batch<'a> {
     pub now: Millis,
     /// Who may register a new server name.
     pub registration: &'a crate::config::Registration,
+    /// Retries and flapping, applied to reports.
+    pub policy: &'a crate::policy::PolicyConfig,
 }
 
 impl Writer {
@@ -276,6 +283,7 @@ impl Writer {
                 touched: IdSet::default(),
                 now,
                 registration: &opts.registration,
+                policy: &opts.policy,
             };
             for job in &batch {
                 match apply(&job.op, &mut state, opts) {
@@ -462,7 +470,9 @@ mod tests {
                         state,
                         info: info.into(),
                         period: None,
+                        retries: None,
                     }],
+                    retries: None,
                 },
                 "127.0.0.1".into(),
             )
@@ -562,8 +572,10 @@ mod tests {
                             state,
                             info: format!("{server}/{s} {state:?}"),
                             period: None,
+                            retries: None,
                         })
                         .collect(),
+                    retries: None,
                 };
                 let applied = store.report(report, "127.0.0.1").unwrap();
                 assert!(!applied.alerts.is_empty() || state == State::Ok);
@@ -588,6 +600,7 @@ mod tests {
                 server: id("b"),
                 period: 60,
                 services: Vec::new(),
+                retries: None,
             },
             "127.0.0.1",
         );

@@ -150,6 +150,7 @@ pub(in crate::store::sqlite) fn system_alert(b: &mut Batch<'_>, event: &Event) -
         state_id: None,
         event,
         state: None,
+        held: None,
     };
     let now = b.now;
     Ok(Applied {

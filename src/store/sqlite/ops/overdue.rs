@@ -81,6 +81,7 @@ pub(in crate::store::sqlite) fn mark_overdue(
             state_id,
             event: &event,
             state: state.as_deref().map(|s| (s, info.as_str())),
+            held: None,
         };
         applied.alerts.push(insert_alert(&mut b.tx, &alert, now)?);
     }

@@ -6,8 +6,9 @@ use rusqlite::{OptionalExtension, params};
 use super::auth::authenticate;
 use crate::clock::Millis;
 use crate::error::Result;
+use crate::policy::{self, FLAP_WINDOW, FlapHistory, Held, Streak};
 use crate::protocol::{AlertReport, StatusReport};
-use crate::rules::{self, Event, Known};
+use crate::rules::{self, Event};
 use crate::state::State;
 use crate::store::sqlite::redo::Tx;
 use crate::store::sqlite::schema::current_state;
@@ -23,24 +24,37 @@ pub(in crate::store::sqlite) fn find_or_create_service(
     if let Some(known) = b.caches.services.get(&server_id).and_then(|m| m.get(name)) {
         return Ok(known.clone());
     }
+    let parse = |s: Option<String>| s.map(|s| State::parse(&s).unwrap_or(State::Unk));
     let row =
         b.tx.read(concat!(
-            "SELECT s.id, st.state, s.overdue, s.period FROM services s ",
+            "SELECT s.id, st.state, s.overdue, s.period, s.hard, s.hard_state, s.streak,
+                    s.flapping FROM services s ",
             current_state!(),
             " WHERE s.server_id = ?1 AND s.name = ?2"
         ))?
         .query_row(params![server_id, name], |r| {
+            let state = parse(r.get(1)?);
             Ok(KnownService {
                 id: r.get(0)?,
-                state: r
-                    .get::<_, Option<String>>(1)?
-                    .map(|s| State::parse(&s).unwrap_or(State::Unk)),
+                state,
+                streak: state
+                    .map(|state| {
+                        Ok::<_, rusqlite::Error>(Streak {
+                            state,
+                            hard: r.get(4)?,
+                            hard_state: parse(r.get(5)?),
+                            count: r.get(6)?,
+                        })
+                    })
+                    .transpose()?,
                 overdue: r.get(2)?,
                 period: r.get(3)?,
+                flapping: r.get(7)?,
+                flaps: FlapHistory::new(),
             })
         })
         .optional()?;
-    let known = match row {
+    let mut known = match row {
         Some(row) => row,
         None => {
             b.tx.exec(
@@ -50,11 +64,28 @@ pub(in crate::store::sqlite) fn find_or_create_service(
             KnownService {
                 id: b.tx.last_insert_rowid(),
                 state: None,
+                streak: None,
                 overdue: false,
                 period,
+                flapping: false,
+                flaps: FlapHistory::new(),
             }
         }
     };
+    if b.policy.flapping && known.state.is_some() {
+        // The flap window is the newest history, oldest first.
+        let mut states: Vec<State> =
+            b.tx.read("SELECT state FROM states WHERE service_id = ?1 ORDER BY id DESC LIMIT ?2")?
+                .query_map(params![known.id, FLAP_WINDOW as i64], |r| {
+                    r.get::<_, String>(0)
+                })?
+                .map(|s| s.map(|s| State::parse(&s).unwrap_or(State::Unk)))
+                .collect::<Result<_, _>>()?;
+        states.reverse();
+        known.flaps = states
+            .into_iter()
+            .fold(FlapHistory::new(), FlapHistory::push);
+    }
     b.caches
         .services
         .entry(server_id)
@@ -71,6 +102,8 @@ pub(in crate::store::sqlite) struct NewAlert<'a> {
     pub event: &'a Event,
     /// The service's state and info when it was raised.
     pub state: Option<(&'a str, &'a str)>,
+    /// Why the policy holds it back, if it does: recorded, not notified.
+    pub held: Option<Held>,
 }
 
 pub(in crate::store::sqlite) fn insert_alert(
@@ -78,10 +111,12 @@ pub(in crate::store::sqlite) fn insert_alert(
     a: &NewAlert<'_>,
     now: Millis,
 ) -> Result<i64> {
+    // A held alert is done at once: delivery never sees it.
+    let held = a.held.is_some();
     tx.exec(
         "INSERT INTO alerts(server_id, service_id, state_id, ctime, channel, event, message,
-                            severity, state, info)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                            severity, state, info, soft, routed, delivered)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
         params![
             a.server_id,
             a.service_id,
@@ -93,6 +128,8 @@ pub(in crate::store::sqlite) fn insert_alert(
             a.event.severity.as_str(),
             a.state.map(|s| s.0),
             a.state.map(|s| s.1),
+            a.held == Some(Held::Soft),
+            held,
         ],
     )?;
     Ok(tx.last_insert_rowid())
@@ -124,6 +161,8 @@ struct Pending {
     row: KnownService,
     period: u32,
     state: &'static str,
+    /// The events it raises, each with why it is held back, if it is.
+    events: Vec<(Event, Option<Held>)>,
 }
 
 pub(in crate::store::sqlite) fn apply_status(
@@ -142,12 +181,44 @@ pub(in crate::store::sqlite) fn apply_status(
     for s in &r.services {
         let period = s.period.unwrap_or(r.period);
         let row = find_or_create_service(b, server_id, &s.name, Some(period))?;
-        // The service row changes only when its period does or it was
-        // overdue; its current state is the record about to be inserted.
-        if row.overdue || row.period != Some(period) {
+        let retries = s.retries.or(r.retries).unwrap_or(b.policy.retries);
+        let retried = policy::on_report(row.streak, s.state, retries);
+        let (flaps, flap) = if b.policy.flapping {
+            let flaps = row.flaps.push(s.state);
+            let f = policy::on_flap_report(
+                &flaps.states(),
+                row.flapping,
+                b.policy.flap_high,
+                b.policy.flap_low,
+            );
+            (flaps, Some(f))
+        } else {
+            (row.flaps, None)
+        };
+        let flapping = flap.as_ref().is_some_and(|f| f.flapping);
+        // The service row changes only when its period, the policy's memory
+        // or its overdue flag does; its current state is the record about
+        // to be inserted.
+        let streak = retried.streak;
+        let remembered = |k: &Option<Streak>| {
+            k.map(|k| (k.hard, k.hard_state, if k.hard { 1 } else { k.count }))
+        };
+        if row.overdue
+            || row.period != Some(period)
+            || remembered(&row.streak) != remembered(&Some(streak))
+            || row.flapping != flapping
+        {
             b.tx.exec(
-                "UPDATE services SET period = ?2, overdue = 0 WHERE id = ?1",
-                params![row.id, period],
+                "UPDATE services SET period = ?2, overdue = 0, hard = ?3, hard_state = ?4,
+                     streak = ?5, flapping = ?6 WHERE id = ?1",
+                params![
+                    row.id,
+                    period,
+                    streak.hard,
+                    streak.hard_state.map(State::as_str),
+                    if streak.hard { 1 } else { streak.count },
+                    flapping
+                ],
             )?;
         }
         if let Some(known) = b
@@ -157,13 +228,28 @@ pub(in crate::store::sqlite) fn apply_status(
             .and_then(|m| m.get_mut(&s.name))
         {
             known.state = Some(s.state);
+            known.streak = Some(streak);
             known.overdue = false;
             known.period = Some(period);
+            known.flapping = flapping;
+            known.flaps = flaps;
+        }
+        let mut events = Vec::new();
+        if let Some(change) = retried.change {
+            let held = policy::held(change.event.channel, change.soft, flapping, false);
+            events.push((change.event, held));
+        }
+        if row.overdue {
+            events.push((rules::on_return(), None));
+        }
+        if let Some(event) = flap.and_then(|f| f.event) {
+            events.push((event, None));
         }
         pending.push(Pending {
             row,
             period,
             state: s.state.as_str(),
+            events,
         });
     }
     // Then the history records, a chunk per statement. Without an id given,
@@ -184,17 +270,14 @@ pub(in crate::store::sqlite) fn apply_status(
     }
     for ((p, s), state_id) in pending.iter().zip(&r.services).zip(state_ids) {
         let (row, state) = (&p.row, p.state);
-        let before = Known {
-            state: row.state,
-            overdue: row.overdue,
-        };
-        for event in rules::on_report(before, s.state) {
+        for (event, held) in &p.events {
             let alert = NewAlert {
                 server_id: Some(server_id),
                 service_id: Some(row.id),
                 state_id: Some(state_id),
-                event: &event,
+                event,
                 state: Some((state, &s.info)),
+                held: *held,
             };
             applied.alerts.push(insert_alert(&mut b.tx, &alert, b.now)?);
         }
@@ -247,6 +330,7 @@ pub(in crate::store::sqlite) fn apply_alerts(
             state_id: None,
             event: &event,
             state: current.as_ref().map(|(s, i)| (s.as_str(), i.as_str())),
+            held: None,
         };
         applied.alerts.push(insert_alert(&mut b.tx, &alert, b.now)?);
     }

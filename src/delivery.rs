@@ -20,6 +20,7 @@ use crate::command::{self, CommandSpec, Exit};
 use crate::config::{AlertPluginConfig, PluginKind};
 use crate::error::{Error, Result};
 use crate::notification::{Notification, Notifier};
+use crate::policy::{self, PluginPolicy, Route};
 use crate::rules;
 use crate::store::{DeliveryOutcome, Storage, lock};
 use crate::webhook::WebhookNotifier;
@@ -32,13 +33,16 @@ pub const MAX_BACKOFF: Millis = 3_600_000;
 /// Deliveries read from storage at a time.
 const BATCH: usize = 100;
 
-/// A notifier with the name it is configured under (`[alert:NAME]`).
+/// A notifier with the name it is configured under (`[alert:NAME]`) and
+/// its routing and reminders.
 #[derive(Clone)]
 pub struct NamedNotifier {
     /// Its name: deliveries are recorded under it.
     pub name: String,
     /// What takes the notifications.
     pub notifier: Arc<dyn Notifier>,
+    /// Which alerts it gets, and its reminders (default: all, none).
+    pub policy: PluginPolicy,
 }
 
 impl std::fmt::Debug for NamedNotifier {
@@ -107,6 +111,7 @@ pub fn plugin_notifiers(plugins: &[AlertPluginConfig], cwd: &Path) -> Vec<NamedN
         .iter()
         .map(|p| NamedNotifier {
             name: p.name.clone(),
+            policy: p.policy.clone(),
             notifier: match &p.kind {
                 PluginKind::Command(argv) => {
                     Arc::new(CommandNotifier::new(argv.clone(), cwd, p.timeout))
@@ -367,11 +372,32 @@ struct WorkerHandle {
 /// Gives new alerts their deliveries and wakes the workers.
 struct Router {
     storage: Arc<dyn Storage>,
-    plugins: Vec<String>,
+    plugins: Vec<(String, PluginPolicy)>,
     workers: Vec<mpsc::Sender<Msg>>,
 }
 
 impl Router {
+    /// The plugins an alert goes to: those whose routing selects it, and
+    /// for a recovery also those that were sent the problem it ends.
+    fn plugins_for(&self, alert: &Notification) -> Result<Vec<String>> {
+        let mut to = Vec::new();
+        for (name, policy) in &self.plugins {
+            if !rules::routes_to(alert, name) {
+                continue;
+            }
+            let routed = if policy::is_recovery(alert) && policy.route != Route::default() {
+                let got_problem = self.storage.got_problem(name, alert.id)?;
+                policy::routes_recovery(&policy.route, alert, got_problem)
+            } else {
+                policy.route.routes(alert)
+            };
+            if routed {
+                to.push(name.clone());
+            }
+        }
+        Ok(to)
+    }
+
     /// Routes every unrouted alert; true when there were any.
     fn route(&self) -> Result<bool> {
         let mut any = false;
@@ -381,19 +407,16 @@ impl Router {
                 break;
             }
             any = true;
-            let routes = alerts
-                .iter()
-                .map(|a| {
-                    log::info!("alert {}: {}", a.id, a.text().replace('\n', " | "));
-                    let to = self
-                        .plugins
-                        .iter()
-                        .filter(|p| rules::routes_to(a, p))
-                        .cloned()
-                        .collect();
-                    (a.id, to)
-                })
-                .collect();
+            let mut routes = Vec::with_capacity(alerts.len());
+            for a in &alerts {
+                log::info!("alert {}: {}", a.id, a.text().replace('\n', " | "));
+                if policy::is_recovery(a) && !routes.is_empty() {
+                    // Whether a plugin got the problem may be decided in
+                    // this very batch: write what is decided first.
+                    self.storage.route(std::mem::take(&mut routes))?;
+                }
+                routes.push((a.id, self.plugins_for(a)?));
+            }
             self.storage.route(routes)?;
         }
         if any {
@@ -499,6 +522,10 @@ impl Outbox {
         let stop = Arc::new(AtomicBool::new(false));
         let (router_tx, router_rx) = mpsc::channel();
         let mut workers = Vec::new();
+        let plugins = notifiers
+            .iter()
+            .map(|n| (n.name.clone(), n.policy.clone()))
+            .collect();
         for n in notifiers {
             let counts = Arc::new(Counts::default());
             let (tx, rx) = mpsc::channel();
@@ -527,7 +554,7 @@ impl Outbox {
         }
         let router = Router {
             storage,
-            plugins: workers.iter().map(|w| w.name.clone()).collect(),
+            plugins,
             workers: workers.iter().map(|w| w.tx.clone()).collect(),
         };
         // Route what waits before the workers' first pass ends.

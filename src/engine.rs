@@ -54,6 +54,7 @@ impl EngineSettings {
         self.notifiers.push(NamedNotifier {
             name: name.to_owned(),
             notifier: Arc::new(notifier),
+            policy: Default::default(),
         });
         self
     }

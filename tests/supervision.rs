@@ -13,7 +13,7 @@ pub fn plugin(name: &str) -> String {
     format!("{}/tests/plugins/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-fn alert_plugin(name: &str, command: &[&str], timeout: Duration) -> AlertPluginConfig {
+pub fn alert_plugin(name: &str, command: &[&str], timeout: Duration) -> AlertPluginConfig {
     AlertPluginConfig {
         name: name.into(),
         kind: PluginKind::Command(command.iter().map(|s| s.to_string()).collect()),
@@ -32,7 +32,7 @@ pub fn records(file: &Path) -> Vec<String> {
 }
 
 /// The text part of a record (without the env line).
-fn text(record: &str) -> String {
+pub fn text(record: &str) -> String {
     record
         .lines()
         .filter(|l| !l.starts_with("env: "))
@@ -40,14 +40,22 @@ fn text(record: &str) -> String {
         .join("\n")
 }
 
-struct Scenario {
-    t: TestServer,
-    out: PathBuf,
+pub struct Scenario {
+    pub t: TestServer,
+    pub out: PathBuf,
     seen: usize,
 }
 
 impl Scenario {
-    fn new(extra: Vec<AlertPluginConfig>) -> Scenario {
+    pub fn new(extra: Vec<AlertPluginConfig>) -> Scenario {
+        Scenario::with(extra, |_| {})
+    }
+
+    /// A scenario whose server config `adjust` changes.
+    pub fn with(
+        extra: Vec<AlertPluginConfig>,
+        adjust: impl FnOnce(&mut overc::ServerConfig),
+    ) -> Scenario {
         let out_dir = tempfile::tempdir().unwrap().keep();
         let out = out_dir.join("alerts.log");
         let record = plugin("record.sh");
@@ -59,22 +67,23 @@ impl Scenario {
                 Duration::from_secs(30),
             ));
             c.alert_plugins.extend(extra);
+            adjust(c);
         });
         Scenario { t, out, seen: 0 }
     }
 
-    fn send(&self, service: &str, state: &str, info: &str, period: u32) {
+    pub fn send(&self, service: &str, state: &str, info: &str, period: u32) {
         let mut body = report("h", "k", service, state, info);
         body["period"] = json!(period);
         assert_eq!(self.t.post_json("/api/set/service/status", &body).0, 200);
     }
 
-    fn advance(&self, ms: i64) {
+    pub fn advance(&self, ms: i64) {
         self.t.clock.as_ref().unwrap().advance(ms);
     }
 
     /// Runs the supervisor and delivery now; returns the alerts plugins got since the last call.
-    fn new_alerts(&mut self) -> Vec<String> {
+    pub fn new_alerts(&mut self) -> Vec<String> {
         self.t.server().app().supervise_now().unwrap();
         let all = records(&self.out);
         let fresh = all[self.seen..].to_vec();

@@ -9,6 +9,7 @@ mod ingest;
 mod monitor;
 mod overcli;
 mod page;
+mod policy;
 mod read_api;
 mod registration;
 mod server_bin;

@@ -420,6 +420,7 @@ impl ServerBuilder {
         self.notifiers.push(NamedNotifier {
             name: name.to_owned(),
             notifier: Arc::new(notifier),
+            policy: Default::default(),
         });
         self
     }

@@ -150,6 +150,11 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// (none: the alert is done), and marks the alerts routed.
     fn route(&self, routes: Vec<(i64, Vec<String>)>) -> Result<Applied>;
 
+    /// Whether `plugin` was sent the last problem (a non-OK alert) of the
+    /// service that alert `recovery` is about, before it: a recovery goes
+    /// to whoever got the problem it ends.
+    fn got_problem(&self, plugin: &str, recovery: i64) -> Result<bool>;
+
     /// A plugin's pending deliveries, in alert order.
     fn pending_deliveries(&self, plugin: &str, limit: usize) -> Result<Vec<PendingDelivery>>;
 

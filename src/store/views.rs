@@ -70,6 +70,11 @@ pub struct ServiceView {
     pub n_alerts: i64,
     /// Current state; `None` before the first report.
     pub state: Option<StateView>,
+    /// Its state is a soft problem: not yet reported `retries` times in a
+    /// row, so not notified (SPEC §9).
+    pub soft: bool,
+    /// It flaps: its state changes are held back (SPEC §9).
+    pub flapping: bool,
 }
 
 /// The current state in [`ServiceView`].
@@ -188,6 +193,8 @@ pub struct AlertView {
     pub state: Option<String>,
     /// Whether every plugin it was routed to took it (or gave up on it).
     pub delivered: bool,
+    /// A soft state change (or a recovery from one): recorded, not notified.
+    pub soft: bool,
     /// Its delivery to each plugin it was routed to, by plugin name.
     pub deliveries: Vec<DeliveryView>,
 }

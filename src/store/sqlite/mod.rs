@@ -454,6 +454,10 @@ impl Storage for Store {
         self.submit(Op::Route(routes))
     }
 
+    fn got_problem(&self, plugin: &str, recovery: i64) -> Result<bool> {
+        Store::got_problem(self, plugin, recovery)
+    }
+
     fn pending_deliveries(&self, plugin: &str, limit: usize) -> Result<Vec<PendingDelivery>> {
         Store::pending_deliveries(self, plugin, limit)
     }

@@ -42,6 +42,21 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Whether `plugin` has a delivery of the last non-OK alert of the
+    /// service alert `recovery` is about, raised before it.
+    pub(crate) fn got_problem(&self, plugin: &str, recovery: i64) -> Result<bool> {
+        let conn = self.reader();
+        let got = conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM deliveries WHERE plugin = ?1 AND alert_id = (
+                     SELECT p.id FROM alerts p JOIN alerts r ON r.id = ?2
+                     WHERE p.service_id = r.service_id AND p.id < r.id AND p.severity != 'OK'
+                     ORDER BY p.id DESC LIMIT 1))",
+            )?
+            .query_row(params![plugin, recovery], |r| r.get(0))?;
+        Ok(got)
+    }
+
     /// A plugin's pending deliveries, in alert order.
     pub(crate) fn pending_deliveries(
         &self,

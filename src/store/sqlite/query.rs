@@ -35,6 +35,7 @@ fn alert_view(r: &Row<'_>) -> rusqlite::Result<AlertView> {
         state_info: state.as_ref().map(|_| info.unwrap_or_default()),
         state,
         delivered: r.get(12)?,
+        soft: r.get(14)?,
         deliveries: Vec::new(),
     })
 }
@@ -64,7 +65,7 @@ fn delivery_view(r: &Row<'_>) -> rusqlite::Result<(i64, DeliveryView)> {
 
 const ALERT_COLUMNS: &str =
     "SELECT a.id, a.server_id, sv.name, a.service_id, se.name, a.ctime, a.channel,
-        a.event, a.message, a.severity, a.state, a.info, a.delivered, a.state_id
+        a.event, a.message, a.severity, a.state, a.info, a.delivered, a.state_id, a.soft
     FROM alerts a LEFT JOIN servers sv ON sv.id = a.server_id
     LEFT JOIN services se ON se.id = a.service_id";
 
@@ -180,7 +181,8 @@ impl Store {
             supervisor_lag,
         }))?;
         let mut st = conn.prepare_cached(concat!(
-            "SELECT s.id, s.name, s.title, s.period, st.state, st.info, st.rtime, s.overdue
+            "SELECT s.id, s.name, s.title, s.period, st.state, st.info, st.rtime, s.overdue,
+                    s.hard, s.flapping
              FROM services s ",
             current_state!(),
             " WHERE s.server_id = ?1 AND (?2 IS NULL OR s.id = ?2) ORDER BY s.name, s.id"
@@ -217,6 +219,8 @@ impl Store {
                         .copied()
                         .unwrap_or(0),
                     state,
+                    soft: !r.get::<_, bool>(8)?,
+                    flapping: r.get(9)?,
                 });
             }
             each(StatusPart::Server(server))?;
@@ -434,6 +438,7 @@ mod tests {
             state_info: None,
             state: None,
             delivered: false,
+            soft: false,
             deliveries: Vec::new(),
         };
         RecordView {

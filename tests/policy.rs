@@ -1,0 +1,158 @@
+//! SPEC §9: the notification policy at work in a real server: soft states,
+//! flapping and routing, with real alert plugins and a manual clock.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::report;
+use crate::supervision::{Scenario, alert_plugin, plugin, records, text};
+
+fn send_with_retries(s: &Scenario, service: &str, state: &str, retries: Option<u8>) {
+    let mut body = report("h", "k", service, state, "");
+    if let Some(r) = retries {
+        body["services"][0]["retries"] = json!(r);
+    }
+    assert_eq!(s.t.post_json("/api/set/service/status", &body).0, 200);
+}
+
+fn service(s: &Scenario, name: &str) -> Value {
+    let (_, status) = s.t.get("/ui/api/status/");
+    status["servers"][0]["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|svc| svc["name"] == name)
+        .cloned()
+        .unwrap()
+}
+
+fn alerts(s: &Scenario) -> Vec<Value> {
+    s.t.get("/ui/api/status/alerts/").1["alerts"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn soft_states_are_recorded_and_only_hard_changes_notified() {
+    let mut s = Scenario::new(vec![]);
+    send_with_retries(&s, "db", "OK", Some(3));
+    s.new_alerts();
+    send_with_retries(&s, "db", "FAIL", Some(3));
+    send_with_retries(&s, "db", "FAIL", Some(3));
+    assert_eq!(s.new_alerts(), Vec::<String>::new(), "soft: not notified");
+    assert_eq!(service(&s, "db")["soft"], true);
+    let recorded = alerts(&s);
+    assert_eq!(recorded.len(), 1, "the soft change is recorded");
+    assert_eq!(recorded[0]["soft"], true);
+    assert_eq!(recorded[0]["message"], "State changed: \"OK\" -> \"FAIL\"");
+
+    send_with_retries(&s, "db", "FAIL", Some(3));
+    let got: Vec<String> = s.new_alerts().iter().map(|r| text(r)).collect();
+    assert_eq!(
+        got,
+        vec!["h db: [service:state/FAIL] State changed: \"OK\" -> \"FAIL\"\nCurrent: FAIL: "],
+        "the third FAIL in a row is hard"
+    );
+    assert_eq!(service(&s, "db")["soft"], false);
+    assert_eq!(alerts(&s)[0]["soft"], false);
+
+    // A recovery from a hard problem is notified; from a soft one it is not.
+    send_with_retries(&s, "db", "OK", Some(3));
+    assert_eq!(s.new_alerts().len(), 1);
+    send_with_retries(&s, "db", "WARN", Some(3));
+    send_with_retries(&s, "db", "OK", Some(3));
+    assert_eq!(
+        s.new_alerts(),
+        Vec::<String>::new(),
+        "a soft blip stays quiet"
+    );
+    assert_eq!(alerts(&s).iter().filter(|a| a["soft"] == true).count(), 3);
+}
+
+#[test]
+fn the_servers_retries_apply_to_reports_without_their_own() {
+    let mut s = Scenario::with(vec![], |c| c.policy.retries = 2);
+    s.send("a", "OK", "", 60);
+    s.new_alerts();
+    s.send("a", "WARN", "", 60);
+    assert_eq!(s.new_alerts().len(), 0);
+    s.send("a", "WARN", "", 60);
+    assert_eq!(s.new_alerts().len(), 1);
+    // A report's own retries wins over the server's.
+    send_with_retries(&s, "b", "FAIL", Some(1));
+    assert_eq!(s.new_alerts().len(), 1);
+}
+
+#[test]
+fn a_flapping_service_is_told_once_instead_of_every_flap() {
+    let mut s = Scenario::with(vec![], |c| c.policy.flapping = true);
+    let mut told = Vec::new();
+    // OK and FAIL in turn: every report is a change.
+    for i in 0..21 {
+        s.send("web", if i % 2 == 0 { "OK" } else { "FAIL" }, "", 60);
+        told.extend(s.new_alerts().iter().map(|r| text(r)));
+    }
+    let starts: Vec<&String> = told
+        .iter()
+        .filter(|t| t.contains("[service:flapping/start]"))
+        .collect();
+    assert_eq!(starts.len(), 1, "{told:#?}");
+    let changes = told
+        .iter()
+        .filter(|t| t.contains("[service:state/"))
+        .count();
+    assert!(
+        changes < 10,
+        "changes held back while it flaps: {changes} of 20 told: {told:#?}"
+    );
+    assert_eq!(service(&s, "web")["flapping"], true);
+    // Steady again: it stops flapping, once.
+    let mut after = Vec::new();
+    for _ in 0..21 {
+        s.send("web", "OK", "", 60);
+        after.extend(s.new_alerts().iter().map(|r| text(r)));
+    }
+    assert_eq!(
+        after
+            .iter()
+            .filter(|t| t.contains("[service:flapping/stop] Stopped flapping"))
+            .count(),
+        1,
+        "{after:#?}"
+    );
+    assert_eq!(service(&s, "web")["flapping"], false);
+}
+
+#[test]
+fn each_plugin_gets_what_its_routing_selects_and_the_recoveries_of_what_it_got() {
+    let dir = tempfile::tempdir().unwrap();
+    let pager_out = dir.path().join("pager.log");
+    let mut pager = alert_plugin(
+        "pager",
+        &[&plugin("record.sh"), pager_out.to_str().unwrap()],
+        Duration::from_secs(30),
+    );
+    pager.policy.route = overc::policy::Route::parse(Some("FAIL"), Some("h"), None, None).unwrap();
+    let mut s = Scenario::new(vec![pager]);
+    s.send("a", "WARN", "", 60);
+    s.send("b", "FAIL", "", 60);
+    s.new_alerts();
+    let pager_got = || -> Vec<String> { records(&pager_out).iter().map(|r| text(r)).collect() };
+    assert_eq!(
+        pager_got(),
+        vec!["h b: [service:state/FAIL] State changed: \"(?)\" -> \"FAIL\"\nCurrent: FAIL: "],
+        "only FAIL"
+    );
+    s.send("a", "OK", "", 60);
+    s.send("b", "OK", "", 60);
+    let all = s.new_alerts();
+    assert_eq!(all.len(), 2, "the log plugin gets both recoveries");
+    let got = pager_got();
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert!(
+        got[1].starts_with("h b: [service:state/OK]"),
+        "the pager gets the recovery of what it was sent, not of a's WARN: {got:#?}"
+    );
+}

@@ -167,7 +167,7 @@ fn app_js_follows_the_read_api_shapes() {
     let js = include_str!("../src/server/assets/app.js");
     // History folded with groups=yes; an open group is known by its lowest
     // id, which stays while new reports make the run longer.
-    assert!(js.contains("/states?hours=24&groups=yes"));
+    assert!(js.contains("/states?hours=${hours}&groups=yes"));
     assert!(js.contains("open.has(String(s.id))"));
     // A server's n_alerts is about the server itself: the card adds its services'.
     assert!(js.contains("srv.n_alerts + srv.services.reduce((n, svc) => n + svc.n_alerts, 0)"));

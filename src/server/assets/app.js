@@ -19,6 +19,7 @@ let lastStatus = new Map(); // service id -> status at the previous refresh
 let stateSince = new Map(); // service id -> {state, at} from the alerts of the last 24 h
 let sinceKey = ""; // what stateSince was computed from
 let sinceAt = 0;
+let parseMs = 0; // reading and parsing the last answer
 
 // --- small helpers ---------------------------------------------------------
 
@@ -45,15 +46,15 @@ function ago(iso) {
 // does not change as time passes (and the row is not rebuilt).
 function when(iso) {
   if (!iso) return "never";
-  return `<time datetime="${esc(iso)}" data-t="${esc(iso)}" title="${esc(iso)}"></time>`;
+  return `<time datetime="${esc(iso)}"></time>`;
 }
 
 function updateTimes(root) {
   const now = Date.now();
-  for (const t of root.querySelectorAll("time[data-t]")) {
-    const at = Date.parse(t.dataset.t);
+  for (const t of root.querySelectorAll("time[datetime]")) {
+    const at = Date.parse(t.dateTime);
     let text;
-    if (t.dataset.d) text = span(now - at);
+    if (t.className === "for") text = span(now - at);
     else text = now - at < -1000 ? `in ${span(at - now)}` : `${span(now - at)} ago`;
     if (t.textContent !== text) t.textContent = text;
   }
@@ -111,7 +112,9 @@ function sameOrigin(path) {
 
 async function api(path, opts = {}) {
   const r = await fetch(sameOrigin(path), { ...opts, headers: { "X-Overc-Action": "1", ...(opts.body ? { "Content-Type": "application/json" } : {}) } });
+  const t0 = performance.now();
   const body = await r.json().catch(() => ({}));
+  parseMs = performance.now() - t0;
   if (!r.ok) {
     const e = new Error(body.error || `HTTP ${r.status}`);
     e.status = r.status;
@@ -309,6 +312,14 @@ class Keyed {
       });
     }
     let child = this.parent.firstElementChild;
+    if (!child) {
+      // The first render: every item at once, in one insertion.
+      const all = document.createDocumentFragment();
+      for (const it of items) all.append(this.cache.get(it.key).el);
+      this.parent.append(all);
+      this.built = build.length;
+      return build.length;
+    }
     for (const it of items) {
       const el = this.cache.get(it.key).el;
       if (el === child) child = child.nextElementSibling;
@@ -395,7 +406,7 @@ function serviceRow(r, withServer) {
   const { srv, svc } = r;
   const st = svc.state;
   const sinceIso = r.since !== null ? new Date(r.since).toISOString() : null;
-  const forCell = sinceIso ? `<time datetime="${sinceIso}" data-t="${sinceIso}" data-d="1" title="since ${sinceIso}"></time>`
+  const forCell = sinceIso ? `<time class="for" datetime="${sinceIso}"></time>`
     : r.rank <= RANK.overdue ? `<span title="no change in the last 24 hours">&gt; 24 h</span>` : "";
   return `<tr data-id="${r.id}" data-status="${r.status}">${withServer ? `<td><a href="#/server/${srv.id}">${esc(srv.title)}</a></td>` : ""}
     <td><a href="#/service/${svc.id}">${esc(svc.title)}</a></td>
@@ -444,12 +455,17 @@ function renderTable(list) {
   const showEl = where.querySelector("#show");
   const showHtml = show ? `showing ${esc(WORD[show] || show)} <a href="#" data-unshow="1">show all</a>` : "";
   if (showEl.innerHTML !== showHtml) showEl.innerHTML = showHtml;
+  const t1 = performance.now();
   const shown = sortRows(filterRows(list, params), params);
+  const t2 = performance.now();
   const items = shown.map(r => ({ key: r.id, status: r.status, html: serviceRow(r, withServer) }));
+  const t3 = performance.now();
   const built = table.keyed.render(items, new Set(list.map(r => r.id)));
+  const t4 = performance.now();
   updateTimes(table.keyed.parent);
+  // What a refresh of this table cost (scripts/page_render.py reads it).
+  table.stats = { rows: list.length, shown: shown.length, built, filter_sort: t2 - t1, html: t3 - t2, dom: t4 - t3, times: performance.now() - t4, table: performance.now() - t0 };
   where.querySelector("#shown").textContent = `${shown.length} of ${list.length}`;
-  window.overcStats = { page: route().page, rows: list.length, shown: shown.length, built, ms: performance.now() - t0 };
 }
 
 function servicesPage(fresh) {
@@ -768,10 +784,12 @@ async function refresh() {
   const fresh = key !== mounted;
   try {
     const st = await api("/ui/api/status/");
+    const parse = parseMs;
     const lag = st.stats.supervisor_lag;
     showBanner(lag > 60 ? `The supervisor is ${Math.round(lag)} s behind: overdue alerts may be late.` : "");
     status = st;
     if (page === "overview" || page === "services" || page === "server" || page === "service") await loadSince(st);
+    const t0 = performance.now();
     rows = flatten(st);
     mounted = key;
     if (page === "services") servicesPage(fresh);
@@ -783,6 +801,11 @@ async function refresh() {
     updateTimes(view);
     const leader = st.stats.leader ? ` · leader ${st.stats.leader.listen || ""}` : "";
     document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}${leader}`;
+    // Script time of this refresh: the status read and parsed, then from the
+    // flattening on (on the services page, all synchronous; pages that fetch
+    // more include those waits). scripts/page_render.py reports it.
+    const ms = parse + performance.now() - t0;
+    window.overcStats = { page, parse, ms, ...(table && page === "services" ? table.stats : {}) };
     document.body.dataset.refreshed = String(Number(document.body.dataset.refreshed || 0) + 1);
   } catch (e) {
     if (fresh) mounted = "";

@@ -99,9 +99,13 @@ class DevTools:
 
     def goto(self, url):
         """Opens url and waits for the page's first refresh."""
+        try:
+            self.js("document.body.dataset.refreshed = '0'")
+        except SystemExit:
+            pass
         self.call("Page.navigate", url=url)
-        time.sleep(0.2)
-        self.wait(f"the page at {url}", "document.readyState === 'complete' && Number(document.body.dataset.refreshed) > 0")
+        self.wait(f"the page at {url}", "document.readyState === 'complete' && Number(document.body.dataset.refreshed) > 0 "
+                  "&& !document.getElementById('view').textContent.startsWith('Loading')")
 
     def refreshed(self):
         """Waits for the page's next refresh."""

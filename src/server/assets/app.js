@@ -743,7 +743,7 @@ async function alertsPage(fresh) {
 function silenceSection(list, withForm) {
   const active = list.filter(s => s.active), recent = list.filter(s => !s.active);
   const table = (items, ended) => !items.length ? `<p class="muted">None.</p>` :
-    `<table class="silences"><thead><tr><th>Server</th><th>Service</th><th>From</th><th>${ended ? "Ended" : "Ends"}</th><th>Comment</th><th>By</th>${!ended && info.actions ? "<th></th>" : ""}</tr></thead><tbody>${items.map(s => `<tr data-id="${s.id}">
+    `<table class="silences"><thead><tr><th>Server</th><th>Service</th><th>From</th><th>${ended ? "Ended" : "Ends"}</th><th>Comment</th><th>By</th>${!ended && info.actions ? '<th><span class="sr-only">Action</span></th>' : ""}</tr></thead><tbody>${items.map(s => `<tr data-id="${s.id}">
       <td>${esc(s.server)}</td><td>${esc(s.service || "*")}</td><td class="nowrap">${when(s.starts)}</td><td class="nowrap">${when(s.ends)}</td>
       <td>${esc(s.comment)}</td><td>${esc(s.author || "")}</td>${!ended && info.actions ? `<td><button data-end-silence="${s.id}">End</button></td>` : ""}</tr>`).join("")}</tbody></table>`;
   if (!withForm && !list.length) return "";

@@ -205,7 +205,7 @@ with Browser() as b:
     same("service page: warn and crit lines of load1 (4, 8)",
          dt.js("[...document.querySelectorAll('.chart[data-label=load1] line[class^=th-]')].map(l => l.textContent)"), ["warn 4", "crit 8"])
     same("service page: timeline legend", dt.js("[...document.querySelectorAll('.legend li')].map(l => l.textContent)"),
-         ["OK", "WARN", "FAIL", "UNK", "no report"])
+         ["OK", "WARN", "FAIL", "UNK", "overdue", "no report"])
     dt.js("document.querySelector('tr.group button').click()")
     dt.wait("the unfolded group", "[...document.querySelectorAll('tr.member')].some(r => !r.hidden)")
     shot(dt, "service")

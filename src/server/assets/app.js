@@ -406,7 +406,7 @@ function serviceRow(r, withServer) {
   const { srv, svc } = r;
   const st = svc.state;
   const sinceIso = r.since !== null ? new Date(r.since).toISOString() : null;
-  const forCell = sinceIso ? `<time class="for" datetime="${sinceIso}"></time>`
+  const forCell = sinceIso ? `<span class="narrow-only">for&nbsp;</span><time class="for" datetime="${sinceIso}"></time>`
     : r.rank <= RANK.overdue ? `<span title="no change in the last 24 hours">&gt; 24 h</span>` : "";
   return `<tr data-id="${r.id}" data-status="${r.status}">${withServer ? `<td><a href="#/server/${srv.id}">${esc(srv.title)}</a></td>` : ""}
     <td><a href="#/service/${svc.id}">${esc(svc.title)}</a></td>
@@ -572,7 +572,7 @@ async function servicePage(id) {
     <p class="muted">period ${svc.period ? esc(svc.period) + " s" : "none"} · last report ${st.rtime ? when(st.rtime) : "never"}${since ? ` · ${esc(WORD[s])} since ${when(since)}` : ""}</p>
     ${ack}${acts}
     ${st.info !== undefined ? `<div class="card"><div class="info" style="white-space:pre-wrap">${esc(st.info.split("|")[0].trim() || "(no text)")}</div>${perfTable(st.perfdata)}</div>` : ""}
-    <h2>Last ${hours} hours</h2>${timeline(states.states, hours)}
+    <h2>Last ${hours} hours</h2>${timeline(states.states, hours, s === "overdue" ? Date.parse(st.rtime) + svc.period * 1000 : null)}
     ${charts(states.states, hours)}
     <h2>History</h2>${historyTable(grouped.states, states.states, open, hours)}${moreButton(hours)}
     <h2>Alerts</h2>${alertTable(alerts.alerts, false, hours)}
@@ -596,16 +596,18 @@ function perfTable(perf) {
 }
 
 const LEGEND = ["OK", "WARN", "FAIL", "UNK"];
-function timeline(states, hours) {
+// A strip of the states over the window; an overdue service's time past
+// its deadline is stale, not its last state.
+function timeline(states, hours, overdueSince) {
   const end = Date.now(), start = end - hours * HOUR;
   const asc = [...states].reverse();
   const spans = asc.map((s, i) => {
     const from = Math.max(start, Date.parse(s.rtime));
-    const to = i + 1 < asc.length ? Date.parse(asc[i + 1].rtime) : end;
+    const to = i + 1 < asc.length ? Date.parse(asc[i + 1].rtime) : overdueSince || end;
     const left = ((from - start) / (end - start)) * 100, width = Math.max(0.2, ((to - from) / (end - start)) * 100);
     return `<span class="s-${esc(s.state)}" style="left:${left.toFixed(3)}%;width:${width.toFixed(3)}%" title="${esc(s.state)} at ${esc(s.rtime)}"></span>`;
-  }).join("");
-  const legend = LEGEND.map(s => `<li><i class="s-${s}"></i>${s}</li>`).join("") + `<li><i></i>no report</li>`;
+  }).join("") + (overdueSince ? `<span class="s-overdue" style="left:${Math.max(0, ((overdueSince - start) / (end - start)) * 100).toFixed(3)}%;right:0" title="overdue since ${esc(new Date(overdueSince).toISOString())}"></span>` : "");
+  const legend = LEGEND.map(s => `<li><i class="s-${s}"></i>${s}</li>`).join("") + `<li><i class="s-overdue"></i>overdue</li><li><i></i>no report</li>`;
   return `<div class="timeline" role="img" aria-label="states over the last ${hours} hours">${spans}</div>
     <div class="axis"><span>${hours} h ago</span><span>${hours / 2} h ago</span><span>now</span></div>
     <ul class="legend" aria-label="Timeline legend">${legend}</ul>`;

@@ -92,7 +92,7 @@ LOGIN_URL="${OVERC_URL/http:\/\//http://admin:secret@}" \
 wait "$pid" 2>/dev/null || true
 pid=
 if [[ "${UPDATE_DOCS:-}" == 1 ]]; then
-    for f in overview services services-phone overview-phone service alerts-deliveries overview-dark; do
+    for f in overview services services-phone service alerts-deliveries overview-dark; do
         cp "$out/$f.png" "$repo/docs/$f.png"
     done
 fi

@@ -635,7 +635,11 @@ function charts(states, hours) {
   }
   if (!series.size) return "";
   const W = 320, H = 130, L = 44, R = 312, T = 8, B = 104;
-  const x1 = Date.now(), x0 = x1 - hours * HOUR;
+  // The time axis runs from the oldest value in the window (at least ten
+  // minutes back) to now, so a young service's chart is not a dot at the edge.
+  const x1 = Date.now();
+  const oldest = Math.min(...[...series.values()].map(e => e.pts[0][0]));
+  const x0 = Math.min(x1 - 10 * 60e3, Math.max(x1 - hours * HOUR, oldest));
   const out = [...series].map(([key, { pts, last }]) => {
     const lines = [];
     for (const [kind, r] of [["warn", last.warn], ["crit", last.crit]]) {
@@ -647,7 +651,8 @@ function charts(states, hours) {
     let y0 = Math.min(...ys), y1 = Math.max(...ys);
     if (y1 - y0 < 1e-9) { y0 -= 1; y1 += 1; }
     const pad = (y1 - y0) * 0.05;
-    y0 -= pad; y1 += pad;
+    y0 = y0 >= 0 ? Math.max(0, y0 - pad) : y0 - pad;
+    y1 += pad;
     const X = t => L + ((t - x0) / (x1 - x0)) * (R - L);
     const Y = v => B - ((v - y0) / (y1 - y0)) * (B - T);
     const poly = pts.map(([t, v]) => `${X(t).toFixed(1)},${Y(v).toFixed(1)}`).join(" ");
@@ -658,7 +663,7 @@ function charts(states, hours) {
     const th = lines.map(([kind, v]) => `<line class="th-${kind}" x1="${L}" x2="${R}" y1="${Y(v).toFixed(1)}" y2="${Y(v).toFixed(1)}"><title>${kind} ${num(v)}</title></line>`).join("");
     const key2 = lines.length ? " · " + lines.map(([kind, v]) => `${kind} ${num(v)}`).join(" · ") : "";
     return `<div class="card chart" data-label="${esc(last.label)}"><div class="label">${esc(key)}</div>
-      <svg viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(key)} over the last ${hours} hours${esc(key2)}">
+      <svg viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(key)} since ${esc(clock(x0, hours))}${esc(key2)}">
       <line class="grid-line" x1="${L}" x2="${R}" y1="${B}" y2="${B}"/>${ticks}
       <text x="${L - 4}" y="${T + 8}" text-anchor="end">${esc(num(y1))}</text><text x="${L - 4}" y="${B}" text-anchor="end">${esc(num(y0))}</text>
       ${th}<polyline class="line" points="${poly}"/></svg>

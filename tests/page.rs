@@ -167,7 +167,7 @@ fn app_js_follows_the_read_api_shapes() {
     let js = include_str!("../src/server/assets/app.js");
     // History folded with groups=yes; an open group is known by its lowest
     // id, which stays while new reports make the run longer.
-    assert!(js.contains("/states?hours=24&groups=yes"));
+    assert!(js.contains("/states?hours=${hours}&groups=yes"));
     assert!(js.contains("open.has(String(s.id))"));
     // A server's n_alerts is about the server itself: the card adds its services'.
     assert!(js.contains("srv.n_alerts + srv.services.reduce((n, svc) => n + svc.n_alerts, 0)"));
@@ -425,5 +425,187 @@ fn metrics_describe_the_known_data() {
         "overc_alerts_raised_total",
     ] {
         assert!(m.contains(&format!("# TYPE {name} ")), "{name}");
+    }
+}
+
+/// The page is for an operator on duty: problems first, an overdue service
+/// never shown in its last state's colour, the rendering keyed by row
+/// (scripts/browser_test.py checks the rendered order in Chromium; this
+/// catches a page left behind where no browser is installed).
+#[test]
+fn app_js_puts_problems_first_and_overdue_apart() {
+    let js = include_str!("../src/server/assets/app.js");
+    // SPEC §5: FAIL, UNK, WARN, overdue, OK.
+    assert!(js.contains("const RANK = { FAIL: 0, UNK: 1, WARN: 2, overdue: 3, OK: 4, none: 5 };"));
+    // Overdue is decided before the state is looked at.
+    let overdue = js.find("if (st.timed_out) return \"overdue\";").unwrap();
+    let state = js
+        .find("return st.state in RANK ? st.state : \"UNK\";")
+        .unwrap();
+    assert!(overdue < state);
+    // Rows are kept by key and rebuilt only when their HTML changed.
+    assert!(
+        js.contains("class Keyed") && js.contains("if (!e || e.html !== it.html) build.push(it);")
+    );
+    // Filter, switch and sort live in the URL.
+    for key in [
+        "params.get(\"q\")",
+        "params.get(\"problems\")",
+        "params.get(\"sort\")",
+        "history.replaceState",
+    ] {
+        assert!(js.contains(key), "{key}");
+    }
+    let css = include_str!("../src/server/assets/style.css");
+    assert!(css.contains(".s-overdue {") && css.contains("dashed"));
+}
+
+/// Embedded, no build step, no CDN: the page works on an offline host.
+#[test]
+fn the_assets_load_nothing_from_elsewhere() {
+    for (name, text) in [
+        (
+            "index.html",
+            include_str!("../src/server/assets/index.html"),
+        ),
+        ("app.js", include_str!("../src/server/assets/app.js")),
+        ("style.css", include_str!("../src/server/assets/style.css")),
+    ] {
+        let code: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for needle in ["http://", "https://", "@import", "url(", "//cdn"] {
+            assert!(!code.contains(needle), "{name} has {needle:?}");
+        }
+    }
+    let html = include_str!("../src/server/assets/index.html");
+    assert!(html.contains("<html lang=\"en\">") && html.contains("name=\"viewport\""));
+    assert!(html.contains("class=\"skip\"") && html.contains("href=\"#/silences\""));
+}
+
+/// One colour of style.css's light `:root`, as linear RGB.
+fn css_colour(css: &str, var: &str) -> [f64; 3] {
+    let at = css
+        .find(&format!("{var}: #"))
+        .unwrap_or_else(|| panic!("{var}"))
+        + var.len()
+        + 3;
+    let hex = &css[at..at + 6];
+    let channel = |i: usize| {
+        let c = f64::from(u8::from_str_radix(&hex[i..i + 2], 16).unwrap()) / 255.0;
+        if c <= 0.04045 {
+            c / 12.92
+        } else {
+            ((c + 0.055) / 1.055).powf(2.4)
+        }
+    };
+    [channel(0), channel(2), channel(4)]
+}
+
+fn lab(rgb: [f64; 3]) -> [f64; 3] {
+    let [r, g, b] = rgb;
+    let x = (0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047;
+    let y = 0.2126 * r + 0.7152 * g + 0.0722 * b;
+    let z = (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883;
+    let f = |t: f64| {
+        if t > 0.008856 {
+            t.cbrt()
+        } else {
+            7.787 * t + 16.0 / 116.0
+        }
+    };
+    [
+        116.0 * f(y) - 16.0,
+        500.0 * (f(x) - f(y)),
+        200.0 * (f(y) - f(z)),
+    ]
+}
+
+fn luminance(rgb: [f64; 3]) -> f64 {
+    0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]
+}
+
+/// The state colours are the Okabe-Ito palette; simulated for protanopia,
+/// deuteranopia and tritanopia (Machado, Oliveira & Fernandes 2009,
+/// severity 1.0, on linear RGB) every two states stay at least 15 apart
+/// (CIE76 ΔE; 2.3 is a just-noticeable difference), and the black text on
+/// each has at least the 4.5:1 contrast WCAG AA asks of small text. The
+/// state is written as text too; colour only helps.
+#[test]
+fn state_colours_stay_apart_for_colour_blind_eyes() {
+    let css = include_str!("../src/server/assets/style.css");
+    let light = &css[css.find(":root {").unwrap()..css.find("@media").unwrap()];
+    let dark = &css[css.find("@media (prefers-color-scheme: dark)").unwrap()..];
+    let dark = &dark[..dark.find("\n}\n").unwrap()];
+    let states = ["--ok", "--warn", "--fail", "--unk"];
+    for s in states {
+        assert!(
+            !dark.contains(&format!("{s}:")),
+            "dark mode keeps the checked {s}"
+        );
+    }
+    let matrices: [(&str, [[f64; 3]; 3]); 4] = [
+        (
+            "normal",
+            [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+        ),
+        (
+            "protanopia",
+            [
+                [0.152286, 1.052583, -0.204868],
+                [0.114503, 0.786281, 0.099216],
+                [-0.003882, -0.048116, 1.051998],
+            ],
+        ),
+        (
+            "deuteranopia",
+            [
+                [0.367322, 0.860646, -0.227968],
+                [0.280085, 0.672501, 0.047413],
+                [-0.011820, 0.042940, 0.968881],
+            ],
+        ),
+        (
+            "tritanopia",
+            [
+                [1.255528, -0.076749, -0.178779],
+                [-0.078411, 0.930809, 0.147602],
+                [0.004733, 0.691367, 0.303900],
+            ],
+        ),
+    ];
+    for (vision, m) in matrices {
+        let seen: Vec<[f64; 3]> = states
+            .iter()
+            .map(|s| {
+                let c = css_colour(light, s);
+                let sim =
+                    |row: [f64; 3]| (row[0] * c[0] + row[1] * c[1] + row[2] * c[2]).clamp(0.0, 1.0);
+                lab([sim(m[0]), sim(m[1]), sim(m[2])])
+            })
+            .collect();
+        for i in 0..states.len() {
+            for j in i + 1..states.len() {
+                let d = seen[i]
+                    .iter()
+                    .zip(&seen[j])
+                    .map(|(a, b)| (a - b).powi(2))
+                    .sum::<f64>()
+                    .sqrt();
+                assert!(
+                    d >= 15.0,
+                    "{vision}: {} and {} are {d:.1} apart",
+                    states[i],
+                    states[j]
+                );
+            }
+        }
+    }
+    assert!(light.contains("--on-state: #000;"));
+    for s in states {
+        let contrast = (luminance(css_colour(light, s)) + 0.05) / 0.05;
+        assert!(contrast >= 4.5, "black on {s}: {contrast:.1}:1");
     }
 }

@@ -7,10 +7,10 @@ use serde_json::{Value, json};
 
 use crate::common::{TestServer, agent, report};
 
-struct Answer {
+pub struct Answer {
     status: u16,
     headers: Vec<(String, String)>,
-    body: String,
+    pub body: String,
 }
 
 impl Answer {
@@ -25,7 +25,7 @@ impl Answer {
     }
 }
 
-fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Answer {
     let mut b = ureq::http::Request::builder().method(method).uri(url);
     for (k, v) in headers {
         b = b.header(*k, *v);

@@ -108,6 +108,13 @@ fn a_flapping_service_is_told_once_instead_of_every_flap() {
         "changes held back while it flaps: {changes} of 20 told: {told:#?}"
     );
     assert_eq!(service(&s, "web")["flapping"], true);
+    let metrics = crate::page::request("GET", &format!("{}/metrics", s.t.url()), &[], "").body;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"overc_service_flapping{server="h",service="web"} 1"#),
+        "{metrics}"
+    );
     // Steady again: it stops flapping, once.
     let mut after = Vec::new();
     for _ in 0..21 {

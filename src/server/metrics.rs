@@ -47,6 +47,13 @@ pub(super) fn render(app: &App) -> Result<String> {
     let mut overdue = String::new();
     let mut last_report = String::new();
     let mut perfdata = String::new();
+    let mut flapping = String::new();
+    head(
+        &mut flapping,
+        "overc_service_flapping",
+        "gauge",
+        "1 while a service flaps (its state changes are held back).",
+    );
     head(
         &mut state,
         "overc_service_state",
@@ -95,6 +102,11 @@ pub(super) fn render(app: &App) -> Result<String> {
                 "overc_service_last_report_timestamp_seconds{{{l}}} {}",
                 now - st.seen_ago
             );
+            let _ = writeln!(
+                flapping,
+                "overc_service_flapping{{{l}}} {}",
+                u8::from(svc.flapping)
+            );
             let mut seen = HashSet::new();
             for p in &st.perfdata {
                 let Some(value) = p.value else { continue };
@@ -116,6 +128,7 @@ pub(super) fn render(app: &App) -> Result<String> {
     let mut out = state;
     out.push_str(&overdue);
     out.push_str(&last_report);
+    out.push_str(&flapping);
     out.push_str(&perfdata);
     head(
         &mut out,

@@ -942,6 +942,9 @@ pub struct ServiceConfig {
     pub timeout: Duration,
     /// Program and arguments, split with shell-like quoting.
     pub command: Vec<String>,
+    /// `retries`: non-OK results in a row before the server notifies the
+    /// problem (SPEC §9); sent with each state; `None`: the server decides.
+    pub retries: Option<u8>,
 }
 
 /// An `overcli monitor` config: where to report, as whom, and what to run.
@@ -1023,8 +1026,16 @@ impl MonitorConfig {
                 let mut max_lag = None;
                 let mut timeout = None;
                 let mut command = None;
+                let mut retries = None;
                 for (k, v) in props.iter() {
                     match k {
+                        "retries" => {
+                            let n: i64 = parse_num(v, source, section, k)?;
+                            retries = Some(
+                                policy::check_retries(n)
+                                    .map_err(|why| key_error(source, section, k, &why))?,
+                            );
+                        }
                         "period" => {
                             let p: u32 = parse_num(v, source, section, k)?;
                             if !(1..=crate::protocol::MAX_PERIOD).contains(&p) {
@@ -1079,6 +1090,7 @@ impl MonitorConfig {
                     max_lag,
                     timeout: timeout.unwrap_or(Duration::from_secs(u64::from(period))),
                     command,
+                    retries,
                 });
             } else {
                 return Err(Error::Config(format!(

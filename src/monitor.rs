@@ -245,7 +245,7 @@ impl Monitor {
                 state: run.state,
                 info: run.info,
                 period: Some(s.period),
-                retries: None,
+                retries: s.retries,
             },
         );
     }

@@ -97,3 +97,24 @@ fn send_states_drops_only_the_state_the_server_refuses() {
     assert_eq!(report.delivered.len(), 2499);
     assert_eq!(services_of_mon(&t), 2499);
 }
+
+/// `retries` of a `[service:NAME]` section goes with every state it sends:
+/// the server keeps a failing check soft until that many FAILs in a row.
+#[test]
+fn monitor_sends_each_services_retries() {
+    let t = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ini = "[service:flaky]\nperiod = 3600\nretries = 5\ncommand = sh -c 'echo down; exit 2'\n";
+    let config = MonitorConfig::from_ini_str(ini, "monitor.ini", dir.path()).unwrap();
+    assert_eq!(config.services[0].retries, Some(5));
+    let client = Client::new(&t.url(), ServerId::parse("mon:secret").unwrap()).unwrap();
+    let monitor = Monitor::new(config, client, Arc::new(SystemClock));
+    let stop = monitor.stopper();
+    let running = std::thread::spawn(move || monitor.run());
+    eventually("the state to arrive", || services_of_mon(&t) == 1);
+    stop.stop();
+    running.join().unwrap().unwrap();
+    let service = &t.status()["servers"][0]["services"][0];
+    assert_eq!(service["state"]["state"], "FAIL");
+    assert_eq!(service["soft"], true, "one FAIL of five: {service}");
+}

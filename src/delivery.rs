@@ -20,9 +20,9 @@ use crate::command::{self, CommandSpec, Exit};
 use crate::config::{AlertPluginConfig, PluginKind};
 use crate::error::{Error, Result};
 use crate::notification::{Notification, Notifier};
-use crate::policy::{self, PluginPolicy, Route};
+use crate::policy::{self, Grouped, PluginPolicy, Route};
 use crate::rules;
-use crate::store::{DeliveryOutcome, Storage, lock};
+use crate::store::{DeliveryOutcome, PendingDelivery, Storage, lock};
 use crate::webhook::WebhookNotifier;
 
 /// First retry delay after a plugin failed; doubles up to [`MAX_BACKOFF`].
@@ -228,6 +228,8 @@ struct Worker {
     unrecorded: Vec<i64>,
     /// When the delivery at the head of the queue may be tried again.
     next_try: Option<Millis>,
+    /// `group-wait` in seconds (0: every alert alone).
+    group_wait: u64,
 }
 
 impl Worker {
@@ -237,8 +239,37 @@ impl Worker {
             .map(drop)
     }
 
+    /// The alerts sent with `head` under `group-wait`: those about the
+    /// same server raised before its window closes, from `pending` (in
+    /// order, the head first). `None` while the window is open.
+    fn window(
+        &self,
+        head: &Notification,
+        pending: &[PendingDelivery],
+        now: Millis,
+        ignore_schedule: bool,
+    ) -> Option<Vec<PendingDelivery>> {
+        let Some(server) = head.server.as_deref().filter(|_| self.group_wait > 0) else {
+            return Some(Vec::new());
+        };
+        let end = policy::window_end(head.ctime, self.group_wait);
+        if now < end && !ignore_schedule {
+            return None;
+        }
+        Some(
+            pending
+                .iter()
+                .filter(|p| {
+                    p.notification.server.as_deref() == Some(server) && p.notification.ctime < end
+                })
+                .cloned()
+                .collect(),
+        )
+    }
+
     /// Delivers the plugin's pending deliveries in order, up to the first it
-    /// refuses (or one not yet due for a retry, unless `ignore_schedule`).
+    /// refuses (or one not yet due for a retry, unless `ignore_schedule`);
+    /// with `group-wait`, a server's alerts of one window go as one.
     fn pass(&mut self, ignore_schedule: bool) -> Result<DeliveryReport> {
         let mut report = DeliveryReport::default();
         while let Some(&id) = self.unrecorded.first() {
@@ -249,27 +280,52 @@ impl Worker {
         loop {
             let pending = self.storage.pending_deliveries(&self.name, BATCH)?;
             let more = pending.len() == BATCH;
-            for p in pending {
+            let mut sent = std::collections::HashSet::new();
+            for (i, p) in pending.iter().enumerate() {
                 if self.stop.load(Ordering::Relaxed) {
                     return Ok(report);
+                }
+                if sent.contains(&p.notification.id) {
+                    continue;
                 }
                 let now = self.clock.now();
                 if !ignore_schedule && p.next_attempt > now {
                     self.next_try = Some(p.next_attempt);
                     return Ok(report);
                 }
-                let alert = &p.notification;
-                match self.notifier.notify(alert) {
+                let Some(mut members) =
+                    self.window(&p.notification, &pending[i..], now, ignore_schedule)
+                else {
+                    self.next_try = Some(policy::window_end(p.notification.ctime, self.group_wait));
+                    return Ok(report);
+                };
+                let alert = if members.len() > 1 {
+                    let server = p.notification.server.clone().unwrap_or_default();
+                    let services = self.storage.services_with_period(&server)?;
+                    let notifications = members.iter().map(|m| m.notification.clone()).collect();
+                    match policy::group(&server, notifications, services) {
+                        Some(Grouped::Group(g)) => Notification::from(g),
+                        _ => p.notification.clone(),
+                    }
+                } else {
+                    members = vec![p.clone()];
+                    p.notification.clone()
+                };
+                let ids: Vec<i64> = members.iter().map(|m| m.notification.id).collect();
+                sent.extend(ids.iter().copied());
+                match self.notifier.notify(&alert) {
                     Ok(()) => {
                         self.counts.delivered.fetch_add(1, Ordering::Relaxed);
                         if std::mem::take(&mut self.failing) {
                             log::info!("alert plugin `{}` works again", self.name);
                         }
-                        if let Err(e) = self.record(alert.id, DeliveryOutcome::Delivered) {
-                            self.unrecorded.push(alert.id);
-                            return Err(e);
+                        for &id in &ids {
+                            if let Err(e) = self.record(id, DeliveryOutcome::Delivered) {
+                                self.unrecorded.extend(ids.iter().filter(|&&i| i >= id));
+                                return Err(e);
+                            }
+                            report.delivered += 1;
                         }
-                        report.delivered += 1;
                     }
                     Err(error) if now - alert.ctime >= self.retention => {
                         self.counts.given_up.fetch_add(1, Ordering::Relaxed);
@@ -277,13 +333,20 @@ impl Worker {
                             "alert {}: gave up on plugin `{}` after {} attempts: {error}",
                             alert.id,
                             self.name,
-                            alert.attempts + 1
+                            p.notification.attempts + 1
                         );
-                        self.record(alert.id, DeliveryOutcome::GivenUp { error })?;
+                        for &id in &ids {
+                            self.record(
+                                id,
+                                DeliveryOutcome::GivenUp {
+                                    error: error.clone(),
+                                },
+                            )?;
+                        }
                     }
                     Err(error) => {
                         self.counts.failed.fetch_add(1, Ordering::Relaxed);
-                        let retry_at = now + backoff(alert.attempts);
+                        let retry_at = now + backoff(p.notification.attempts);
                         log::warn!(
                             "alert {}: plugin `{}` failed ({error}); retrying in {} s",
                             alert.id,
@@ -297,8 +360,16 @@ impl Worker {
                             self.failing = true;
                             let _ = self.router.send(RouterMsg::Notify);
                         }
-                        self.record(alert.id, DeliveryOutcome::Failed { error, retry_at })?;
-                        report.deferred += 1;
+                        for &id in &ids {
+                            self.record(
+                                id,
+                                DeliveryOutcome::Failed {
+                                    error: error.clone(),
+                                    retry_at,
+                                },
+                            )?;
+                            report.deferred += 1;
+                        }
                         self.next_try = Some(retry_at);
                         return Ok(report);
                     }
@@ -501,7 +572,8 @@ impl std::fmt::Debug for Outbox {
 impl Outbox {
     /// Starts delivering: routes what is unrouted and tries every pending
     /// delivery at once (after a restart that includes what a crash left).
-    /// Deliveries refused for `retention_days` are given up.
+    /// Deliveries refused for `retention_days` are given up; a server's
+    /// alerts within `group_wait` seconds of its first go as one.
     ///
     /// # Errors
     /// When a thread cannot be started, or two notifiers share a name.
@@ -509,6 +581,7 @@ impl Outbox {
         storage: Arc<dyn Storage>,
         notifiers: Vec<NamedNotifier>,
         retention_days: u32,
+        group_wait: u64,
         clock: Arc<dyn Clock>,
     ) -> Result<Outbox> {
         let mut names: Vec<&str> = notifiers.iter().map(|n| n.name.as_str()).collect();
@@ -541,6 +614,7 @@ impl Outbox {
                 failing: false,
                 unrecorded: Vec::new(),
                 next_try: None,
+                group_wait,
             };
             let thread = std::thread::Builder::new()
                 .name(format!("overc-alert-{}", n.name))

@@ -35,6 +35,9 @@ pub struct EngineSettings {
     /// Who gets the alerts: the alert plugin commands of the config, and
     /// any notifier of the application's own.
     pub notifiers: Vec<NamedNotifier>,
+    /// `group-wait`: seconds a server's first alert waits for others to be
+    /// sent with it (0: off).
+    pub group_wait: u64,
 }
 
 impl Default for EngineSettings {
@@ -43,6 +46,7 @@ impl Default for EngineSettings {
             grace: 0,
             retention_days: 90,
             notifiers: Vec::new(),
+            group_wait: 0,
         }
     }
 }
@@ -66,6 +70,7 @@ impl From<&ServerConfig> for EngineSettings {
             grace: config.grace,
             retention_days: config.retention_days,
             notifiers: plugin_notifiers(&config.alert_plugins, &config.base_dir),
+            group_wait: config.policy.group_wait,
         }
     }
 }
@@ -105,6 +110,7 @@ impl Engine {
             store.clone(),
             settings.notifiers.clone(),
             settings.retention_days,
+            settings.group_wait,
             clock.clone(),
         )?);
         let supervisor =

@@ -31,6 +31,10 @@ pub struct Notification {
     pub ctime: i64,
     /// Earlier attempts to deliver it to this notifier, all failed.
     pub attempts: u32,
+    /// For a group of alerts about one server (`group-wait`, SPEC §9): the
+    /// alerts, oldest first; this notification is then their summary
+    /// (channel `group`). Empty for a single alert.
+    pub members: Vec<Notification>,
 }
 
 impl Notification {
@@ -39,6 +43,9 @@ impl Notification {
     /// service has a state, `Current: <STATE>: <info>`. An alert without an
     /// event (an acknowledgement) shows `[<channel>]`.
     pub fn text(&self) -> String {
+        if let Some(group) = self.group() {
+            return group.text();
+        }
         let mut head = String::new();
         if let Some(server) = &self.server {
             head.push_str(server);
@@ -63,8 +70,23 @@ impl Notification {
         text
     }
 
-    /// The `OVERC_*` variables a plugin gets.
+    /// The group this notification sums up, if it is one.
+    fn group(&self) -> Option<crate::policy::Group> {
+        (!self.members.is_empty()).then(|| crate::policy::Group {
+            head: Notification {
+                members: Vec::new(),
+                ..self.clone()
+            },
+            members: self.members.clone(),
+        })
+    }
+
+    /// The `OVERC_*` variables a plugin gets (for a group also `OVERC_COUNT`,
+    /// and the members' ids in `OVERC_ALERT_ID`).
     pub fn env(&self) -> Vec<(String, String)> {
+        if let Some(group) = self.group() {
+            return group.env();
+        }
         let v = |s: &Option<String>| s.clone().unwrap_or_default();
         vec![
             ("OVERC_SERVER".into(), v(&self.server)),

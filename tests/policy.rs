@@ -163,3 +163,51 @@ fn each_plugin_gets_what_its_routing_selects_and_the_recoveries_of_what_it_got()
         "the pager gets the recovery of what it was sent, not of a's WARN: {got:#?}"
     );
 }
+
+#[test]
+fn a_servers_alerts_within_group_wait_go_as_one_notification() {
+    let mut s = Scenario::with(vec![], |c| c.policy.group_wait = 10);
+    s.send("a", "OK", "", 60);
+    s.send("b", "OK", "", 60);
+    s.send("c", "OK", "", 60);
+    s.new_alerts();
+    s.send("a", "FAIL", "", 60);
+    s.advance(2_000);
+    s.send("b", "WARN", "", 60);
+    assert_eq!(s.new_alerts(), Vec::<String>::new(), "the window is open");
+    s.advance(8_000);
+    let got = s.new_alerts();
+    assert_eq!(got.len(), 1, "{got:#?}");
+    let lines: Vec<&str> = got[0].lines().collect();
+    assert_eq!(lines[0], "h: 2 alerts: 2 state changes");
+    assert_eq!(lines[1], "");
+    assert!(
+        lines[2].starts_with("h a: [service:state/FAIL]"),
+        "{got:#?}"
+    );
+    assert!(got[0].contains("h b: [service:state/WARN]"), "{got:#?}");
+    assert!(
+        got[0].contains("env: group/alerts severity=FAIL server=h service= state= id=1,2"),
+        "{got:#?}"
+    );
+
+    // A single alert in its window goes alone, unchanged.
+    s.send("c", "WARN", "", 60);
+    s.advance(10_000);
+    let got: Vec<String> = s.new_alerts().iter().map(|r| text(r)).collect();
+    assert_eq!(
+        got,
+        vec!["h c: [service:state/WARN] State changed: \"OK\" -> \"WARN\"\nCurrent: WARN: "]
+    );
+
+    // Every service overdue at once: "server offline".
+    s.advance(61_000);
+    assert_eq!(s.new_alerts(), Vec::<String>::new(), "the window is open");
+    s.advance(10_000);
+    let got = s.new_alerts();
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(
+        got[0].starts_with("h: server offline (3 services overdue)\n"),
+        "{got:#?}"
+    );
+}

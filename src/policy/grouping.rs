@@ -68,6 +68,17 @@ impl Group {
     }
 }
 
+impl From<Group> for Notification {
+    /// The group as one notification whose [`Notification::text`] and
+    /// [`Notification::env`] are the group's.
+    fn from(group: Group) -> Notification {
+        Notification {
+            members: group.members,
+            ..group.head
+        }
+    }
+}
+
 /// What a window of alerts is sent as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Grouped {

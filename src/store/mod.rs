@@ -155,6 +155,11 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// to whoever got the problem it ends.
     fn got_problem(&self, plugin: &str, recovery: i64) -> Result<bool>;
 
+    /// How many services of the server named `server` have a period (can go
+    /// overdue): a group of alerts about it says "server offline" when all
+    /// of them did.
+    fn services_with_period(&self, server: &str) -> Result<usize>;
+
     /// A plugin's pending deliveries, in alert order.
     fn pending_deliveries(&self, plugin: &str, limit: usize) -> Result<Vec<PendingDelivery>>;
 

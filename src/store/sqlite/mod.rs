@@ -458,6 +458,10 @@ impl Storage for Store {
         Store::got_problem(self, plugin, recovery)
     }
 
+    fn services_with_period(&self, server: &str) -> Result<usize> {
+        Store::services_with_period(self, server)
+    }
+
     fn pending_deliveries(&self, plugin: &str, limit: usize) -> Result<Vec<PendingDelivery>> {
         Store::pending_deliveries(self, plugin, limit)
     }

@@ -26,6 +26,7 @@ fn notification(r: &rusqlite::Row<'_>) -> rusqlite::Result<Notification> {
         info: r.get(8)?,
         ctime: r.get(9)?,
         attempts: 0,
+        members: Vec::new(),
     })
 }
 
@@ -55,6 +56,18 @@ impl Store {
             )?
             .query_row(params![plugin, recovery], |r| r.get(0))?;
         Ok(got)
+    }
+
+    /// Services of a server (by name) that have a period.
+    pub(crate) fn services_with_period(&self, server: &str) -> Result<usize> {
+        let conn = self.reader();
+        let n: i64 = conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM services s JOIN servers sv ON sv.id = s.server_id
+                 WHERE sv.name = ?1 AND s.period IS NOT NULL",
+            )?
+            .query_row([server], |r| r.get(0))?;
+        Ok(usize::try_from(n).unwrap_or(0))
     }
 
     /// A plugin's pending deliveries, in alert order.

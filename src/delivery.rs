@@ -9,6 +9,7 @@
 //! streak raises one `alert-plugin/failed` alert, sent through the others. A
 //! restart tries every pending delivery again at once.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -20,7 +21,7 @@ use crate::command::{self, CommandSpec, Exit};
 use crate::config::{AlertPluginConfig, PluginKind};
 use crate::error::{Error, Result};
 use crate::notification::{Notification, Notifier};
-use crate::policy::{self, Grouped, PluginPolicy, Route};
+use crate::policy::{self, Grouped, PluginPolicy, Problem, ReminderState, Route};
 use crate::rules;
 use crate::store::{DeliveryOutcome, PendingDelivery, Storage, lock};
 use crate::webhook::WebhookNotifier;
@@ -230,6 +231,14 @@ struct Worker {
     next_try: Option<Millis>,
     /// `group-wait` in seconds (0: every alert alone).
     group_wait: u64,
+    /// Its routing and `repeat`.
+    policy: PluginPolicy,
+    /// Open problems it was reminded of: service → (problem, since, last
+    /// reminder). In memory: after a restart a problem gets at most one
+    /// reminder early.
+    reminded: HashMap<i64, (Problem, Millis, Option<Millis>)>,
+    /// When the next reminder is due.
+    next_reminder: Option<Millis>,
 }
 
 impl Worker {
@@ -280,7 +289,7 @@ impl Worker {
         loop {
             let pending = self.storage.pending_deliveries(&self.name, BATCH)?;
             let more = pending.len() == BATCH;
-            let mut sent = std::collections::HashSet::new();
+            let mut sent = HashSet::new();
             for (i, p) in pending.iter().enumerate() {
                 if self.stop.load(Ordering::Relaxed) {
                     return Ok(report);
@@ -381,13 +390,85 @@ impl Worker {
         }
     }
 
+    /// Sends the reminders due (`repeat`) of the open problems its routing
+    /// selects, unless acknowledged or silenced.
+    fn remind(&mut self) -> Result<usize> {
+        let Some(repeat) = self.policy.repeat else {
+            return Ok(0);
+        };
+        let now = self.clock.now();
+        let mut sent = 0;
+        let mut open = HashSet::new();
+        self.next_reminder = None;
+        for p in self.storage.open_problems()? {
+            let Some(problem) = Problem::of(p.state, true, p.overdue) else {
+                continue;
+            };
+            open.insert(p.service_id);
+            let known = self
+                .reminded
+                .entry(p.service_id)
+                .or_insert((problem, p.since, None));
+            if (known.0, known.1) != (problem, p.since) {
+                *known = (problem, p.since, None);
+            }
+            let state = ReminderState {
+                problem,
+                since: p.since,
+                last_reminder: known.2,
+                acked: p.acked,
+                silenced: p.silenced,
+            };
+            if state.is_due(Some(repeat), now) {
+                let event = state.reminder(now);
+                let reminder = Notification {
+                    server: Some(p.server.clone()),
+                    service: Some(p.service.clone()),
+                    channel: event.channel.into(),
+                    event: event.event.into(),
+                    message: event.message.into_owned(),
+                    severity: event.severity.as_str().into(),
+                    state: p.state.map(|s| s.as_str().into()),
+                    info: Some(p.info.clone()),
+                    ctime: now,
+                    ..Notification::default()
+                };
+                if self.policy.route.routes(&reminder) {
+                    match self.notifier.notify(&reminder) {
+                        Ok(()) => sent += 1,
+                        Err(e) => {
+                            log::warn!("reminder through plugin `{}` failed: {e}", self.name);
+                            continue;
+                        }
+                    }
+                }
+                known.2 = Some(now);
+            }
+            let next = ReminderState {
+                last_reminder: known.2,
+                ..state
+            }
+            .next_due(Some(repeat));
+            self.next_reminder = match (self.next_reminder, next) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        self.reminded.retain(|id, _| open.contains(id));
+        Ok(sent)
+    }
+
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
         // Passes that failed on storage in a row; they back off so that a
         // broken disk does not turn into a storm of plugin runs.
         let mut failures = 0u32;
         let mut first = true;
         loop {
-            let mut wait = match self.next_try {
+            let next = match (self.next_try, self.next_reminder) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let mut wait = match next {
                 Some(at) => Duration::from_millis((at - self.clock.now()).clamp(0, 60_000) as u64),
                 None => Duration::from_secs(60),
             };
@@ -408,7 +489,9 @@ impl Worker {
                     }
                 }
             }
-            let result = self.pass(std::mem::take(&mut first));
+            let result = self
+                .pass(std::mem::take(&mut first))
+                .and_then(|report| self.remind().map(|_| report));
             match &result {
                 Ok(_) => failures = 0,
                 Err(e) => {
@@ -615,6 +698,9 @@ impl Outbox {
                 unrecorded: Vec::new(),
                 next_try: None,
                 group_wait,
+                policy: n.policy.clone(),
+                reminded: HashMap::new(),
+                next_reminder: None,
             };
             let thread = std::thread::Builder::new()
                 .name(format!("overc-alert-{}", n.name))

@@ -211,3 +211,47 @@ fn a_servers_alerts_within_group_wait_go_as_one_notification() {
         "{got:#?}"
     );
 }
+
+#[test]
+fn a_plugin_with_repeat_is_reminded_of_a_problem_nobody_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let pager_out = dir.path().join("pager.log");
+    let mut pager = alert_plugin(
+        "pager",
+        &[&plugin("record.sh"), pager_out.to_str().unwrap()],
+        Duration::from_secs(30),
+    );
+    pager.policy.repeat = Some(3600);
+    let mut s = Scenario::new(vec![pager]);
+    let pager_got = || -> Vec<String> { records(&pager_out).iter().map(|r| text(r)).collect() };
+    s.send("db", "FAIL", "disk full", 86_400);
+    s.new_alerts();
+    assert_eq!(pager_got().len(), 1);
+    s.advance(3_599_000);
+    s.send("db", "FAIL", "disk full", 86_400);
+    s.new_alerts();
+    assert_eq!(pager_got().len(), 1, "not before the hour");
+    s.advance(1_000);
+    let all = s.new_alerts();
+    assert!(all.is_empty(), "the log plugin has no repeat: {all:?}");
+    assert_eq!(
+        pager_got()[1],
+        "h db: [service:reminder/FAIL] Still FAIL for 1h\nCurrent: FAIL: disk full"
+    );
+    s.advance(3_600_000);
+    s.new_alerts();
+    assert_eq!(pager_got().len(), 3, "every hour");
+    assert!(
+        pager_got()[2].contains("Still FAIL for 2h"),
+        "{:?}",
+        pager_got()
+    );
+    // Fixed: no more reminders.
+    s.send("db", "OK", "", 86_400);
+    s.new_alerts();
+    s.advance(7_200_000);
+    s.new_alerts();
+    let got = pager_got();
+    assert_eq!(got.len(), 4, "{got:#?}");
+    assert!(got[3].contains("[service:state/OK]"), "{got:#?}");
+}

@@ -17,6 +17,7 @@ use crate::error::Result;
 use crate::notification::Notification;
 use crate::protocol::{AlertReport, Ping, ServerId, StatusReport};
 use crate::rules::Event;
+use crate::state::State;
 
 /// What a committed operation changed, for the layers downstream.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -52,6 +53,30 @@ pub struct PendingDelivery {
     pub notification: Notification,
     /// When it may be tried again (0: at once).
     pub next_attempt: Millis,
+}
+
+/// A service in a hard problem or overdue, for reminders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenProblem {
+    /// The service.
+    pub service_id: i64,
+    /// Its server's name.
+    pub server: String,
+    /// Its name.
+    pub service: String,
+    /// Its current state and info.
+    pub state: Option<State>,
+    /// The info of its current state.
+    pub info: String,
+    /// Whether it is flagged overdue.
+    pub overdue: bool,
+    /// When the problem began: its last notified state change, or the
+    /// offline alert when overdue.
+    pub since: Millis,
+    /// Whether an acknowledgement holds it.
+    pub acked: bool,
+    /// Whether an active silence matches it.
+    pub silenced: bool,
 }
 
 /// What a plugin did with an alert.
@@ -159,6 +184,9 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// overdue): a group of alerts about it says "server offline" when all
     /// of them did.
     fn services_with_period(&self, server: &str) -> Result<usize>;
+
+    /// Services in a hard problem or overdue, for reminders.
+    fn open_problems(&self) -> Result<Vec<OpenProblem>>;
 
     /// A plugin's pending deliveries, in alert order.
     fn pending_deliveries(&self, plugin: &str, limit: usize) -> Result<Vec<PendingDelivery>>;

@@ -35,8 +35,8 @@ use crate::notification::Notification;
 use crate::protocol::{AlertReport, Ping, ServerId, StatusReport};
 use crate::rules::Event;
 use crate::store::{
-    AlertFilter, AlertListView, Applied, DeliveryOutcome, HistoryView, PendingDelivery,
-    ServiceDeadline, StatusFilter, StatusPart, Storage, TableCounts,
+    AlertFilter, AlertListView, Applied, DeliveryOutcome, HistoryView, OpenProblem,
+    PendingDelivery, ServiceDeadline, StatusFilter, StatusPart, Storage, TableCounts,
 };
 
 use durability::Tuning;
@@ -460,6 +460,10 @@ impl Storage for Store {
 
     fn services_with_period(&self, server: &str) -> Result<usize> {
         Store::services_with_period(self, server)
+    }
+
+    fn open_problems(&self) -> Result<Vec<OpenProblem>> {
+        Store::open_problems(self)
     }
 
     fn pending_deliveries(&self, plugin: &str, limit: usize) -> Result<Vec<PendingDelivery>> {

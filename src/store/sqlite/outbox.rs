@@ -4,9 +4,11 @@ use rusqlite::params;
 
 use super::Store;
 use super::schema::current_state;
+use crate::clock::Millis;
 use crate::error::Result;
 use crate::notification::Notification;
-use crate::store::{PendingDelivery, ServiceDeadline};
+use crate::state::State;
+use crate::store::{OpenProblem, PendingDelivery, ServiceDeadline};
 
 /// The alert columns a [`Notification`] is made of, from `alerts a` joined
 /// to its server `sv` and service `se`.
@@ -56,6 +58,36 @@ impl Store {
             )?
             .query_row(params![plugin, recovery], |r| r.get(0))?;
         Ok(got)
+    }
+
+    /// Services in a hard problem or overdue, with when it began.
+    pub(crate) fn open_problems(&self) -> Result<Vec<OpenProblem>> {
+        let conn = self.reader();
+        let mut st = conn.prepare_cached(concat!(
+            "SELECT s.id, sv.name, s.name, st.state, st.info, s.overdue,
+                    (SELECT MAX(a.ctime) FROM alerts a WHERE a.service_id = s.id AND a.soft = 0
+                     AND CASE WHEN s.overdue THEN a.channel = 'plugin' AND a.event = 'offline'
+                              ELSE a.channel = 'service:state' END)
+             FROM services s JOIN servers sv ON sv.id = s.server_id ",
+            current_state!(),
+            " WHERE s.overdue = 1 OR (st.state IS NOT NULL AND st.state != 'OK' AND s.hard = 1)"
+        ))?;
+        let rows = st.query_map([], |r| {
+            Ok(OpenProblem {
+                service_id: r.get(0)?,
+                server: r.get(1)?,
+                service: r.get(2)?,
+                state: r
+                    .get::<_, Option<String>>(3)?
+                    .map(|s| State::parse(&s).unwrap_or(State::Unk)),
+                info: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+                overdue: r.get(5)?,
+                since: r.get::<_, Option<Millis>>(6)?.unwrap_or(0),
+                acked: false,
+                silenced: false,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Services of a server (by name) that have a period.

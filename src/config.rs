@@ -1343,8 +1343,38 @@ mod tests {
     }
 
     #[test]
+    fn policy_keys_are_read_and_checked() {
+        let c = parse("[overc]\nretries = 3\nflapping = on\nflap-high = 40\nflap-low = 20\ngroup-wait = 1m\n[alert:pager]\ncommand = true\nseverities = FAIL, UNK\nservers = web*\nrepeat = 4h\n").unwrap();
+        assert_eq!(c.policy.retries, 3);
+        assert!(c.policy.flapping);
+        assert_eq!((c.policy.flap_high, c.policy.flap_low), (40.0, 20.0));
+        assert_eq!(c.policy.group_wait, 60);
+        let p = &c.alert_plugins[0].policy;
+        assert_eq!(p.repeat, Some(4 * 3600));
+        assert_eq!(
+            p.route.severities,
+            Some(vec![crate::State::Fail, crate::State::Unk])
+        );
+        let default = parse("[overc]\n").unwrap();
+        assert_eq!(default.policy, policy::PolicyConfig::default(), "all off");
+        for (text, key) in [
+            ("[overc]\nretries = 0\n", "retries"),
+            ("[overc]\nretries = 101\n", "retries"),
+            ("[overc]\nflapping = maybe\n", "flapping"),
+            ("[overc]\nflap-high = 20\nflap-low = 30\n", "flap-low"),
+            ("[overc]\ngroup-wait = 2h\n", "group-wait"),
+            ("[alert:x]\ncommand = true\nseverities = BAD\n", "BAD"),
+            ("[alert:x]\ncommand = true\nrepeat = soon\n", "repeat"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
     fn the_shipped_configs_parse() {
-        parse(include_str!("../misc/server.ini")).unwrap();
+        let shipped = parse(include_str!("../misc/server.ini")).unwrap();
+        assert!(shipped.policy.flapping, "the recommended policy is on");
         MonitorConfig::from_ini_str(
             include_str!("../misc/monitor.ini"),
             "monitor.ini",

@@ -47,6 +47,20 @@ pub(super) fn render(app: &App) -> Result<String> {
     let mut overdue = String::new();
     let mut last_report = String::new();
     let mut perfdata = String::new();
+    let mut silenced = String::new();
+    let mut acked = String::new();
+    head(
+        &mut silenced,
+        "overc_service_silenced",
+        "gauge",
+        "1 when an active silence matches a service.",
+    );
+    head(
+        &mut acked,
+        "overc_service_acknowledged",
+        "gauge",
+        "1 when a service's problem is acknowledged.",
+    );
     head(
         &mut state,
         "overc_service_state",
@@ -95,6 +109,16 @@ pub(super) fn render(app: &App) -> Result<String> {
                 "overc_service_last_report_timestamp_seconds{{{l}}} {}",
                 now - st.seen_ago
             );
+            let _ = writeln!(
+                silenced,
+                "overc_service_silenced{{{l}}} {}",
+                u8::from(svc.silenced)
+            );
+            let _ = writeln!(
+                acked,
+                "overc_service_acknowledged{{{l}}} {}",
+                u8::from(svc.ack.is_some())
+            );
             let mut seen = HashSet::new();
             for p in &st.perfdata {
                 let Some(value) = p.value else { continue };
@@ -116,6 +140,8 @@ pub(super) fn render(app: &App) -> Result<String> {
     let mut out = state;
     out.push_str(&overdue);
     out.push_str(&last_report);
+    out.push_str(&silenced);
+    out.push_str(&acked);
     out.push_str(&perfdata);
     head(
         &mut out,

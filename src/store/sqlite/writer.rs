@@ -3,14 +3,14 @@
 //! fsync thread, commits SQLite about once a second, and prunes.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
 use super::durability::{MAX_UNCOMMITTED, Redo, Reply, sync_loop};
-use super::ops::{admin, auth, overdue, reports, retention};
+use super::ops::{acks, admin, auth, overdue, reports, retention, silences};
 use super::redo::{Group, Tx};
 use super::{Job, Op, StoreOptions};
 use crate::clock::{Clock, Millis};
@@ -58,6 +58,13 @@ pub(super) struct Caches {
     pub(super) servers: HashMap<String, KnownServer>,
     /// server id → service name → service.
     pub(super) services: IdMap<HashMap<String, KnownService>>,
+    /// The silences whose end is not processed yet (active ones among
+    /// them), loaded on first use: whether an alert is silenced costs no
+    /// query (`ops/silences.rs`).
+    pub(super) silences: Option<Vec<crate::policy::Silence>>,
+    /// Acknowledged services and the problem each was acknowledged in,
+    /// loaded on first use (`ops/acks.rs`).
+    pub(super) acks: Option<IdMap<crate::policy::Problem>>,
 }
 
 pub(super) struct Writer {
@@ -74,6 +81,10 @@ pub(super) struct Writer {
     pub(super) clock: Arc<dyn Clock>,
     pub(super) commits: Arc<AtomicU64>,
     pub(super) alerts_raised: Arc<AtomicU64>,
+    /// When the next unfinished silence ends (`Millis::MAX`: none;
+    /// `Millis::MIN`: not known), for `Store::end_silences` to skip the
+    /// writer until then.
+    pub(super) next_silence_end: Arc<AtomicI64>,
     pub(super) caches: Caches,
     /// The writes of the batch being applied.
     pub(super) group: Group,
@@ -103,6 +114,7 @@ impl Writer {
         clock: Arc<dyn Clock>,
         commits: Arc<AtomicU64>,
         alerts_raised: Arc<AtomicU64>,
+        next_silence_end: Arc<AtomicI64>,
     ) -> Writer {
         // Foreign keys are not enforced on the writer's connection: the
         // writer only ever refers to rows it has just read or written, and
@@ -125,6 +137,7 @@ impl Writer {
             clock,
             commits,
             alerts_raised,
+            next_silence_end,
             caches: Caches::default(),
             unpruned: IdMap::default(),
             last_maintenance: Millis::MIN,
@@ -282,9 +295,12 @@ impl Writer {
                     Ok(a) => results.push(Ok(a)),
                     // Refusals are decided before anything is written, so the
                     // batch goes on without a savepoint per operation.
-                    Err(e @ (Error::Forbidden(_) | Error::Invalid(_) | Error::NotFound(_))) => {
-                        results.push(Err(e))
-                    }
+                    Err(
+                        e @ (Error::Forbidden(_)
+                        | Error::Invalid(_)
+                        | Error::NotFound(_)
+                        | Error::Conflict(_)),
+                    ) => results.push(Err(e)),
                     // Anything else may have left the operation half-done:
                     // roll the whole batch back; every request in it gets a
                     // 503 and retries.
@@ -307,6 +323,7 @@ impl Writer {
             log::error!("commit of {} operations failed: {e}", batch.len());
             // The caches may hold rows of the rolled-back batch.
             self.caches = Caches::default();
+            self.next_silence_end.store(Millis::MIN, Ordering::Relaxed);
             if let Err(again) = self.roll_back() {
                 self.fail(&format!(
                     "after a failed batch, the writes before it could not run again: {again}"
@@ -320,6 +337,10 @@ impl Writer {
             return;
         }
         self.commits.fetch_add(1, Ordering::Relaxed);
+        if let Some(list) = &self.caches.silences {
+            let next = list.iter().map(|s| s.ends).min().unwrap_or(Millis::MAX);
+            self.next_silence_end.store(next, Ordering::Relaxed);
+        }
         let raised: usize = results.iter().flatten().map(|a| a.alerts.len()).sum();
         self.alerts_raised
             .fetch_add(raised as u64, Ordering::Relaxed);
@@ -417,6 +438,17 @@ fn apply(op: &Op, b: &mut Batch<'_>, opts: &StoreOptions) -> Result<Applied> {
             outcome,
         } => admin::delivery(b, plugin, *alert_id, outcome),
         Op::SystemAlert(event) => admin::system_alert(b, event),
+        Op::AddSilence(s) => silences::add(b, s),
+        Op::HostSilence(r, ip) => silences::host_silence(r, ip, b),
+        Op::HostUnsilence(r, ip) => silences::host_unsilence(r, ip, b),
+        Op::EndSilence(id) => silences::end_one(b, *id),
+        Op::EndSilences(now) => silences::end_due(b, *now),
+        Op::Ack {
+            service_id,
+            author,
+            comment,
+        } => acks::ack(b, *service_id, author, comment),
+        Op::Unack(id) => acks::unack(b, *id),
         #[cfg(test)]
         Op::Test(fault) => fault.apply(b),
     }
@@ -445,6 +477,7 @@ mod tests {
             conn,
             StoreOptions::default(),
             Arc::new(ManualClock::new(1_700_000_000_000)),
+            Arc::default(),
             Arc::default(),
             Arc::default(),
         );

@@ -4,8 +4,10 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::auth::authenticate;
+use super::{acks, silences};
 use crate::clock::Millis;
 use crate::error::Result;
+use crate::policy::Problem;
 use crate::protocol::{AlertReport, StatusReport};
 use crate::rules::{self, Event, Known};
 use crate::state::State;
@@ -71,6 +73,8 @@ pub(in crate::store::sqlite) struct NewAlert<'a> {
     pub event: &'a Event,
     /// The service's state and info when it was raised.
     pub state: Option<(&'a str, &'a str)>,
+    /// An active silence matches it: recorded, marked, never delivered.
+    pub silenced: bool,
 }
 
 pub(in crate::store::sqlite) fn insert_alert(
@@ -80,8 +84,8 @@ pub(in crate::store::sqlite) fn insert_alert(
 ) -> Result<i64> {
     tx.exec(
         "INSERT INTO alerts(server_id, service_id, state_id, ctime, channel, event, message,
-                            severity, state, info)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                            severity, state, info, silenced, routed, delivered)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?11)",
         params![
             a.server_id,
             a.service_id,
@@ -93,6 +97,7 @@ pub(in crate::store::sqlite) fn insert_alert(
             a.event.severity.as_str(),
             a.state.map(|s| s.0),
             a.state.map(|s| s.1),
+            a.silenced,
         ],
     )?;
     Ok(tx.last_insert_rowid())
@@ -188,13 +193,19 @@ pub(in crate::store::sqlite) fn apply_status(
             state: row.state,
             overdue: row.overdue,
         };
-        for event in rules::on_report(before, s.state) {
+        let mut events = rules::on_report(before, s.state).peekable();
+        if events.peek().is_some() {
+            // The problem changed: an ack of the one before goes.
+            acks::on_problem(b, row.id, Problem::of(Some(s.state), true, false))?;
+        }
+        for event in events {
             let alert = NewAlert {
                 server_id: Some(server_id),
                 service_id: Some(row.id),
                 state_id: Some(state_id),
                 event: &event,
                 state: Some((state, &s.info)),
+                silenced: silences::is_silenced(b, &r.server.name, Some(&s.name))?,
             };
             applied.alerts.push(insert_alert(&mut b.tx, &alert, b.now)?);
         }
@@ -247,6 +258,7 @@ pub(in crate::store::sqlite) fn apply_alerts(
             state_id: None,
             event: &event,
             state: current.as_ref().map(|(s, i)| (s.as_str(), i.as_str())),
+            silenced: silences::is_silenced(b, &r.server.name, a.service.as_deref())?,
         };
         applied.alerts.push(insert_alert(&mut b.tx, &alert, b.now)?);
     }

@@ -12,6 +12,7 @@ mod page;
 mod read_api;
 mod registration;
 mod server_bin;
+mod silences;
 mod slow_clients;
 mod storage;
 mod supervision;

@@ -61,6 +61,8 @@ pub(in crate::store::sqlite) fn is_silenced(
 }
 
 fn insert(b: &mut Batch<'_>, mut s: Silence) -> Result<Applied> {
+    // Loaded before the INSERT, which it would read back.
+    unfinished(&b.tx, b.caches)?;
     s.starts = b.now;
     if s.ends <= s.starts {
         return Err(Error::Invalid(

@@ -584,7 +584,7 @@ mod tests {
         };
         let mut services = HashMap::new();
         for server in ["a", "b"] {
-            for state in [State::Ok, State::Fail, State::Ok] {
+            for state in [State::Ok, State::Fail, State::Warn] {
                 let report = StatusReport {
                     server: id(server),
                     period: 60,
@@ -614,6 +614,10 @@ mod tests {
             };
             store.post_alerts(alert, "127.0.0.1").unwrap();
         }
+        // Every service acknowledged in its WARN.
+        for id in services.keys() {
+            store.ack(*id, "ann", "on it").unwrap();
+        }
         let a = *services.iter().find(|(_, s)| **s == "a").unwrap().0;
         store.delete_service(a).unwrap();
         let b_server = store.report(
@@ -642,6 +646,7 @@ mod tests {
         assert_eq!(count("SELECT count(*) FROM servers"), 1);
         assert_eq!(count("SELECT count(*) FROM services"), 1);
         assert_eq!(count("SELECT count(*) FROM states"), 3);
+        assert_eq!(count("SELECT count(*) FROM acks"), 1);
         assert!(count("SELECT count(*) FROM alerts") >= 2);
         assert_eq!(
             count(&format!(
@@ -649,6 +654,48 @@ mod tests {
             )),
             0
         );
+    }
+
+    /// The supervisor calls `end_silences` every second: it reaches the
+    /// writer only when a silence is due to end (or at the first call).
+    #[test]
+    fn only_a_due_silence_end_reaches_the_writer() {
+        use crate::clock::ManualClock;
+        use crate::policy::Silence;
+        use crate::store::Store;
+
+        let clock = ManualClock::new(1_000_000);
+        let store =
+            Store::open_in_memory(&StoreOptions::default(), Arc::new(clock.clone())).unwrap();
+        store.end_silences(clock.now()).unwrap();
+        let commits = store.commit_count();
+        store.end_silences(clock.now()).unwrap();
+        assert_eq!(store.commit_count(), commits, "nothing to end: not asked");
+        let silence = Silence {
+            server: "*".into(),
+            ends: clock.now() + 1000,
+            comment: "x".into(),
+            author: "ann".into(),
+            ..Silence::default()
+        };
+        let id = store.add_silence(silence).unwrap().silence_id.unwrap();
+        let commits = store.commit_count();
+        assert!(
+            store
+                .end_silences(clock.now() + 999)
+                .unwrap()
+                .ended_silences
+                .is_empty()
+        );
+        assert_eq!(store.commit_count(), commits);
+        clock.advance(1000);
+        assert_eq!(
+            store.end_silences(clock.now()).unwrap().ended_silences,
+            [id]
+        );
+        let commits = store.commit_count();
+        store.end_silences(clock.now() + 60_000).unwrap();
+        assert_eq!(store.commit_count(), commits, "ended once");
     }
 
     #[test]

@@ -9,7 +9,10 @@ use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig, parse_pem};
 
 use crate::basic_auth::split_credentials;
 use crate::error::{Error, Result};
-use crate::protocol::{AlertMessage, AlertReport, Ping, ServerId, ServiceReport, StatusReport};
+use crate::protocol::{
+    AlertMessage, AlertReport, HostSilence, HostUnsilence, Ping, ServerId, ServiceReport,
+    StatusReport,
+};
 
 /// A connection to an overc server on behalf of one host.
 ///
@@ -213,6 +216,60 @@ impl Client {
             service: service.map(str::to_owned),
             ..AlertMessage::default()
         }])
+    }
+
+    /// Silences this host's services (those matching `service`, a pattern
+    /// with `*` and `?`; all when `None`) for `seconds` (1 to 604800), with
+    /// a comment; returns the silence's id. Problems that start meanwhile
+    /// are recorded but not notified; those still open when it ends are
+    /// notified then.
+    ///
+    /// ```no_run
+    /// use overc::{Client, ServerId};
+    ///
+    /// let client = Client::new("http://127.0.0.1:5000", ServerId::parse("web1:secret")?)?;
+    /// let id = client.silence(15 * 60, None, "kernel update")?;
+    /// // … reboot, and once back:
+    /// client.unsilence(Some(id))?;
+    /// # Ok::<(), overc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Client::ping`]; a 400 names the field the server refused.
+    pub fn silence(&self, seconds: u32, service: Option<&str>, comment: &str) -> Result<i64> {
+        let request = HostSilence {
+            server: self.server.clone(),
+            service: service.map(str::to_owned),
+            duration: seconds,
+            comment: comment.to_owned(),
+        };
+        let answer = self.post("/api/set/silence", &request.to_json())?;
+        answer
+            .get("id")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| Error::Refused {
+                status: 200,
+                message: "the answer carries no silence id".into(),
+            })
+    }
+
+    /// Ends one of this host's silences, or all of them (`None`); returns
+    /// the ids of those ended.
+    ///
+    /// # Errors
+    /// As [`Client::ping`]; [`Error::Refused`] with 404 when `id` is not an
+    /// active silence of this host.
+    pub fn unsilence(&self, id: Option<i64>) -> Result<Vec<i64>> {
+        let request = HostUnsilence {
+            server: self.server.clone(),
+            id,
+        };
+        let answer = self.post("/api/set/unsilence", &request.to_json())?;
+        Ok(answer
+            .get("ended")
+            .and_then(Value::as_array)
+            .map(|ids| ids.iter().filter_map(Value::as_i64).collect())
+            .unwrap_or_default())
     }
 
     fn post(&self, path: &str, body: &Value) -> Result<Value> {

@@ -18,8 +18,9 @@ use crate::config::ServerConfig;
 use crate::delivery::{Outbox, plugin_notifiers};
 use crate::error::Result;
 use crate::notification::Notifier;
-use crate::protocol::{AlertReport, Ping, ServerId, StatusReport};
-use crate::store::{Applied, StatusFilter, StatusPart, StatusView, Storage};
+use crate::policy::{Ack, Silence};
+use crate::protocol::{AlertReport, HostSilence, HostUnsilence, Ping, ServerId, StatusReport};
+use crate::store::{Applied, SilenceListView, StatusFilter, StatusPart, StatusView, Storage};
 pub use crate::supervisor::SupervisorStats;
 
 use crate::supervisor::Supervisor;
@@ -236,6 +237,91 @@ impl Engine {
     /// [`crate::Error::NotFound`] when there is no such service.
     pub fn rename_service(&self, id: i64, title: &str) -> Result<()> {
         self.store.rename_service(id, title).map(drop)
+    }
+
+    /// Sets a silence from the page: from now to `silence.ends`, for the
+    /// servers matching the pattern `silence.server` (and their services
+    /// matching `silence.service`); returns its id. Events it matches are
+    /// recorded, marked `silenced` and not notified (SPEC §9).
+    ///
+    /// # Errors
+    /// [`crate::Error::Invalid`] when it would end by now.
+    pub fn silence(&self, silence: Silence) -> Result<i64> {
+        let applied = self.store.add_silence(silence)?;
+        let id = applied.silence_id.unwrap_or(0);
+        self.applied(applied);
+        Ok(id)
+    }
+
+    /// A host silences its own services with its key; returns the id.
+    ///
+    /// # Errors
+    /// As [`Engine::ping`].
+    pub fn host_silence(&self, request: HostSilence, ip: &str) -> Result<i64> {
+        let applied = self.store.host_silence(request, ip)?;
+        let id = applied.silence_id.unwrap_or(0);
+        self.applied(applied);
+        Ok(id)
+    }
+
+    /// A host ends one of its silences, or all; returns the ids ended.
+    /// Each problem a silence held back that is still open is notified
+    /// once ([`crate::policy::on_silence_end`]).
+    ///
+    /// # Errors
+    /// As [`Engine::ping`]; [`crate::Error::NotFound`] when the id is not
+    /// an active silence of this host.
+    pub fn host_unsilence(&self, request: HostUnsilence, ip: &str) -> Result<Vec<i64>> {
+        let mut applied = self.store.host_unsilence(request, ip)?;
+        let ended = std::mem::take(&mut applied.ended_silences);
+        self.applied(applied);
+        Ok(ended)
+    }
+
+    /// Ends a silence now (what it held back and is still open is told).
+    ///
+    /// # Errors
+    /// [`crate::Error::NotFound`] when there is no such silence or it ended.
+    pub fn end_silence(&self, id: i64) -> Result<()> {
+        let applied = self.store.end_silence(id)?;
+        self.applied(applied);
+        Ok(())
+    }
+
+    /// The active silences and those ended in the last 24 hours.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    pub fn silences(&self) -> Result<SilenceListView> {
+        self.store.silences()
+    }
+
+    /// Acknowledges the problem of a service as `author`, and notifies it
+    /// (`[service:ack] Acknowledged by <author>: <comment>`).
+    ///
+    /// # Errors
+    /// [`crate::Error::NotFound`] when there is no such service,
+    /// [`crate::Error::Conflict`] when it is not in a problem.
+    pub fn ack(&self, service_id: i64, author: &str, comment: &str) -> Result<()> {
+        let applied = self.store.ack(service_id, author, comment)?;
+        self.applied(applied);
+        Ok(())
+    }
+
+    /// Removes the acknowledgement of a service.
+    ///
+    /// # Errors
+    /// [`crate::Error::NotFound`] when it has none.
+    pub fn unack(&self, service_id: i64) -> Result<()> {
+        self.store.unack(service_id).map(drop)
+    }
+
+    /// The acknowledgement of a service, while it holds.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    pub fn ack_of(&self, service_id: i64) -> Result<Option<Ack>> {
+        self.store.ack_of(service_id)
     }
 
     /// Passes what a write changed downstream: deadlines to the supervisor,

@@ -12,6 +12,9 @@ pub enum Error {
     Forbidden(String),
     /// The server, service or alert asked for does not exist.
     NotFound(String),
+    /// The request does not fit the current state of what it is about
+    /// (acknowledging a service that is not in a problem).
+    Conflict(String),
     /// A configuration file, flag or environment variable is wrong.
     Config(String),
     /// The database could not be used (disk full, locked, corrupt).
@@ -58,6 +61,7 @@ impl fmt::Display for Error {
             Error::Invalid(m) => write!(f, "{m}"),
             Error::Forbidden(m) => write!(f, "{m}"),
             Error::NotFound(m) => write!(f, "not found: {m}"),
+            Error::Conflict(m) => write!(f, "{m}"),
             Error::Config(m) => write!(f, "config: {m}"),
             Error::Storage(m) => write!(f, "storage: {m}"),
             Error::Refused { status, message } => write!(f, "refused ({status}): {message}"),

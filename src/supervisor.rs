@@ -191,6 +191,12 @@ impl Loop {
                 }
             }
         }
+        // Silences that expired: what they held back and is still open is told.
+        match self.store.end_silences(now) {
+            Ok(a) if !a.alerts.is_empty() => self.outbox.notify(),
+            Ok(_) => {}
+            Err(e) => log::error!("could not end the silences that expired: {e}"),
+        }
         self.publish();
         Ok(raised)
     }

@@ -13,6 +13,7 @@ mod policy;
 mod read_api;
 mod registration;
 mod server_bin;
+mod silences;
 mod slow_clients;
 mod storage;
 mod supervision;

@@ -16,12 +16,18 @@ Commands:
   ping                                    check the server and the key
   service-status PERIOD NAME STATE [INFO] report one service's state
   alert [--service NAME] MESSAGE          send an alert
+  silence DURATION [--service PATTERN] [COMMENT]
+                                          hold back this host's notifications
+                                          (90, 15m, 2h, 1d; at most 7d); prints its id
+  unsilence [ID]                          end that silence, or all of this host's
   monitor CONFIG.ini                      run plugins continuously and report them
   check CONFIG.ini                        run every plugin once, print a table
 
 Options:
   -s, --server URL        server URL (or OVERC_SERVER); user:password@ sends Basic auth
   -i, --server-id NAME:KEY  this host's identity (or OVERC_SERVER_ID)
+  -c, --config CONFIG.ini   take the server, my-name, my-key and ca-file a
+                          flag does not give from a monitor config
       --ca-file PEM       trust these CA certificates for HTTPS instead of the
                           bundled roots (or the monitor config's ca-file, or
                           OVERC_CA_FILE)
@@ -35,7 +41,7 @@ A MESSAGE or INFO that starts with - goes after --:
   overcli alert -- '-5 degrees in the cold room'
 
 Exit status: 0 success, 1 server unreachable or 5xx, 2 usage or config error,
-3 refused by the server (400/403).";
+3 refused by the server (400/403/404).";
 
 const COMMAND_HELP: &[(&str, &str)] = &[
     (
@@ -49,6 +55,14 @@ const COMMAND_HELP: &[(&str, &str)] = &[
     (
         "alert",
         "Usage: overcli -s URL -i NAME:KEY alert [--service NAME] MESSAGE\n\nSends an alert, optionally about a service. A MESSAGE that starts with -\ngoes after --: overcli alert -- '-5 degrees'",
+    ),
+    (
+        "silence",
+        "Usage: overcli [-s URL -i NAME:KEY | -c CONFIG.ini] silence DURATION [--service PATTERN] [COMMENT]\n\nHolds back the notifications about this host (only its services matching\nPATTERN, with * and ?) for DURATION: seconds, or whole numbers with s, m, h\nor d (90, 15m, 2h, 1d), at most 7d. Problems that start meanwhile are\nrecorded, not notified; those still open when it ends are notified then.\nPrints the silence's id. Typical: overcli silence 15m 'kernel update' && reboot",
+    ),
+    (
+        "unsilence",
+        "Usage: overcli [-s URL -i NAME:KEY | -c CONFIG.ini] unsilence [ID]\n\nEnds this host's silence ID, or all of its silences; prints the ids ended.\nProblems they held back that are still open are notified at once.",
     ),
     (
         "monitor",
@@ -65,6 +79,7 @@ struct Args {
     server: Option<String>,
     id: Option<String>,
     ca_file: Option<PathBuf>,
+    config: Option<PathBuf>,
     verbose: u8,
     command: Option<String>,
     service: Option<String>,
@@ -84,8 +99,9 @@ fn parse_args() -> Result<Result<Args, String>, lexopt::Error> {
             Short('s') | Long("server") => a.server = Some(parser.value()?.string()?),
             Short('i') | Long("server-id") => a.id = Some(parser.value()?.string()?),
             Long("ca-file") => a.ca_file = Some(parser.value()?.into()),
+            Short('c') | Long("config") => a.config = Some(parser.value()?.into()),
             Short('v') | Long("verbose") => a.verbose += 1,
-            Long("service") if a.command.as_deref() == Some("alert") => {
+            Long("service") if matches!(a.command.as_deref(), Some("alert" | "silence")) => {
                 a.service = Some(parser.value()?.string()?)
             }
             Short('h') | Long("help") => {
@@ -139,6 +155,23 @@ fn client(
     }
 }
 
+/// The client of a one-shot command: flags first, then `--config`'s
+/// `[overc]` keys, then the environment.
+fn one_shot_client(a: &Args) -> Result<Client, Error> {
+    let (mut server, mut id) = (a.server.clone(), a.id.clone());
+    let mut ca_file = a.ca_file.clone().map(|p| (p, "--ca-file".to_owned()));
+    if let Some(path) = &a.config {
+        let config = MonitorConfig::from_file(path)?;
+        server = server.or_else(|| config.server.clone());
+        id = id.or_else(|| Some(format!("{}:{}", config.name.clone()?, config.key.clone()?)));
+        ca_file = ca_file.or_else(|| {
+            let from = format!("{}: [overc] ca-file", path.display());
+            config.ca_file.clone().map(|p| (p, from))
+        });
+    }
+    client(server, id, ca_file)
+}
+
 fn try_main(a: Args) -> Result<ExitCode, Error> {
     // The usage is the answer to running it bare.
     let cmd = a
@@ -158,7 +191,7 @@ fn try_main(a: Args) -> Result<ExitCode, Error> {
     match cmd.as_str() {
         "ping" => {
             arity(0, 0)?;
-            client(a.server, a.id, ca_flag)?.ping()?;
+            one_shot_client(&a)?.ping()?;
             println!("pong");
         }
         "service-status" => {
@@ -182,11 +215,30 @@ fn try_main(a: Args) -> Result<ExitCode, Error> {
                 period: None,
                 retries: None,
             };
-            client(a.server, a.id, ca_flag)?.report(period, vec![report])?;
+            one_shot_client(&a)?.report(period, vec![report])?;
         }
         "alert" => {
             arity(1, 1)?;
-            client(a.server, a.id, ca_flag)?.alert(&a.rest[0], a.service.as_deref())?;
+            one_shot_client(&a)?.alert(&a.rest[0], a.service.as_deref())?;
+        }
+        "silence" => {
+            arity(1, 2)?;
+            let seconds = overc::policy::parse_silence_duration("DURATION", &a.rest[0])?;
+            let comment = a.rest.get(1).map_or("", String::as_str);
+            let id = one_shot_client(&a)?.silence(seconds, a.service.as_deref(), comment)?;
+            println!("{id}");
+        }
+        "unsilence" => {
+            arity(0, 1)?;
+            let id = match a.rest.first() {
+                Some(text) => Some(text.parse::<i64>().map_err(|_| {
+                    usage(format!("ID should be a silence's number, got {text:?}"))
+                })?),
+                None => None,
+            };
+            for ended in one_shot_client(&a)?.unsilence(id)? {
+                println!("{ended}");
+            }
         }
         "check" => {
             arity(1, 1)?;
@@ -252,9 +304,11 @@ fn main() -> ExitCode {
         Err(e) => {
             let code = match &e {
                 Error::Config(_) => 2,
-                // SPEC §6: 3 is the server refusing the request itself.
+                // SPEC §6: 3 is the server refusing the request itself (404:
+                // `unsilence ID` of a silence this host does not have).
                 Error::Refused {
-                    status: 400 | 403, ..
+                    status: 400 | 403 | 404,
+                    ..
                 } => 3,
                 _ => 1,
             };

@@ -1,9 +1,10 @@
 //! The ingest endpoints of the OverC protocol: `/api/ping`,
-//! `/api/set/service/status`, `/api/set/alerts`.
+//! `/api/set/service/status`, `/api/set/alerts`; and a host's own silences:
+//! `/api/set/silence`, `/api/set/unsilence`.
 
 use super::{App, Request, Response};
 use crate::error::Error;
-use crate::protocol::{AlertReport, Ping, StatusReport, parse_object};
+use crate::protocol::{AlertReport, HostSilence, HostUnsilence, Ping, StatusReport, parse_object};
 
 /// Maps a library error to the protocol's status codes without leaking
 /// internals: storage details go to the log, the client gets a retry hint.
@@ -12,6 +13,7 @@ pub(super) fn error_response(e: Error) -> Response {
         Error::Invalid(m) => Response::error(400, &m),
         Error::Forbidden(m) => Response::error(403, &m),
         Error::NotFound(m) => Response::error(404, &format!("Not found: {m}")),
+        Error::Conflict(m) => Response::error(409, &m),
         e if e.is_storage() => {
             log::error!("storage unavailable: {e}");
             Response::error(503, "Storage unavailable; please retry")
@@ -32,7 +34,11 @@ pub(super) fn method_not_allowed(allow: &str) -> Response {
 pub(super) fn route(app: &App, req: &Request<'_>, path: &str) -> Response {
     let path = path.trim_end_matches('/');
     let endpoint = match path {
-        "/api/ping" | "/api/set/service/status" | "/api/set/alerts" => path,
+        "/api/ping"
+        | "/api/set/service/status"
+        | "/api/set/alerts"
+        | "/api/set/silence"
+        | "/api/set/unsilence" => path,
         _ => return Response::error(404, "Not found"),
     };
     if req.method != "POST" {
@@ -44,19 +50,29 @@ pub(super) fn route(app: &App, req: &Request<'_>, path: &str) -> Response {
         "/api/ping" => parse_object(req.body)
             .and_then(|body| Ping::from_json(&body))
             .and_then(|p| engine.ping(p, req.remote))
-            .map(|_| &br#"{"pong":1}"#[..]),
+            .map(|_| br#"{"pong":1}"#.to_vec()),
         "/api/set/service/status" => {
             let mut answer = None;
             statuses(app, std::slice::from_ref(req), |_, r| answer = Some(r));
             return answer.unwrap_or_else(|| Response::error(500, "Internal server error"));
         }
+        "/api/set/silence" => parse_object(req.body).and_then(|body| {
+            let id = engine.host_silence(HostSilence::from_json(&body)?, req.remote)?;
+            Ok(format!(r#"{{"ok":1,"id":{id}}}"#).into_bytes())
+        }),
+        "/api/set/unsilence" => parse_object(req.body).and_then(|body| {
+            let ended = engine.host_unsilence(HostUnsilence::from_json(&body)?, req.remote)?;
+            Ok(serde_json::json!({"ok": 1, "ended": ended})
+                .to_string()
+                .into_bytes())
+        }),
         _ => parse_object(req.body).and_then(|body| {
             engine.post_alerts(AlertReport::from_json(&body)?, req.remote)?;
-            Ok(&br#"{"ok":1}"#[..])
+            Ok(br#"{"ok":1}"#.to_vec())
         }),
     };
     match result {
-        Ok(body) => Response::json_text(200, body.to_vec()),
+        Ok(body) => Response::json_text(200, body),
         Err(e) => error_response(e),
     }
 }

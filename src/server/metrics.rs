@@ -54,6 +54,20 @@ pub(super) fn render(app: &App) -> Result<String> {
         "gauge",
         "1 while a service flaps (its state changes are held back).",
     );
+    let mut silenced = String::new();
+    let mut acked = String::new();
+    head(
+        &mut silenced,
+        "overc_service_silenced",
+        "gauge",
+        "1 when an active silence matches a service.",
+    );
+    head(
+        &mut acked,
+        "overc_service_acknowledged",
+        "gauge",
+        "1 when a service's problem is acknowledged.",
+    );
     head(
         &mut state,
         "overc_service_state",
@@ -107,6 +121,16 @@ pub(super) fn render(app: &App) -> Result<String> {
                 "overc_service_flapping{{{l}}} {}",
                 u8::from(svc.flapping)
             );
+            let _ = writeln!(
+                silenced,
+                "overc_service_silenced{{{l}}} {}",
+                u8::from(svc.silenced)
+            );
+            let _ = writeln!(
+                acked,
+                "overc_service_acknowledged{{{l}}} {}",
+                u8::from(svc.ack.is_some())
+            );
             let mut seen = HashSet::new();
             for p in &st.perfdata {
                 let Some(value) = p.value else { continue };
@@ -129,6 +153,8 @@ pub(super) fn render(app: &App) -> Result<String> {
     out.push_str(&overdue);
     out.push_str(&last_report);
     out.push_str(&flapping);
+    out.push_str(&silenced);
+    out.push_str(&acked);
     out.push_str(&perfdata);
     head(
         &mut out,

@@ -128,6 +128,9 @@ pub(super) fn route(app: &App, req: &Request<'_>, path: &str) -> Response {
     if let Some(rest) = path.strip_prefix("/ui/api/item/") {
         return action(app, req, rest);
     }
+    if let Some(rest) = path.trim_end_matches('/').strip_prefix("/ui/api/silences") {
+        return silences(app, req, rest);
+    }
     if path.trim_end_matches('/') == "/ui/api/hosts" {
         return add_host(app, req);
     }
@@ -206,6 +209,9 @@ pub(super) fn route(app: &App, req: &Request<'_>, path: &str) -> Response {
 /// `POST /ui/api/item/{server,service}/<id>/title` with `{"title": "..."}`.
 fn action(app: &App, req: &Request<'_>, rest: &str) -> Response {
     let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+    if let ["service", sid, "ack"] = parts.as_slice() {
+        return ack(app, req, sid);
+    }
     let (kind, sid, rename) = match parts.as_slice() {
         [kind @ ("server" | "service"), sid] => (*kind, *sid, false),
         [kind @ ("server" | "service"), sid, "title"] => (*kind, *sid, true),
@@ -257,6 +263,169 @@ fn action(app: &App, req: &Request<'_>, rest: &str) -> Response {
         Ok(_) => Response::json(200, &json!({"ok": 1})),
         Err(e) => error_response(e),
     }
+}
+
+/// Who the page's actions are done by: the login's user name.
+fn page_user(app: &App) -> &str {
+    app.config
+        .ui
+        .username
+        .as_deref()
+        .unwrap_or(auth::DEFAULT_USER)
+}
+
+/// `POST /ui/api/item/service/<id>/ack` with `{"comment"?}` acknowledges
+/// the service's problem (409 when it has none); `DELETE` removes the ack.
+fn ack(app: &App, req: &Request<'_>, sid: &str) -> Response {
+    if !matches!(req.method, "POST" | "DELETE") {
+        return method_not_allowed("POST, DELETE");
+    }
+    if let Some(r) = auth::guard_action(req, &app.config.ui) {
+        return r;
+    }
+    let id = match id(sid) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let result = if req.method == "DELETE" {
+        app.engine.unack(id)
+    } else {
+        let comment = if req.body.trim_ascii().is_empty() {
+            Ok(String::new())
+        } else {
+            crate::protocol::parse_object(req.body).and_then(|body| {
+                match body.get("comment").filter(|c| !c.is_null()) {
+                    None => Ok(String::new()),
+                    Some(Value::String(c)) => crate::protocol::check_comment(c, "comment"),
+                    Some(_) => Err(crate::Error::Invalid(
+                        "Data: \"comment\" should be a string".into(),
+                    )),
+                }
+            })
+        };
+        comment.and_then(|c| app.engine.ack(id, page_user(app), &c))
+    };
+    match result {
+        Ok(()) => Response::json(200, &json!({"ok": 1})),
+        Err(e) => error_response(e),
+    }
+}
+
+/// `GET /ui/api/silences` (active ones and those ended in the last 24 h),
+/// `POST /ui/api/silences` to set one, `DELETE /ui/api/silences/<id>` to
+/// end one.
+fn silences(app: &App, req: &Request<'_>, rest: &str) -> Response {
+    if rest.is_empty() {
+        return match req.method {
+            "GET" | "HEAD" => match app.engine.silences() {
+                Ok(list) => Response::json_of(200, &list),
+                Err(e) => error_response(e),
+            },
+            "POST" => {
+                if let Some(r) = auth::guard_action(req, &app.config.ui) {
+                    return r;
+                }
+                let now = app.engine.clock().now();
+                let silence = crate::protocol::parse_object(req.body)
+                    .and_then(|body| page_silence(&body, now, page_user(app)));
+                match silence.and_then(|s| app.engine.silence(s)) {
+                    Ok(id) => Response::json(200, &json!({"ok": 1, "id": id})),
+                    Err(e) => error_response(e),
+                }
+            }
+            _ => method_not_allowed("GET, POST"),
+        };
+    }
+    let Some(sid) = rest.strip_prefix('/').filter(|s| !s.contains('/')) else {
+        return Response::error(404, "Not found");
+    };
+    if req.method != "DELETE" {
+        return method_not_allowed("DELETE");
+    }
+    if let Some(r) = auth::guard_action(req, &app.config.ui) {
+        return r;
+    }
+    match id(sid).map(|id| app.engine.end_silence(id)) {
+        Ok(Ok(())) => Response::json(200, &json!({"ok": 1})),
+        Ok(Err(e)) => error_response(e),
+        Err(r) => r,
+    }
+}
+
+/// The silence a page user asks for: `{"server": PATTERN, "service"?:
+/// PATTERN, "duration"?: SECONDS | "ends"?: ISO 8601, "comment": TEXT}`,
+/// from `now`, for at most a week (as a host's own).
+fn page_silence(
+    body: &serde_json::Map<String, Value>,
+    now: crate::clock::Millis,
+    author: &str,
+) -> crate::Result<crate::policy::Silence> {
+    use crate::policy::{MAX_SILENCE_SECONDS, check_pattern, check_silence_seconds};
+    let bad = |m: String| crate::Error::Invalid(format!("Data: {m}"));
+    let pattern = |key: &str| -> crate::Result<Option<String>> {
+        match body.get(key).filter(|v| !v.is_null()) {
+            None => Ok(None),
+            Some(Value::String(p)) => check_pattern(p)
+                .map(|()| Some(p.clone()))
+                .map_err(|why| bad(format!("\"{key}\" {why}"))),
+            Some(_) => Err(bad(format!("\"{key}\" should be a string (a pattern)"))),
+        }
+    };
+    let server = pattern("server")?.ok_or_else(|| bad("\"server\" key is missing".into()))?;
+    let service = pattern("service")?;
+    let length = || {
+        bad(format!(
+            "a silence should last from 1 second to 7 days ({MAX_SILENCE_SECONDS} s)"
+        ))
+    };
+    let duration = body.get("duration").filter(|v| !v.is_null());
+    let ends = body.get("ends").filter(|v| !v.is_null());
+    let ends = match (duration, ends) {
+        (Some(d), None) => {
+            let s = d
+                .as_u64()
+                .and_then(|s| check_silence_seconds(s).ok())
+                .ok_or_else(length)?;
+            now + i64::from(s) * 1000
+        }
+        (None, Some(e)) => {
+            let t = e
+                .as_str()
+                .and_then(crate::clock::parse_iso8601)
+                .ok_or_else(|| {
+                    bad("\"ends\" should be an ISO 8601 time with its offset, e.g. 2026-11-24T18:00:00Z".into())
+                })?;
+            if t <= now || t - now > i64::from(MAX_SILENCE_SECONDS) * 1000 {
+                return Err(length());
+            }
+            t
+        }
+        (Some(_), Some(_)) => return Err(bad("give \"duration\" or \"ends\", not both".into())),
+        (None, None) => {
+            return Err(bad(
+                "\"duration\" (seconds) or \"ends\" (ISO 8601) is missing".into(),
+            ));
+        }
+    };
+    let comment = match body.get("comment") {
+        Some(Value::String(c)) => crate::protocol::check_comment(c, "comment")?,
+        Some(v) if !v.is_null() => return Err(bad("\"comment\" should be a string".into())),
+        _ => String::new(),
+    };
+    if comment.is_empty() {
+        return Err(bad(
+            "\"comment\" should say why (it is shown with the silence)".into(),
+        ));
+    }
+    Ok(crate::policy::Silence {
+        id: 0,
+        server,
+        service,
+        starts: now,
+        ends,
+        comment,
+        author: author.to_owned(),
+    })
 }
 
 /// `POST /ui/api/hosts` with `{"name", "key"?}`: registers a host with its

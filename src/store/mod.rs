@@ -15,7 +15,8 @@ pub use views::*;
 use crate::clock::Millis;
 use crate::error::Result;
 use crate::notification::Notification;
-use crate::protocol::{AlertReport, Ping, ServerId, StatusReport};
+use crate::policy::{Ack, Silence};
+use crate::protocol::{AlertReport, HostSilence, HostUnsilence, Ping, ServerId, StatusReport};
 use crate::rules::Event;
 use crate::state::State;
 
@@ -32,6 +33,10 @@ pub struct Applied {
     pub pruned: u64,
     /// Services deleted (to stop supervising them).
     pub removed_services: Vec<i64>,
+    /// The silence the operation set, by id.
+    pub silence_id: Option<i64>,
+    /// Silences the operation ended, by id.
+    pub ended_silences: Vec<i64>,
 }
 
 /// A service's new deadline after a report.
@@ -249,6 +254,63 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Alerts of the last `hours`, newest first; `None` when the filtered
     /// server or service does not exist.
     fn alert_list(&self, filter: AlertFilter, hours: f64) -> Result<Option<AlertListView>>;
+
+    /// Sets a silence (a page user's): from now to `silence.ends`, for the
+    /// servers matching `silence.server` (and their services matching
+    /// `silence.service`); its `id` and `starts` are ignored. The new id is
+    /// in [`Applied::silence_id`].
+    ///
+    /// # Errors
+    /// [`crate::Error::Invalid`] when it would end by now.
+    fn add_silence(&self, silence: Silence) -> Result<Applied>;
+
+    /// A host silences its own services (its key checked as for a report);
+    /// the new id is in [`Applied::silence_id`].
+    fn host_silence(&self, request: HostSilence, ip: &str) -> Result<Applied>;
+
+    /// A host ends one of its silences (by id), or all of them; those
+    /// ended are in [`Applied::ended_silences`].
+    ///
+    /// # Errors
+    /// [`crate::Error::NotFound`] when the id is not an active silence of
+    /// this host.
+    fn host_unsilence(&self, request: HostUnsilence, ip: &str) -> Result<Applied>;
+
+    /// Ends a silence now, and notifies once each problem it held back
+    /// that is still open ([`crate::policy::on_silence_end`]).
+    ///
+    /// # Errors
+    /// [`crate::Error::NotFound`] when there is no such silence, or it
+    /// has ended.
+    fn end_silence(&self, id: i64) -> Result<Applied>;
+
+    /// Processes the end of every silence that expired by `now`, as
+    /// [`Storage::end_silence`] does for one; cheap when none did (the
+    /// supervisor calls it at least once a second).
+    fn end_silences(&self, now: Millis) -> Result<Applied>;
+
+    /// The active silences and those ended in the last 24 hours, newest first.
+    fn silences(&self) -> Result<SilenceListView>;
+
+    /// Acknowledges the problem of a service (a hard WARN, FAIL or UNK, or
+    /// overdue) and raises `[service:ack]`. The ack lasts until the
+    /// service's problem changes ([`crate::policy::Ack::holds`]): the
+    /// store deletes it when a report or a deadline changes it.
+    ///
+    /// # Errors
+    /// [`crate::Error::NotFound`] when there is no such service,
+    /// [`crate::Error::Conflict`] when it is not in a problem.
+    fn ack(&self, service_id: i64, author: &str, comment: &str) -> Result<Applied>;
+
+    /// Removes the acknowledgement of a service.
+    ///
+    /// # Errors
+    /// [`crate::Error::NotFound`] when it has none.
+    fn unack(&self, service_id: i64) -> Result<Applied>;
+
+    /// The acknowledgement of a service that holds now, if any (for the
+    /// reminder rule: an acknowledged problem is not reminded of).
+    fn ack_of(&self, service_id: i64) -> Result<Option<Ack>>;
 
     /// Row counts of the main tables, for `/metrics` and tests.
     fn counts(&self) -> Result<TableCounts>;

@@ -75,6 +75,53 @@ pub struct ServiceView {
     pub soft: bool,
     /// It flaps: its state changes are held back (SPEC §9).
     pub flapping: bool,
+    /// Whether an active silence matches it now.
+    pub silenced: bool,
+    /// Its acknowledgement, while it holds.
+    pub ack: Option<AckView>,
+}
+
+/// The acknowledgement of a service in [`ServiceView`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AckView {
+    /// Who acknowledged.
+    pub author: String,
+    /// What they wrote.
+    pub comment: String,
+    /// When, ISO 8601.
+    pub ctime: String,
+}
+
+/// A silence in [`SilenceListView`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SilenceView {
+    /// Silence id.
+    pub id: i64,
+    /// Server name pattern.
+    pub server: String,
+    /// Service name pattern; `None`: every service of the servers, and
+    /// the servers' own events.
+    pub service: Option<String>,
+    /// When it started, ISO 8601.
+    pub starts: String,
+    /// When it ends or ended, ISO 8601.
+    pub ends: String,
+    /// Why.
+    pub comment: String,
+    /// A page user, or `host:<name>` for a host's own.
+    pub author: String,
+    /// Whether it holds now.
+    pub active: bool,
+    /// Whether it was ended before its time.
+    pub ended_early: bool,
+}
+
+/// The body of `GET /ui/api/silences`: active silences and those ended in
+/// the last 24 hours, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SilenceListView {
+    /// The silences.
+    pub silences: Vec<SilenceView>,
 }
 
 /// The current state in [`ServiceView`].
@@ -195,6 +242,8 @@ pub struct AlertView {
     pub delivered: bool,
     /// A soft state change (or a recovery from one): recorded, not notified.
     pub soft: bool,
+    /// Whether an active silence matched it: recorded, never delivered.
+    pub silenced: bool,
     /// Its delivery to each plugin it was routed to, by plugin name.
     pub deliveries: Vec<DeliveryView>,
 }

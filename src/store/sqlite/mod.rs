@@ -21,7 +21,7 @@ mod schema;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -32,11 +32,13 @@ use crate::clock::{Clock, Millis};
 use crate::config::Durability;
 use crate::error::{Error, Result};
 use crate::notification::Notification;
-use crate::protocol::{AlertReport, Ping, ServerId, StatusReport};
+use crate::policy::{Ack, Silence};
+use crate::protocol::{AlertReport, HostSilence, HostUnsilence, Ping, ServerId, StatusReport};
 use crate::rules::Event;
 use crate::store::{
     AlertFilter, AlertListView, Applied, DeliveryOutcome, HistoryView, OpenProblem,
-    PendingDelivery, ServiceDeadline, StatusFilter, StatusPart, Storage, TableCounts,
+    PendingDelivery, ServiceDeadline, SilenceListView, StatusFilter, StatusPart, Storage,
+    TableCounts,
 };
 
 use durability::Tuning;
@@ -109,6 +111,24 @@ pub(crate) enum Op {
     },
     /// An alert of overc itself (no server), e.g. a failing alert plugin.
     SystemAlert(crate::rules::Event),
+    /// A silence from the page (it starts now).
+    AddSilence(Silence),
+    /// A host silences itself.
+    HostSilence(HostSilence, String),
+    /// A host ends its silences.
+    HostUnsilence(HostUnsilence, String),
+    /// Ends a silence now (the page).
+    EndSilence(i64),
+    /// Processes the end of the silences that ended by then.
+    EndSilences(Millis),
+    /// Acknowledges a service's problem.
+    Ack {
+        service_id: i64,
+        author: String,
+        comment: String,
+    },
+    /// Removes a service's acknowledgement.
+    Unack(i64),
 }
 
 struct Job {
@@ -131,6 +151,8 @@ pub struct Store {
     clock: Arc<dyn Clock>,
     commits: Arc<AtomicU64>,
     alerts_raised: Arc<AtomicU64>,
+    /// When the writer next has a silence to end (see `Writer`).
+    next_silence_end: Arc<AtomicI64>,
     path: PathBuf,
     /// A file store's lock on its database file: dropped last, after every
     /// connection (see `lock.rs`).
@@ -240,6 +262,7 @@ impl Store {
         let (tx, rx) = mpsc::channel::<Job>();
         let commits = Arc::new(AtomicU64::new(0));
         let alerts_raised = Arc::new(AtomicU64::new(0));
+        let next_silence_end = Arc::new(AtomicI64::new(Millis::MIN));
         let w = writer::Writer::new(
             redo,
             wconn,
@@ -247,6 +270,7 @@ impl Store {
             clock.clone(),
             commits.clone(),
             alerts_raised.clone(),
+            next_silence_end.clone(),
         );
         let handle = std::thread::Builder::new()
             .name("overc-writer".into())
@@ -279,6 +303,7 @@ impl Store {
             clock,
             commits,
             alerts_raised,
+            next_silence_end,
             path,
             _lock: db_lock,
         })
@@ -512,6 +537,50 @@ impl Storage for Store {
 
     fn counts(&self) -> Result<TableCounts> {
         Store::counts(self)
+    }
+
+    fn add_silence(&self, silence: Silence) -> Result<Applied> {
+        self.submit(Op::AddSilence(silence))
+    }
+
+    fn host_silence(&self, request: HostSilence, ip: &str) -> Result<Applied> {
+        self.submit(Op::HostSilence(request, ip.to_owned()))
+    }
+
+    fn host_unsilence(&self, request: HostUnsilence, ip: &str) -> Result<Applied> {
+        self.submit(Op::HostUnsilence(request, ip.to_owned()))
+    }
+
+    fn end_silence(&self, id: i64) -> Result<Applied> {
+        self.submit(Op::EndSilence(id))
+    }
+
+    fn end_silences(&self, now: Millis) -> Result<Applied> {
+        // The writer is asked only once the next end is due (or unknown).
+        if now < self.next_silence_end.load(Ordering::Relaxed) {
+            return Ok(Applied::default());
+        }
+        self.submit(Op::EndSilences(now))
+    }
+
+    fn silences(&self) -> Result<SilenceListView> {
+        Store::silences(self)
+    }
+
+    fn ack(&self, service_id: i64, author: &str, comment: &str) -> Result<Applied> {
+        self.submit(Op::Ack {
+            service_id,
+            author: author.to_owned(),
+            comment: comment.to_owned(),
+        })
+    }
+
+    fn unack(&self, service_id: i64) -> Result<Applied> {
+        self.submit(Op::Unack(service_id))
+    }
+
+    fn ack_of(&self, service_id: i64) -> Result<Option<Ack>> {
+        Store::ack_of(self, service_id)
     }
 
     fn alerts_raised(&self) -> u64 {

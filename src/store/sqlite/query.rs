@@ -5,9 +5,12 @@ use std::collections::HashMap;
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::Store;
+use super::ops::acks::parse_problem;
+use super::ops::silences::{SILENCE_COLUMNS, silence_row};
 use super::schema::current_state;
 use crate::clock::{Millis, iso8601};
 use crate::error::Result;
+use crate::policy::{self, Ack};
 use crate::rules;
 use crate::store::views::*;
 use crate::store::{AlertFilter, StatusFilter};
@@ -36,6 +39,7 @@ fn alert_view(r: &Row<'_>) -> rusqlite::Result<AlertView> {
         state,
         delivered: r.get(12)?,
         soft: r.get(14)?,
+        silenced: r.get(15)?,
         deliveries: Vec::new(),
     })
 }
@@ -65,7 +69,8 @@ fn delivery_view(r: &Row<'_>) -> rusqlite::Result<(i64, DeliveryView)> {
 
 const ALERT_COLUMNS: &str =
     "SELECT a.id, a.server_id, sv.name, a.service_id, se.name, a.ctime, a.channel,
-        a.event, a.message, a.severity, a.state, a.info, a.delivered, a.state_id, a.soft
+        a.event, a.message, a.severity, a.state, a.info, a.delivered, a.state_id, a.soft,
+        a.silenced
     FROM alerts a LEFT JOIN servers sv ON sv.id = a.server_id
     LEFT JOIN services se ON se.id = a.service_id";
 
@@ -175,6 +180,30 @@ impl Store {
                 .prepare_cached("SELECT max(id) FROM states WHERE service_id = ?1")?
                 .query_row([id], |r| r.get(0))?,
         };
+        // The silences active now and the acks, for each service's marks
+        // (few rows; matched in memory).
+        let silences = conn
+            .prepare_cached(&format!(
+                "SELECT {SILENCE_COLUMNS} FROM silences WHERE finished = 0 AND starts <= ?1 AND ends > ?1"
+            ))?
+            .query_map([now], silence_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut acks: HashMap<i64, AckView> = HashMap::new();
+        {
+            let mut st =
+                conn.prepare_cached("SELECT service_id, author, comment, ctime FROM acks")?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                acks.insert(
+                    r.get(0)?,
+                    AckView {
+                        author: r.get(1)?,
+                        comment: r.get(2)?,
+                        ctime: iso8601(r.get(3)?),
+                    },
+                );
+            }
+        }
         each(StatusPart::Stats(StatsView {
             n_alerts: selected,
             last_state_id: last_state_id.unwrap_or(0),
@@ -209,9 +238,12 @@ impl Store {
                     }
                     _ => None,
                 };
+                let name: String = r.get(1)?;
+                let silenced =
+                    policy::silenced_by(&silences, &server.name, Some(&name), now).is_some();
                 server.services.push(ServiceView {
                     id,
-                    name: r.get(1)?,
+                    name,
                     title: r.get(2)?,
                     period,
                     n_alerts: counts
@@ -221,6 +253,8 @@ impl Store {
                     state,
                     soft: !r.get::<_, bool>(8)?,
                     flapping: r.get(9)?,
+                    silenced,
+                    ack: acks.remove(&id),
                 });
             }
             each(StatusPart::Server(server))?;
@@ -346,6 +380,53 @@ impl Store {
         Ok(Some(AlertListView { alerts: list }))
     }
 
+    /// `GET /ui/api/silences`: the active silences and those ended in the
+    /// last 24 hours, newest first.
+    pub(crate) fn silences(&self) -> Result<SilenceListView> {
+        let now = self.now();
+        let conn = self.reader();
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT {SILENCE_COLUMNS}, ended_early FROM silences WHERE ends > ?1 ORDER BY id DESC"
+        ))?;
+        let mut rows = st.query([now - DAY])?;
+        let mut silences = Vec::new();
+        while let Some(r) = rows.next()? {
+            let s = silence_row(r)?;
+            silences.push(SilenceView {
+                id: s.id,
+                active: s.is_active(now),
+                starts: iso8601(s.starts),
+                ends: iso8601(s.ends),
+                server: s.server,
+                service: s.service,
+                comment: s.comment,
+                author: s.author,
+                ended_early: r.get(7)?,
+            });
+        }
+        Ok(SilenceListView { silences })
+    }
+
+    /// The acknowledgement of a service, if it has one (the store deletes
+    /// an ack as soon as the problem it acknowledged changes).
+    pub(crate) fn ack_of(&self, service_id: i64) -> Result<Option<Ack>> {
+        let conn = self.reader();
+        let ack = conn
+            .prepare_cached(
+                "SELECT author, comment, ctime, problem FROM acks WHERE service_id = ?1",
+            )?
+            .query_row([service_id], |r| {
+                Ok(Ack {
+                    author: r.get(0)?,
+                    comment: r.get(1)?,
+                    ctime: r.get(2)?,
+                    problem: parse_problem(&r.get::<_, String>(3)?),
+                })
+            })
+            .optional()?;
+        Ok(ack)
+    }
+
     /// Count of rows in each table, for tests and diagnostics.
     pub(crate) fn counts(&self) -> Result<TableCounts> {
         let conn = self.reader();
@@ -439,6 +520,7 @@ mod tests {
             state: None,
             delivered: false,
             soft: false,
+            silenced: false,
             deliveries: Vec::new(),
         };
         RecordView {

@@ -118,6 +118,37 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE alerts ADD COLUMN soft INTEGER NOT NULL DEFAULT 0;
     UPDATE services SET hard_state =
         (SELECT state FROM states WHERE service_id = services.id ORDER BY id DESC LIMIT 1);",
+    // 6: silences and acknowledgements (SPEC §9). A silence holds from
+    // `starts` to `ends` (excluded) for the servers matching the glob
+    // `server` and, when not NULL, their services matching `service`;
+    // `author` is a page user or `host:<name>` (a host's own silence, which
+    // `/api/set/unsilence` finds by it). Ending one early sets `ends` to
+    // that time and `ended_early`; `finished` is set once its end was
+    // processed (what it held back told). An ack is the problem a service
+    // was acknowledged in (`WARN`, `FAIL`, `UNK` or `offline`), one per
+    // service, deleted as soon as that problem changes. An alert raised
+    // while a silence matched is `silenced`, and routed and delivered at
+    // once: delivery never sees it.
+    "CREATE TABLE silences(
+        id INTEGER PRIMARY KEY,
+        server TEXT NOT NULL,
+        service TEXT,
+        starts INTEGER NOT NULL,
+        ends INTEGER NOT NULL,
+        comment TEXT NOT NULL,
+        author TEXT NOT NULL,
+        ended_early INTEGER NOT NULL DEFAULT 0,
+        finished INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX silences_by_end ON silences(ends);
+    CREATE TABLE acks(
+        service_id INTEGER PRIMARY KEY REFERENCES services(id) ON DELETE CASCADE,
+        author TEXT NOT NULL,
+        comment TEXT NOT NULL,
+        ctime INTEGER NOT NULL,
+        problem TEXT NOT NULL
+    );
+    ALTER TABLE alerts ADD COLUMN silenced INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// SQL joining a service `s` to its current state `st` (its newest history

@@ -3,14 +3,14 @@
 //! fsync thread, commits SQLite about once a second, and prunes.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
 use super::durability::{MAX_UNCOMMITTED, Redo, Reply, sync_loop};
-use super::ops::{admin, auth, overdue, reports, retention};
+use super::ops::{acks, admin, auth, overdue, reports, retention, silences};
 use super::redo::{Group, Tx};
 use super::{Job, Op, StoreOptions};
 use crate::clock::{Clock, Millis};
@@ -63,6 +63,13 @@ pub(super) struct Caches {
     pub(super) servers: HashMap<String, KnownServer>,
     /// server id → service name → service.
     pub(super) services: IdMap<HashMap<String, KnownService>>,
+    /// The silences whose end is not processed yet (active ones among
+    /// them), loaded on first use: whether an alert is silenced costs no
+    /// query (`ops/silences.rs`).
+    pub(super) silences: Option<Vec<crate::policy::Silence>>,
+    /// Acknowledged services and the problem each was acknowledged in,
+    /// loaded on first use (`ops/acks.rs`).
+    pub(super) acks: Option<IdMap<crate::policy::Problem>>,
 }
 
 pub(super) struct Writer {
@@ -79,6 +86,10 @@ pub(super) struct Writer {
     pub(super) clock: Arc<dyn Clock>,
     pub(super) commits: Arc<AtomicU64>,
     pub(super) alerts_raised: Arc<AtomicU64>,
+    /// When the next unfinished silence ends (`Millis::MAX`: none;
+    /// `Millis::MIN`: not known), for `Store::end_silences` to skip the
+    /// writer until then.
+    pub(super) next_silence_end: Arc<AtomicI64>,
     pub(super) caches: Caches,
     /// The writes of the batch being applied.
     pub(super) group: Group,
@@ -110,6 +121,7 @@ impl Writer {
         clock: Arc<dyn Clock>,
         commits: Arc<AtomicU64>,
         alerts_raised: Arc<AtomicU64>,
+        next_silence_end: Arc<AtomicI64>,
     ) -> Writer {
         // Foreign keys are not enforced on the writer's connection: the
         // writer only ever refers to rows it has just read or written, and
@@ -132,6 +144,7 @@ impl Writer {
             clock,
             commits,
             alerts_raised,
+            next_silence_end,
             caches: Caches::default(),
             unpruned: IdMap::default(),
             last_maintenance: Millis::MIN,
@@ -290,9 +303,12 @@ impl Writer {
                     Ok(a) => results.push(Ok(a)),
                     // Refusals are decided before anything is written, so the
                     // batch goes on without a savepoint per operation.
-                    Err(e @ (Error::Forbidden(_) | Error::Invalid(_) | Error::NotFound(_))) => {
-                        results.push(Err(e))
-                    }
+                    Err(
+                        e @ (Error::Forbidden(_)
+                        | Error::Invalid(_)
+                        | Error::NotFound(_)
+                        | Error::Conflict(_)),
+                    ) => results.push(Err(e)),
                     // Anything else may have left the operation half-done:
                     // roll the whole batch back; every request in it gets a
                     // 503 and retries.
@@ -315,6 +331,7 @@ impl Writer {
             log::error!("commit of {} operations failed: {e}", batch.len());
             // The caches may hold rows of the rolled-back batch.
             self.caches = Caches::default();
+            self.next_silence_end.store(Millis::MIN, Ordering::Relaxed);
             if let Err(again) = self.roll_back() {
                 self.fail(&format!(
                     "after a failed batch, the writes before it could not run again: {again}"
@@ -328,6 +345,10 @@ impl Writer {
             return;
         }
         self.commits.fetch_add(1, Ordering::Relaxed);
+        if let Some(list) = &self.caches.silences {
+            let next = list.iter().map(|s| s.ends).min().unwrap_or(Millis::MAX);
+            self.next_silence_end.store(next, Ordering::Relaxed);
+        }
         let raised: usize = results.iter().flatten().map(|a| a.alerts.len()).sum();
         self.alerts_raised
             .fetch_add(raised as u64, Ordering::Relaxed);
@@ -425,6 +446,17 @@ fn apply(op: &Op, b: &mut Batch<'_>, opts: &StoreOptions) -> Result<Applied> {
             outcome,
         } => admin::delivery(b, plugin, *alert_id, outcome),
         Op::SystemAlert(event) => admin::system_alert(b, event),
+        Op::AddSilence(s) => silences::add(b, s),
+        Op::HostSilence(r, ip) => silences::host_silence(r, ip, b),
+        Op::HostUnsilence(r, ip) => silences::host_unsilence(r, ip, b),
+        Op::EndSilence(id) => silences::end_one(b, *id),
+        Op::EndSilences(now) => silences::end_due(b, *now),
+        Op::Ack {
+            service_id,
+            author,
+            comment,
+        } => acks::ack(b, *service_id, author, comment),
+        Op::Unack(id) => acks::unack(b, *id),
         #[cfg(test)]
         Op::Test(fault) => fault.apply(b),
     }
@@ -453,6 +485,7 @@ mod tests {
             conn,
             StoreOptions::default(),
             Arc::new(ManualClock::new(1_700_000_000_000)),
+            Arc::default(),
             Arc::default(),
             Arc::default(),
         );
@@ -561,7 +594,7 @@ mod tests {
         };
         let mut services = HashMap::new();
         for server in ["a", "b"] {
-            for state in [State::Ok, State::Fail, State::Ok] {
+            for state in [State::Ok, State::Fail, State::Warn] {
                 let report = StatusReport {
                     server: id(server),
                     period: 60,
@@ -593,6 +626,10 @@ mod tests {
             };
             store.post_alerts(alert, "127.0.0.1").unwrap();
         }
+        // Every service acknowledged in its WARN.
+        for id in services.keys() {
+            store.ack(*id, "ann", "on it").unwrap();
+        }
         let a = *services.iter().find(|(_, s)| **s == "a").unwrap().0;
         store.delete_service(a).unwrap();
         let b_server = store.report(
@@ -622,6 +659,7 @@ mod tests {
         assert_eq!(count("SELECT count(*) FROM servers"), 1);
         assert_eq!(count("SELECT count(*) FROM services"), 1);
         assert_eq!(count("SELECT count(*) FROM states"), 3);
+        assert_eq!(count("SELECT count(*) FROM acks"), 1);
         assert!(count("SELECT count(*) FROM alerts") >= 2);
         assert_eq!(
             count(&format!(
@@ -629,6 +667,48 @@ mod tests {
             )),
             0
         );
+    }
+
+    /// The supervisor calls `end_silences` every second: it reaches the
+    /// writer only when a silence is due to end (or at the first call).
+    #[test]
+    fn only_a_due_silence_end_reaches_the_writer() {
+        use crate::clock::ManualClock;
+        use crate::policy::Silence;
+        use crate::store::Store;
+
+        let clock = ManualClock::new(1_000_000);
+        let store =
+            Store::open_in_memory(&StoreOptions::default(), Arc::new(clock.clone())).unwrap();
+        store.end_silences(clock.now()).unwrap();
+        let commits = store.commit_count();
+        store.end_silences(clock.now()).unwrap();
+        assert_eq!(store.commit_count(), commits, "nothing to end: not asked");
+        let silence = Silence {
+            server: "*".into(),
+            ends: clock.now() + 1000,
+            comment: "x".into(),
+            author: "ann".into(),
+            ..Silence::default()
+        };
+        let id = store.add_silence(silence).unwrap().silence_id.unwrap();
+        let commits = store.commit_count();
+        assert!(
+            store
+                .end_silences(clock.now() + 999)
+                .unwrap()
+                .ended_silences
+                .is_empty()
+        );
+        assert_eq!(store.commit_count(), commits);
+        clock.advance(1000);
+        assert_eq!(
+            store.end_silences(clock.now()).unwrap().ended_silences,
+            [id]
+        );
+        let commits = store.commit_count();
+        store.end_silences(clock.now() + 60_000).unwrap();
+        assert_eq!(store.commit_count(), commits, "ended once");
     }
 
     #[test]

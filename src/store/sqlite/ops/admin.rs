@@ -3,6 +3,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
+use super::acks;
 use super::reports::{NewAlert, insert_alert};
 use crate::error::{Error, Result};
 use crate::rules::Event;
@@ -26,6 +27,7 @@ pub(in crate::store::sqlite) fn delete_server(b: &mut Batch<'_>, id: i64) -> Res
     // (see `Writer::new`), children first.
     for sql in [
         "DELETE FROM states WHERE service_id IN (SELECT id FROM services WHERE server_id = ?1)",
+        "DELETE FROM acks WHERE service_id IN (SELECT id FROM services WHERE server_id = ?1)",
         "DELETE FROM deliveries WHERE alert_id IN (SELECT id FROM alerts WHERE server_id = ?1)",
         "DELETE FROM deliveries WHERE alert_id IN (SELECT id FROM alerts WHERE service_id IN
              (SELECT id FROM services WHERE server_id = ?1))",
@@ -39,6 +41,7 @@ pub(in crate::store::sqlite) fn delete_server(b: &mut Batch<'_>, id: i64) -> Res
     log::info!("deleted server {name:?} with {} services", services.len());
     b.caches.servers.remove(&name);
     b.caches.services.remove(&id);
+    acks::forget(b.caches, &services);
     Ok(Applied {
         server_id: Some(id),
         removed_services: services,
@@ -51,8 +54,10 @@ pub(in crate::store::sqlite) fn delete_service(b: &mut Batch<'_>, id: i64) -> Re
     for names in b.caches.services.values_mut() {
         names.retain(|_, known| known.id != id);
     }
+    acks::forget(b.caches, &[id]);
     for sql in [
         "DELETE FROM states WHERE service_id = ?1",
+        "DELETE FROM acks WHERE service_id = ?1",
         "DELETE FROM deliveries WHERE alert_id IN (SELECT id FROM alerts WHERE service_id = ?1)",
         "DELETE FROM alerts WHERE service_id = ?1",
     ] {

@@ -1,10 +1,13 @@
 //! Flagging services that did not report by their deadline.
 
+use crate::policy::Held;
 use rusqlite::{OptionalExtension, params};
 
 use super::reports::{NewAlert, insert_alert};
+use super::{acks, silences};
 use crate::clock::Millis;
 use crate::error::Result;
+use crate::policy::Problem;
 use crate::rules;
 use crate::store::sqlite::schema::current_state;
 use crate::store::sqlite::writer::{Applied, Batch};
@@ -26,11 +29,13 @@ pub(in crate::store::sqlite) fn mark_overdue(
             info: Option<String>,
             state_id: Option<i64>,
             rtime: Option<Millis>,
+            server: String,
         }
         let row =
             b.tx.read(concat!(
                 "SELECT s.server_id, s.name, s.overdue, s.period IS NOT NULL,
-                        st.state, st.info, st.id, st.rtime FROM services s ",
+                        st.state, st.info, st.id, st.rtime, sv.name FROM services s
+                 JOIN servers sv ON sv.id = s.server_id ",
                 current_state!(),
                 " WHERE s.id = ?1"
             ))?
@@ -44,6 +49,7 @@ pub(in crate::store::sqlite) fn mark_overdue(
                     info: r.get(5)?,
                     state_id: r.get(6)?,
                     rtime: r.get(7)?,
+                    server: r.get(8)?,
                 })
             })
             .optional()?;
@@ -60,6 +66,7 @@ pub(in crate::store::sqlite) fn mark_overdue(
             state,
             info,
             state_id,
+            server,
             ..
         } = row;
         b.tx.exec(
@@ -74,6 +81,7 @@ pub(in crate::store::sqlite) fn mark_overdue(
         {
             known.overdue = true;
         }
+        acks::on_problem(b, service_id, Some(Problem::Offline))?;
         let info = info.unwrap_or_default();
         let alert = NewAlert {
             server_id: Some(server_id),
@@ -81,7 +89,7 @@ pub(in crate::store::sqlite) fn mark_overdue(
             state_id,
             event: &event,
             state: state.as_deref().map(|s| (s, info.as_str())),
-            held: None,
+            held: silences::is_silenced(b, &server, Some(&name))?.then_some(Held::Silenced),
         };
         applied.alerts.push(insert_alert(&mut b.tx, &alert, now)?);
     }

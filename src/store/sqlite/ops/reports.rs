@@ -4,9 +4,10 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::auth::authenticate;
+use super::{acks, silences};
 use crate::clock::Millis;
 use crate::error::Result;
-use crate::policy::{self, FLAP_WINDOW, FlapHistory, Held, Streak};
+use crate::policy::{self, FLAP_WINDOW, FlapHistory, Held, Problem, Streak};
 use crate::protocol::{AlertReport, StatusReport};
 use crate::rules::{self, Event};
 use crate::state::State;
@@ -115,8 +116,8 @@ pub(in crate::store::sqlite) fn insert_alert(
     let held = a.held.is_some();
     tx.exec(
         "INSERT INTO alerts(server_id, service_id, state_id, ctime, channel, event, message,
-                            severity, state, info, soft, routed, delivered)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+                            severity, state, info, soft, silenced, routed, delivered)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
         params![
             a.server_id,
             a.service_id,
@@ -129,6 +130,7 @@ pub(in crate::store::sqlite) fn insert_alert(
             a.state.map(|s| s.0),
             a.state.map(|s| s.1),
             a.held == Some(Held::Soft),
+            a.held == Some(Held::Silenced),
             held,
         ],
     )?;
@@ -163,6 +165,8 @@ struct Pending {
     state: &'static str,
     /// The events it raises, each with why it is held back, if it is.
     events: Vec<(Event, Option<Held>)>,
+    /// Whether its new state is hard.
+    hard: bool,
 }
 
 pub(in crate::store::sqlite) fn apply_status(
@@ -235,21 +239,31 @@ pub(in crate::store::sqlite) fn apply_status(
             known.flaps = flaps;
         }
         let mut events = Vec::new();
+        let silenced = if retried.change.is_some() || row.overdue || flap.is_some() {
+            silences::is_silenced(b, &r.server.name, Some(&s.name))?
+        } else {
+            false
+        };
+        let hold =
+            |event: &Event, soft: bool| policy::held(event.channel, soft, flapping, silenced);
         if let Some(change) = retried.change {
-            let held = policy::held(change.event.channel, change.soft, flapping, false);
+            let held = hold(&change.event, change.soft);
             events.push((change.event, held));
         }
         if row.overdue {
-            events.push((rules::on_return(), None));
+            let event = rules::on_return();
+            events.push((event.clone(), hold(&event, false)));
         }
         if let Some(event) = flap.and_then(|f| f.event) {
-            events.push((event, None));
+            let held = hold(&event, false);
+            events.push((event, held));
         }
         pending.push(Pending {
             row,
             period,
             state: s.state.as_str(),
             events,
+            hard: streak.hard,
         });
     }
     // Then the history records, a chunk per statement. Without an id given,
@@ -270,6 +284,10 @@ pub(in crate::store::sqlite) fn apply_status(
     }
     for ((p, s), state_id) in pending.iter().zip(&r.services).zip(state_ids) {
         let (row, state) = (&p.row, p.state);
+        if !p.events.is_empty() {
+            // The problem changed: an ack of the one before goes.
+            acks::on_problem(b, row.id, Problem::of(Some(s.state), p.hard, false))?;
+        }
         for (event, held) in &p.events {
             let alert = NewAlert {
                 server_id: Some(server_id),
@@ -330,7 +348,8 @@ pub(in crate::store::sqlite) fn apply_alerts(
             state_id: None,
             event: &event,
             state: current.as_ref().map(|(s, i)| (s.as_str(), i.as_str())),
-            held: None,
+            held: silences::is_silenced(b, &r.server.name, a.service.as_deref())?
+                .then_some(Held::Silenced),
         };
         applied.alerts.push(insert_alert(&mut b.tx, &alert, b.now)?);
     }

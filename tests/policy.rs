@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use overc::Clock;
 use serde_json::{Value, json};
 
 use crate::common::report;
@@ -254,4 +255,66 @@ fn a_plugin_with_repeat_is_reminded_of_a_problem_nobody_fixed() {
     let got = pager_got();
     assert_eq!(got.len(), 4, "{got:#?}");
     assert!(got[3].contains("[service:state/OK]"), "{got:#?}");
+}
+
+#[test]
+fn an_acknowledged_or_silenced_problem_is_not_reminded() {
+    let dir = tempfile::tempdir().unwrap();
+    let pager_out = dir.path().join("pager.log");
+    let mut pager = alert_plugin(
+        "pager",
+        &[&plugin("record.sh"), pager_out.to_str().unwrap()],
+        Duration::from_secs(30),
+    );
+    pager.policy.repeat = Some(600);
+    let mut s = Scenario::new(vec![pager]);
+    let reminders = || {
+        records(&pager_out)
+            .iter()
+            .filter(|r| r.contains("[service:reminder/"))
+            .count()
+    };
+    s.send("db", "FAIL", "down", 86_400);
+    s.send("web", "WARN", "slow", 86_400);
+    s.new_alerts();
+    let db = service(&s, "db")["id"].as_i64().unwrap();
+    let engine = s.t.server().engine().clone();
+    engine.ack(db, "ann", "on it").unwrap();
+    s.new_alerts();
+    let now = s.t.clock.as_ref().unwrap().now();
+    engine
+        .silence(overc::policy::Silence {
+            id: 0,
+            server: "h".into(),
+            service: Some("web".into()),
+            starts: now,
+            ends: now + 3 * 3_600_000,
+            comment: "maintenance".into(),
+            author: "bob".into(),
+        })
+        .unwrap();
+    s.advance(3_600_000);
+    s.new_alerts();
+    assert_eq!(
+        reminders(),
+        0,
+        "neither is reminded: {:?}",
+        records(&pager_out)
+    );
+    // The silence ends; the acknowledged one stays quiet, the other is told
+    // once, then reminded again.
+    s.advance(2 * 3_600_000);
+    s.new_alerts();
+    s.advance(600_000);
+    s.new_alerts();
+    let got: Vec<String> = records(&pager_out).iter().map(|r| text(r)).collect();
+    assert!(
+        got.iter().all(|t| !t.contains("h db: [service:reminder")),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter()
+            .any(|t| t.starts_with("h web: [service:reminder/WARN] Still WARN")),
+        "{got:#?}"
+    );
 }

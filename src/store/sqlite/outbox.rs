@@ -3,10 +3,12 @@
 use rusqlite::params;
 
 use super::Store;
+use super::ops::silences::{SILENCE_COLUMNS, silence_row};
 use super::schema::current_state;
 use crate::clock::Millis;
 use crate::error::Result;
 use crate::notification::Notification;
+use crate::policy;
 use crate::state::State;
 use crate::store::{OpenProblem, PendingDelivery, ServiceDeadline};
 
@@ -62,29 +64,40 @@ impl Store {
 
     /// Services in a hard problem or overdue, with when it began.
     pub(crate) fn open_problems(&self) -> Result<Vec<OpenProblem>> {
+        let now = self.now();
         let conn = self.reader();
+        let silences = conn
+            .prepare_cached(&format!(
+                "SELECT {SILENCE_COLUMNS} FROM silences WHERE finished = 0 AND starts <= ?1 AND ends > ?1"
+            ))?
+            .query_map([now], silence_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         let mut st = conn.prepare_cached(concat!(
             "SELECT s.id, sv.name, s.name, st.state, st.info, s.overdue,
                     (SELECT MAX(a.ctime) FROM alerts a WHERE a.service_id = s.id AND a.soft = 0
                      AND CASE WHEN s.overdue THEN a.channel = 'plugin' AND a.event = 'offline'
-                              ELSE a.channel = 'service:state' END)
+                              ELSE a.channel = 'service:state' END),
+                    EXISTS (SELECT 1 FROM acks k WHERE k.service_id = s.id)
              FROM services s JOIN servers sv ON sv.id = s.server_id ",
             current_state!(),
             " WHERE s.overdue = 1 OR (st.state IS NOT NULL AND st.state != 'OK' AND s.hard = 1)"
         ))?;
         let rows = st.query_map([], |r| {
+            let server: String = r.get(1)?;
+            let service: String = r.get(2)?;
+            let silenced = policy::silenced_by(&silences, &server, Some(&service), now).is_some();
             Ok(OpenProblem {
                 service_id: r.get(0)?,
-                server: r.get(1)?,
-                service: r.get(2)?,
+                server,
+                service,
                 state: r
                     .get::<_, Option<String>>(3)?
                     .map(|s| State::parse(&s).unwrap_or(State::Unk)),
                 info: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
                 overdue: r.get(5)?,
                 since: r.get::<_, Option<Millis>>(6)?.unwrap_or(0),
-                acked: false,
-                silenced: false,
+                acked: r.get(7)?,
+                silenced,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

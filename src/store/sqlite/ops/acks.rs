@@ -93,10 +93,11 @@ pub(in crate::store::sqlite) fn ack(
         state: Option<String>,
         info: Option<String>,
         state_id: Option<i64>,
+        hard: bool,
     }
     let row =
         b.tx.read(concat!(
-            "SELECT s.server_id, sv.name, s.name, s.overdue, st.state, st.info, st.id
+            "SELECT s.server_id, sv.name, s.name, s.overdue, st.state, st.info, st.id, s.hard
              FROM services s JOIN servers sv ON sv.id = s.server_id ",
             current_state!(),
             " WHERE s.id = ?1"
@@ -110,6 +111,7 @@ pub(in crate::store::sqlite) fn ack(
                 state: r.get(4)?,
                 info: r.get(5)?,
                 state_id: r.get(6)?,
+                hard: r.get(7)?,
             })
         })
         .optional()?;
@@ -120,7 +122,8 @@ pub(in crate::store::sqlite) fn ack(
         .state
         .as_deref()
         .map(|s| State::parse(s).unwrap_or(State::Unk));
-    let current = Problem::of(state, true, row.overdue);
+    // A soft problem is not told yet: there is nothing to acknowledge.
+    let current = Problem::of(state, row.hard, row.overdue);
     let Some(problem) = current.filter(|_| policy::can_ack(current)) else {
         return Err(Error::Conflict(format!(
             "{} {} is not in a problem (WARN, FAIL, UNK or overdue): there is nothing to acknowledge",

@@ -223,7 +223,7 @@ fn end(b: &mut Batch<'_>, id: i64, applied: &mut Applied) -> Result<()> {
     let mut candidates = Vec::new();
     {
         let mut st = b.tx.read(concat!(
-            "SELECT s.id, s.server_id, sv.name, s.name, st.state, st.info, st.id, s.overdue
+            "SELECT s.id, s.server_id, sv.name, s.name, st.state, st.info, st.id, s.overdue, s.hard
              FROM services s JOIN servers sv ON sv.id = s.server_id ",
             current_state!(),
             " WHERE s.id IN (SELECT service_id FROM alerts WHERE silenced = 1 AND ctime >= ?1)
@@ -239,8 +239,8 @@ fn end(b: &mut Batch<'_>, id: i64, applied: &mut Applied) -> Result<()> {
             let parsed = state
                 .as_deref()
                 .map(|s| State::parse(s).unwrap_or(State::Unk));
-            // Soft states are not known here yet: every state is hard.
-            let Some(problem) = Problem::of(parsed, true, overdue) else {
+            // A soft problem was never to be told anyway.
+            let Some(problem) = Problem::of(parsed, r.get(8)?, overdue) else {
                 continue;
             };
             untold.push(UntoldProblem {

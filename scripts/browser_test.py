@@ -109,7 +109,8 @@ with Browser() as b:
          ["FAIL", "UNK", "WARN", "overdue", "OK"])
     same("overview: summary counts",
          dt.js("Object.fromEntries([...document.querySelectorAll('.summary a')].map(a => [a.dataset.count, a.querySelector('b').textContent]))"),
-         {"FAIL": "1", "UNK": "1", "WARN": "1", "overdue": "2", "OK": "4", "all": "9"})
+         {"FAIL": "1", "UNK": "1", "WARN": "1", "overdue": "2", "OK": "4",
+          "silenced": "0", "flapping": "0", "acked": "0", "all": "9"})
     # An overdue service is marked as such, never in its last state's colour.
     pg = "document.querySelector('.card[data-server=db1] a.marker[href$=\"/service/%d\"]')" % svc[("db1", "postgres")]
     same("overview: postgres (last FAIL, overdue) marker", dt.js(f"[{pg}.className, {pg}.textContent, {pg}.title]"),

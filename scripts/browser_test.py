@@ -356,7 +356,7 @@ if LOGIN_URL:
         where = "services, opened with credentials in the URL"
         if "Cannot reach the overc server" in dt.js("document.body.textContent"):
             fail(f"{where}: the page could not fetch its data")
-        dt.wait(where, f"{ROWS}.length === 1 && !document.getElementById('test-alert').hidden")
+        dt.wait(where, f"{ROWS}.length === 2 && !document.getElementById('test-alert').hidden")
         print("the page works when opened as http://user:pass@host/")
         # Add a host from the overview: its key is shown once.
         dt.on_dialog = lambda p: {"accept": True, "promptText": "new-host"}
@@ -368,6 +368,28 @@ if LOGIN_URL:
         with urllib.request.urlopen(r, timeout=10) as a:
             same("the added host pings with the key shown", json.load(a), {"pong": 1})
         print("add host: the overview adds one and shows its key")
+        # Acknowledge, silence and end the silence through the real server's
+        # endpoints (SPEC §9), as an operator does from the service page.
+        dt.on_dialog = lambda p: {"accept": True, "promptText": "replacing the disk"}
+        dt.goto(f"{LOGIN_URL}/#/services")
+        dt.wait("the services", f"{ROWS}.length === 2")
+        disk = dt.js("[...document.querySelectorAll('a[href^=\"#/service/\"]')]"
+                     ".find(a => a.textContent.includes('disk')).getAttribute('href')")
+        dt.goto(f"{LOGIN_URL}/{disk}")
+        dt.wait("the Acknowledge button", "!!document.querySelector('button[data-ack]')")
+        dt.js("document.querySelector('button[data-ack]').click()")
+        dt.wait("the acknowledgement", "document.getElementById('view').textContent.includes('replacing the disk') && "
+                "!!document.querySelector('button[data-unack]')")
+        dt.js("document.querySelector('button[data-unack]').click()")
+        dt.wait("the acknowledgement removed", "!!document.querySelector('button[data-ack]')")
+        dt.js("[...document.querySelectorAll('a.button')].find(a => a.textContent === 'Silence').click()")
+        dt.wait("the silence form", "document.getElementById('sl-server')?.value === 'web1' && "
+                "document.getElementById('sl-service').value === 'disk'")
+        dt.js("document.getElementById('sl-comment').value = 'disk swap'; document.querySelector('#silence-form button').click()")
+        dt.wait("the active silence", "[...document.querySelectorAll('table.silences')][0]?.textContent.includes('disk swap')")
+        dt.js("document.querySelector('button[data-end-silence]').click()")
+        dt.wait("the silence ended", "!document.querySelector('button[data-end-silence]')")
+        print("acknowledge and silence on the real server: acknowledge, take back, silence, end")
 
 # The server goes away: the open page says so instead of showing stale data.
 if len(sys.argv) > 3:

@@ -83,7 +83,8 @@ printf '[ui]\nusername = admin\npassword = secret\n' > server.ini
 start_overc "$bin" "$work/login/log" --config server.ini
 login_pid=$OVERC_PID
 curl -sf "$OVERC_URL/api/set/service/status" -d '{"server": {"name": "web1", "key": "k1"}, "period": 60,
-  "services": [{"name": "load", "state": "OK", "info": "LOAD OK - load average: 0.12"}]}' > /dev/null
+  "services": [{"name": "load", "state": "OK", "info": "LOAD OK - load average: 0.12"},
+               {"name": "disk", "state": "FAIL", "info": "DISK CRITICAL - / 99%"}]}' > /dev/null
 cd "$work"
 
 LOGIN_URL="${OVERC_URL/http:\/\//http://admin:secret@}" \

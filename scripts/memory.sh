@@ -8,7 +8,7 @@
 # Targets (SPEC §8): server under 20 MiB, overcli under 8 MiB; reading the
 # status 32 more times (8 at once) may raise the server's high-water mark once
 # (eight answers of ~4 MB each are alive at once), but 32 reads after those
-# must not grow it by 2 MiB or more: memory per read would be a leak.
+# must not grow it by 4 MiB or more: memory per read would be a leak.
 # After the burst and 10 s idle the target is under 30 MiB; it is printed,
 # and only over BURST_LIMIT_MIB (default 60) is it a failure.
 # Needs: nothing beyond the Rust toolchain.
@@ -95,7 +95,7 @@ cd ..
 
 fail=0
 (( loaded < 20 * 1024 )) || { echo "FAIL: overc-server RSS $((loaded / 1024)) MiB is not under 20 MiB"; fail=1; }
-(( after_64_reads < after_reads + 2 * 1024 )) || { echo "FAIL: 32 more status reads grew overc-server from $((after_reads / 1024)) to $((after_64_reads / 1024)) MiB"; fail=1; }
+(( after_64_reads < after_reads + 4 * 1024 )) || { echo "FAIL: 32 more status reads grew overc-server from $((after_reads / 1024)) to $((after_64_reads / 1024)) MiB"; fail=1; }
 (( mon_rss < 8 * 1024 )) || { echo "FAIL: overcli RSS $((mon_rss / 1024)) MiB is not under 8 MiB"; fail=1; }
 (( burst_idle < BURST_LIMIT_MIB * 1024 )) || { echo "FAIL: overc-server RSS $((burst_idle / 1024)) MiB 10 s after the burst is not under $BURST_LIMIT_MIB MiB (target 30 MiB)"; fail=1; }
 exit $fail

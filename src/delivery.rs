@@ -46,6 +46,18 @@ pub struct NamedNotifier {
     pub policy: PluginPolicy,
 }
 
+impl NamedNotifier {
+    /// A notifier of an application's own under `name`: every alert, no
+    /// reminders (the default policy).
+    pub fn new(name: &str, notifier: impl Notifier + 'static) -> NamedNotifier {
+        NamedNotifier {
+            name: name.to_owned(),
+            notifier: Arc::new(notifier),
+            policy: PluginPolicy::default(),
+        }
+    }
+}
+
 impl std::fmt::Debug for NamedNotifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NamedNotifier")

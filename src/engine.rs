@@ -56,11 +56,7 @@ impl EngineSettings {
     /// Adds a notifier of the application's own under `name` (as a
     /// `[alert:NAME]` section would be named).
     pub fn notifier(mut self, name: &str, notifier: impl Notifier + 'static) -> Self {
-        self.notifiers.push(NamedNotifier {
-            name: name.to_owned(),
-            notifier: Arc::new(notifier),
-            policy: Default::default(),
-        });
+        self.notifiers.push(NamedNotifier::new(name, notifier));
         self
     }
 }

@@ -374,21 +374,7 @@ pub fn worst(results: &[CheckResult]) -> State {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn states(n: usize, info_len: usize) -> Sending {
-        (0..n)
-            .map(|i| {
-                let report = ServiceReport {
-                    name: format!("s{i}"),
-                    state: State::Ok,
-                    info: "x".repeat(info_len),
-                    period: Some(60),
-                    retries: None,
-                };
-                (i, 1, report)
-            })
-            .collect()
-    }
+    use crate::schedule::tests::states;
 
     /// A fake server: refuses (400) a request holding a state named in
     /// `bad`, fails (503) once `down_after` requests were answered, and

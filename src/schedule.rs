@@ -217,7 +217,7 @@ pub struct SendReport {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::state::State;
 
@@ -296,7 +296,8 @@ mod tests {
         assert_eq!(u.next_attempt(), None);
     }
 
-    fn states(n: usize, info_len: usize) -> Sending {
+    /// `n` OK states with `info_len` bytes of info each (for the sender's tests too).
+    pub(crate) fn states(n: usize, info_len: usize) -> Sending {
         (0..n)
             .map(|i| {
                 let report = ServiceReport {

@@ -420,11 +420,7 @@ impl ServerBuilder {
     /// it gets every alert under the same rules (at least once, in order,
     /// retried while it fails).
     pub fn notifier(mut self, name: &str, notifier: impl Notifier + 'static) -> Self {
-        self.notifiers.push(NamedNotifier {
-            name: name.to_owned(),
-            notifier: Arc::new(notifier),
-            policy: Default::default(),
-        });
+        self.notifiers.push(NamedNotifier::new(name, notifier));
         self
     }
 

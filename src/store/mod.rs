@@ -6,6 +6,8 @@
 //! answers reads with [`Serialize`](serde::Serialize) views that the read
 //! API writes out as they are.
 
+mod history;
+mod plan;
 mod sqlite;
 mod views;
 

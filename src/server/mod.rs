@@ -342,7 +342,22 @@ impl Server {
         };
         // Listen first: a busy port must not leave a new database behind.
         let listener = http::bind(&config.listen, config.client_timeout)?;
-        let store = Arc::new(Store::open(&config.database, &opts, clock.clone())?);
+        let store: Arc<dyn Storage> = match &config.postgres {
+            #[cfg(feature = "postgres")]
+            Some(url) => Arc::new(crate::store::PgStore::open(
+                url,
+                &opts,
+                clock.clone(),
+                crate::store::PG_START_WAIT,
+            )?),
+            #[cfg(not(feature = "postgres"))]
+            Some(url) => {
+                return Err(crate::Error::Config(format!(
+                    "database: {url}: PostgreSQL needs overc built with the feature `postgres`"
+                )));
+            }
+            None => Arc::new(Store::open(&config.database, &opts, clock.clone())?),
+        };
         let mut settings = EngineSettings::from(&config);
         settings.notifiers.extend(notifiers);
         let engine = Engine::start(store, settings, clock)?;

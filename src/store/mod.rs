@@ -8,9 +8,13 @@
 
 mod history;
 mod plan;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sqlite;
 mod views;
 
+#[cfg(feature = "postgres")]
+pub use postgres::{PgStore, START_WAIT as PG_START_WAIT};
 pub use sqlite::*;
 pub use views::*;
 

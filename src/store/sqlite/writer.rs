@@ -421,8 +421,8 @@ fn apply(op: &Op, b: &mut Batch<'_>, opts: &StoreOptions) -> Result<Applied> {
 mod tests {
     use super::*;
     use crate::protocol::{AlertReport, StatusReport};
-    use crate::store::Storage;
     use crate::state::State;
+    use crate::store::Storage;
     use crate::store::sqlite::schema;
 
     /// Operations handled in one batch see each other's writes: history in

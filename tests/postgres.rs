@@ -1,0 +1,158 @@
+//! SPEC §10 on a real PostgreSQL (`OVERC_TEST_POSTGRES`): several servers
+//! on one database, race-free registration, and the errors an operator
+//! sees. Without the variable only what needs no database runs.
+
+#![cfg(feature = "postgres")]
+
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use overc::config::{Database, PostgresUrl, parse_database};
+use overc::store::{PgStore, StoreOptions};
+use overc::{Server, SystemClock};
+
+use crate::common::backend::PgDb;
+use crate::common::{TestServer, config_in, get, post_bytes, report};
+
+fn url(text: &str) -> PostgresUrl {
+    match parse_database(text).unwrap() {
+        Database::Postgres(url) => url,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn open(url: &PostgresUrl, wait: Duration) -> overc::Result<PgStore> {
+    PgStore::open(url, &StoreOptions::default(), Arc::new(SystemClock), wait)
+}
+
+#[test]
+fn a_server_waits_for_postgres_then_says_it_did_not_come() {
+    // A port nothing listens on: refused at once, retried until the wait ends.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = Instant::now();
+    let e = open(
+        &url(&format!("postgres://overc:hunter2@127.0.0.1:{port}/overc")),
+        Duration::from_secs(3),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(started.elapsed() >= Duration::from_secs(1), "retried");
+    assert!(e.contains("did not accept connections within 3 s"), "{e}");
+    assert!(!e.contains("hunter2") && e.contains("overc:***@"), "{e}");
+}
+
+#[test]
+fn a_wrong_password_or_database_is_refused_at_once_saying_what_to_fix() {
+    let Some(pg) = PgDb::create() else { return };
+    let (scheme, rest) = pg.url.split_once("://").unwrap();
+    let (userinfo, host) = rest.rsplit_once('@').unwrap();
+    let user = userinfo.split(':').next().unwrap();
+    let started = Instant::now();
+    let e = open(
+        &url(&format!("{scheme}://{user}:hunter2-wrong@{host}")),
+        Duration::from_secs(30),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("refused the login of user"), "{e}");
+    assert!(!e.contains("hunter2-wrong"), "{e}");
+    let host_only = host.split('/').next().unwrap();
+    let e = open(
+        &url(&format!(
+            "{scheme}://{userinfo}@{host_only}/overc_no_such_db"
+        )),
+        Duration::from_secs(30),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("has no database \"overc_no_such_db\""), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(10), "not retried");
+}
+
+/// Servers started at once on an empty database: one creates the schema
+/// under the advisory lock, the others find it done.
+#[test]
+fn servers_starting_together_create_the_schema_once() {
+    let Some(pg) = PgDb::create() else { return };
+    let url = url(&pg.url);
+    let barrier = Arc::new(Barrier::new(4));
+    let opened: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, barrier) = (url.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                open(&url, Duration::from_secs(10)).map(|_| ())
+            })
+        })
+        .collect();
+    for t in opened {
+        t.join().unwrap().unwrap();
+    }
+}
+
+/// Two servers on one database: what one stores the other shows; and when
+/// both get the first report of new hosts with different keys at the same
+/// moment, one key is stored per host and the other request gets 403.
+#[test]
+fn two_servers_share_one_database_and_register_each_host_once() {
+    let Some(pg) = PgDb::create() else { return };
+    let start = || {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config_in(dir.path());
+        pg.use_in(&mut config);
+        let server = Server::start(config.clone()).unwrap();
+        TestServer::wrap_any(server, dir, config, None)
+    };
+    let (a, b) = (start(), start());
+    assert_eq!(
+        a.post_json(
+            "/api/set/service/status",
+            &report("web", "k", "http", "OK", "fine")
+        )
+        .0,
+        200
+    );
+    let on_b = b.service("web", "http").expect("B shows what A stored");
+    assert_eq!(on_b["state"]["info"], "fine");
+
+    const HOSTS: usize = 20;
+    let barrier = Arc::new(Barrier::new(2));
+    let race = |url: String, key: &'static str| {
+        let barrier = barrier.clone();
+        std::thread::spawn(move || {
+            barrier.wait();
+            (0..HOSTS)
+                .map(|i| {
+                    let body = report(&format!("new{i}"), key, "s", "OK", key);
+                    post_bytes(&url, "/api/set/service/status", body.to_string().as_bytes()).0
+                })
+                .collect::<Vec<u16>>()
+        })
+    };
+    let (ta, tb) = (race(a.url(), "key-a"), race(b.url(), "key-b"));
+    let (got_a, got_b) = (ta.join().unwrap(), tb.join().unwrap());
+    for i in 0..HOSTS {
+        let mut codes = [got_a[i], got_b[i]];
+        codes.sort();
+        assert_eq!(
+            codes,
+            [200, 403],
+            "host new{i}: A {}, B {}",
+            got_a[i],
+            got_b[i]
+        );
+        // The key that won is the one that still works, on either server.
+        let winner = if got_a[i] == 200 { "key-a" } else { "key-b" };
+        let body = report(&format!("new{i}"), winner, "s", "OK", "again");
+        for t in [&a, &b] {
+            assert_eq!(t.post_json("/api/set/service/status", &body).0, 200);
+        }
+    }
+    let (_, status) = get(&b.url(), "/ui/api/status/");
+    assert_eq!(status["servers"].as_array().unwrap().len(), HOSTS + 1);
+    drop((a, b));
+}

@@ -213,6 +213,9 @@ pub struct ServerConfig {
     /// A PostgreSQL database (`database = postgres://…`, feature
     /// `postgres`): when set, the data lives there and `database` is unused.
     pub postgres: Option<PostgresUrl>,
+    /// `leader-timeout`: seconds within which another server takes over
+    /// when the leader dies or loses PostgreSQL (PostgreSQL only).
+    pub leader_timeout: u32,
     /// Commit durability.
     pub durability: Durability,
     /// Log filter (`WARN`, `info`, `overc=debug`); `RUST_LOG` wins when set.
@@ -259,6 +262,7 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:5000".into(),
             database: PathBuf::from("overc.db"),
             postgres: None,
+            leader_timeout: 10,
             durability: Durability::Disk,
             loglevel: None,
             grace: 0,
@@ -301,6 +305,7 @@ pub const SERVER_KEYS: &[&str] = &[
     "flap-high",
     "flap-low",
     "group-wait",
+    "leader-timeout",
 ];
 
 /// Reads INI text without touching quotes or backslashes, so that commands
@@ -946,6 +951,12 @@ impl ServerConfig {
             }
             "loglevel" => self.loglevel = Some(v.trim().to_owned()).filter(|v| !v.is_empty()),
             "grace" => self.grace = parse_num(v, source, s, key)?,
+            "leader-timeout" => {
+                self.leader_timeout = parse_num(v, source, s, key)?;
+                if !(2..=3600).contains(&self.leader_timeout) {
+                    return Err(key_error(source, s, key, "should be 2 to 3600 seconds"));
+                }
+            }
             "history-limit" => {
                 self.history_limit = parse_num(v, source, s, key)?;
                 if self.history_limit == 0 {

@@ -281,6 +281,10 @@ impl Worker {
     /// with `group-wait`, a server's alerts of one window go as one.
     fn pass(&mut self, ignore_schedule: bool) -> Result<DeliveryReport> {
         let mut report = DeliveryReport::default();
+        // On shared storage only the leader delivers.
+        if !self.storage.is_leader() {
+            return Ok(report);
+        }
         while let Some(&id) = self.unrecorded.first() {
             self.record(id, DeliveryOutcome::Delivered)?;
             self.unrecorded.remove(0);
@@ -396,6 +400,9 @@ impl Worker {
         let Some(repeat) = self.policy.repeat else {
             return Ok(0);
         };
+        if !self.storage.is_leader() {
+            return Ok(0);
+        }
         let now = self.clock.now();
         let mut sent = 0;
         let mut open = HashSet::new();
@@ -555,6 +562,9 @@ impl Router {
     /// Routes every unrouted alert; true when there were any.
     fn route(&self) -> Result<bool> {
         let mut any = false;
+        if !self.storage.is_leader() {
+            return Ok(false);
+        }
         loop {
             let alerts = self.storage.unrouted(500)?;
             if alerts.is_empty() {
@@ -609,8 +619,23 @@ impl Router {
     }
 
     fn run(self, rx: mpsc::Receiver<RouterMsg>) {
+        // Other servers on shared storage raise alerts too, without telling
+        // this one: the leader looks for them every second.
+        let every = match self.storage.is_shared() {
+            true => Duration::from_secs(1),
+            false => Duration::from_secs(60),
+        };
+        let mut was_leader = false;
         loop {
-            let reply = match rx.recv_timeout(Duration::from_secs(60)) {
+            let leader = self.storage.is_leader();
+            if leader && !was_leader && self.storage.is_shared() {
+                // Deliveries the last leader left pending are ours now.
+                for w in &self.workers {
+                    let _ = w.send(Msg::Notify);
+                }
+            }
+            was_leader = leader;
+            let reply = match rx.recv_timeout(every) {
                 Ok(RouterMsg::Notify) | Err(mpsc::RecvTimeoutError::Timeout) => None,
                 Ok(RouterMsg::Now(reply)) => Some(reply),
                 Ok(RouterMsg::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break,

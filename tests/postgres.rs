@@ -156,3 +156,87 @@ fn two_servers_share_one_database_and_register_each_host_once() {
     assert_eq!(status["servers"].as_array().unwrap().len(), HOSTS + 1);
     drop((a, b));
 }
+
+/// One leader among servers on one database (SPEC §10): it alone flags
+/// overdue services, also those reported to another server, and delivers
+/// each alert once; when it stops, another server takes over within
+/// `leader-timeout`, from what the database holds.
+#[test]
+fn one_leader_supervises_and_delivers_and_another_takes_over() {
+    use std::sync::Mutex;
+
+    use overc::{Clock, ManualClock, Notification};
+
+    let Some(pg) = PgDb::create() else { return };
+    let clock = ManualClock::new(crate::common::T0);
+    type Inbox = Arc<Mutex<Vec<String>>>;
+    let start = |inbox: &Inbox| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config_in(dir.path());
+        config.leader_timeout = 2;
+        pg.use_in(&mut config);
+        let got = inbox.clone();
+        let server = Server::builder(config.clone())
+            .clock(Arc::new(clock.clone()) as Arc<dyn Clock>)
+            .notifier("app", move |n: &Notification| {
+                got.lock().unwrap().push(n.text());
+                Ok(())
+            })
+            .start()
+            .unwrap();
+        TestServer::wrap_any(server, dir, config, None)
+    };
+    let (inbox_a, inbox_b): (Inbox, Inbox) = Default::default();
+    let a = start(&inbox_a);
+    let b = start(&inbox_b);
+    let leader = |t: &TestServer| t.server().app().store().is_leader();
+    assert!(leader(&a) && !leader(&b), "the first server leads");
+    let shown = b.status()["stats"]["leader"].clone();
+    assert_eq!(shown["listen"], a.server().addr().to_string(), "{shown}");
+
+    // Reported to B only; B raises the state change, A delivers it.
+    let fail = report("h", "k", "s", "FAIL", "down");
+    assert_eq!(b.post_json("/api/set/service/status", &fail).0, 200);
+    b.server().app().supervise_now().unwrap();
+    assert!(inbox_b.lock().unwrap().is_empty(), "B does not deliver");
+    a.server().app().supervise_now().unwrap();
+    let got = std::mem::take(&mut *inbox_a.lock().unwrap());
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].contains("[service:state/FAIL]"), "{got:?}");
+
+    // Its deadline is in the database: A flags it overdue.
+    clock.advance(61_000);
+    b.server().app().supervise_now().unwrap();
+    assert!(inbox_b.lock().unwrap().is_empty());
+    let (offline, _) = a.server().app().supervise_now().unwrap();
+    assert_eq!(offline, 1);
+    let got = std::mem::take(&mut *inbox_a.lock().unwrap());
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].contains("[plugin/offline]"), "{got:?}");
+
+    // The leader goes; B takes over within leader-timeout and delivers
+    // what is raised from then on.
+    let stopped = Instant::now();
+    drop(a);
+    while !leader(&b) {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(2 + 2),
+            "no takeover within leader-timeout"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        b.status()["stats"]["leader"]["listen"],
+        b.server().addr().to_string()
+    );
+    let ok = report("h", "k", "s", "OK", "back");
+    assert_eq!(b.post_json("/api/set/service/status", &ok).0, 200);
+    b.server().app().supervise_now().unwrap();
+    let got = std::mem::take(&mut *inbox_b.lock().unwrap());
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got[0].contains("[service:state/OK]") && got[1].contains("[plugin/online]"),
+        "{got:?}"
+    );
+    assert!(inbox_a.lock().unwrap().is_empty());
+}

@@ -22,7 +22,33 @@ const RETRY_EVERY: Duration = Duration::from_secs(1);
 /// database that PostgreSQL refuses, or a server older than 13, fails at
 /// once: waiting would not change it.
 pub(crate) fn connect(url: &PostgresUrl, wait: Duration) -> Result<Client> {
-    let config = config(url)?;
+    connect_with(url, wait, config(url)?)
+}
+
+/// [`connect`] for the leader's connection: a connection that stops
+/// answering is given up within `timeout` (TCP keepalives and the user
+/// timeout on our side, the same keepalives asked of the server's side), so
+/// a leader cut off steps down, and PostgreSQL frees its lock, in time.
+pub(crate) fn connect_leader(url: &PostgresUrl, timeout: Duration) -> Result<Client> {
+    let mut config = config(url)?;
+    let probe = (timeout / 4).max(Duration::from_secs(1));
+    config
+        .keepalives_idle(probe)
+        .keepalives_interval(probe)
+        .keepalives_retries(2)
+        .tcp_user_timeout(timeout / 2)
+        .connect_timeout(timeout / 2);
+    let mut client = connect_with(url, Duration::ZERO, config)?;
+    let secs = probe.as_secs().max(1);
+    client.batch_execute(&format!(
+        "SET tcp_keepalives_idle = {secs}; SET tcp_keepalives_interval = {secs};
+         SET tcp_keepalives_count = 2; SET statement_timeout = {}",
+        (timeout / 2).as_millis()
+    ))?;
+    Ok(client)
+}
+
+fn connect_with(url: &PostgresUrl, wait: Duration, config: postgres::Config) -> Result<Client> {
     let started = Instant::now();
     let mut attempts = 0u32;
     loop {

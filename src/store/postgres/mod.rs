@@ -12,6 +12,7 @@
 //! pool of connections of their own.
 
 mod connect;
+mod leader;
 mod ops;
 mod query;
 mod schema;
@@ -65,6 +66,8 @@ enum Op {
         title: String,
     },
     SystemAlert(Event),
+    /// Moves due times that passed to now + period.
+    ExtendDue(Millis),
 }
 
 struct Job {
@@ -81,6 +84,7 @@ pub struct PgStore {
     clock: Arc<dyn Clock>,
     commits: Arc<AtomicU64>,
     alerts_raised: Arc<AtomicU64>,
+    leadership: Mutex<leader::Leadership>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -122,6 +126,12 @@ impl PgStore {
         let handle = std::thread::Builder::new()
             .name("overc-pg-writer".into())
             .spawn(move || w.run(rx))?;
+        let leadership = leader::Leadership::start(
+            url.clone(),
+            opts.node.clone(),
+            opts.leader_timeout,
+            clock.clone(),
+        )?;
         log::info!(
             "PostgreSQL storage at {url} (schema version {})",
             schema::VERSION
@@ -134,6 +144,7 @@ impl PgStore {
             clock,
             commits,
             alerts_raised,
+            leadership: Mutex::new(leadership),
         })
     }
 
@@ -170,6 +181,8 @@ impl PgStore {
     }
 
     fn shut(&self) {
+        // Leadership first: another server takes over while this one stops.
+        crate::store::lock(&self.leadership).stop();
         self.jobs.write().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(h) = crate::store::lock(&self.writer).take() {
             let _ = h.join();
@@ -345,5 +358,34 @@ impl Storage for PgStore {
 
     fn close(&self) {
         self.shut();
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn is_leader(&self) -> bool {
+        crate::store::lock(&self.leadership)
+            .is_leader
+            .load(Ordering::SeqCst)
+    }
+
+    fn due_services(&self, before: Millis, limit: usize) -> Result<Vec<(i64, Millis)>> {
+        self.due_services_pg(before, limit)
+    }
+
+    fn next_due(&self) -> Result<Option<Millis>> {
+        self.read(|client| {
+            Ok(client
+                .query_one(
+                    "SELECT min(due) FROM services WHERE NOT overdue AND due IS NOT NULL",
+                    &[],
+                )?
+                .get(0))
+        })
+    }
+
+    fn extend_due(&self, now: Millis) -> Result<u64> {
+        Ok(self.submit(Op::ExtendDue(now))?.pruned)
     }
 }

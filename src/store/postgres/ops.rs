@@ -296,11 +296,14 @@ pub(super) fn apply_status(r: &StatusReport, ip: &str, b: &mut Batch<'_>) -> Res
         let row = find_or_create_service(b, server_id, &s.name, Some(period))?;
         let retries = s.retries.or(r.retries).unwrap_or(b.opts.policy.retries);
         let plan = plan_report(&row, s.state, period, retries, &b.opts.policy);
+        // Every report moves the due time the leader reads (the
+        // deadlines live in the database, SPEC §10).
+        let due = rules::deadline(b.now, i64::from(period), 0);
         if plan.write_row {
             let (hard, hard_state, streak) = plan.row_memory();
             b.exec(
                 "UPDATE services SET period = $2, overdue = false, hard = $3, hard_state = $4,
-                     streak = $5, flapping = $6 WHERE id = $1",
+                     streak = $5, flapping = $6, due = $7 WHERE id = $1",
                 &[
                     &row.id,
                     &i64::from(period),
@@ -308,7 +311,13 @@ pub(super) fn apply_status(r: &StatusReport, ip: &str, b: &mut Batch<'_>) -> Res
                     &hard_state,
                     &i64::from(streak),
                     &plan.flapping,
+                    &due,
                 ],
+            )?;
+        } else {
+            b.exec(
+                "UPDATE services SET due = $2 WHERE id = $1",
+                &[&row.id, &due],
             )?;
         }
         let state = s.state.as_str();
@@ -335,7 +344,7 @@ pub(super) fn apply_status(r: &StatusReport, ip: &str, b: &mut Batch<'_>) -> Res
             service_id: row.id,
             rtime: b.now,
             // Grace is the supervisor's to add.
-            due: Some(rules::deadline(b.now, i64::from(period), 0)),
+            due: Some(due),
         });
         b.touched.insert(row.id);
     }
@@ -567,6 +576,16 @@ pub(super) fn prune_all(b: &mut Batch<'_>) -> Result<Applied> {
         pruned,
         ..Applied::default()
     })
+}
+
+/// Moves the due times that passed before `now` to `now` + period (see
+/// `Storage::extend_due`); how many moved.
+pub(super) fn extend_due(b: &mut Batch<'_>, now: Millis) -> Result<u64> {
+    b.exec(
+        "UPDATE services SET due = $1 + period * 1000
+         WHERE NOT overdue AND due IS NOT NULL AND due < $1",
+        &[&now],
+    )
 }
 
 #[cfg(test)]

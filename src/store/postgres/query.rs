@@ -158,10 +158,17 @@ impl PgStore {
                     .query_one("SELECT max(id) FROM states WHERE service_id = $1", &[&id])?
                     .get(0),
             };
+            let leader = tx
+                .query_opt("SELECT node, since FROM overc_leader WHERE id = 1", &[])?
+                .map(|r| LeaderView {
+                    listen: r.get(0),
+                    since: iso8601(r.get(1)),
+                });
             each(StatusPart::Stats(StatsView {
                 n_alerts: selected,
                 last_state_id: last_state_id.unwrap_or(0),
                 supervisor_lag,
+                leader,
             }))?;
             let st = tx.prepare(concat!(
                 "SELECT s.id, s.name, s.title, s.period, st.state, st.info, st.rtime, s.overdue,
@@ -463,6 +470,24 @@ impl PgStore {
                     period: r.get(2),
                 })
                 .collect())
+        })
+    }
+
+    pub(super) fn due_services_pg(
+        &self,
+        before: Millis,
+        limit: usize,
+    ) -> Result<Vec<(i64, Millis)>> {
+        self.read(|client| {
+            let rows = client.query(
+                "SELECT s.id, st.rtime FROM services s
+                 JOIN LATERAL (SELECT rtime FROM states WHERE service_id = s.id
+                               ORDER BY id DESC LIMIT 1) st ON true
+                 WHERE NOT s.overdue AND s.due IS NOT NULL AND s.due < $1
+                 ORDER BY s.due LIMIT $2",
+                &[&before, &(limit as i64)],
+            )?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
         })
     }
 }

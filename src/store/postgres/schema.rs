@@ -7,6 +7,8 @@ use crate::error::{Error, Result};
 
 /// The advisory lock (a 64-bit key of our own) held while migrating.
 pub(crate) const MIGRATION_LOCK: i64 = 0x6f76_6572_635f_6d69; // "overc_mi"
+/// The advisory lock the leader holds on its dedicated connection.
+pub(crate) const LEADER_LOCK: i64 = 0x6f76_6572_635f_6c65; // "overc_le"
 
 /// Each entry migrates from version `index` to `index + 1`. The same
 /// tables as the SQLite schema at its version 5 (see its notes), with
@@ -77,6 +79,21 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX deliveries_by_alert ON deliveries(alert_id);
     CREATE INDEX deliveries_pending ON deliveries(plugin, alert_id) WHERE state = 0;",
+    // 2: several servers (SPEC §10). Deadlines live in the database: a
+    // service's due time (last report + period) in an index of the services
+    // that can still go overdue, so the leader reads the due ones only. The
+    // leader's row says who it is.
+    "ALTER TABLE services ADD COLUMN due BIGINT;
+    UPDATE services s SET due = st.rtime + s.period * 1000
+        FROM (SELECT service_id, max(rtime) AS rtime FROM states GROUP BY service_id) st
+        WHERE st.service_id = s.id AND s.period IS NOT NULL;
+    CREATE INDEX services_due ON services(due) WHERE NOT overdue AND due IS NOT NULL;
+    CREATE TABLE overc_leader(
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        node TEXT NOT NULL,
+        since BIGINT NOT NULL,
+        seen BIGINT NOT NULL
+    );",
 ];
 
 /// The schema version this build writes.

@@ -253,5 +253,9 @@ fn apply(op: &Op, b: &mut Batch<'_>) -> Result<Applied> {
             outcome,
         } => ops::delivery(b, plugin, *alert_id, outcome),
         Op::SystemAlert(event) => ops::system_alert(b, event),
+        Op::ExtendDue(now) => Ok(Applied {
+            pruned: ops::extend_due(b, *now)?,
+            ..Applied::default()
+        }),
     }
 }

@@ -171,6 +171,7 @@ impl Store {
             n_alerts: selected,
             last_state_id: last_state_id.unwrap_or(0),
             supervisor_lag,
+            leader: None,
         }))?;
         let mut st = conn.prepare_cached(concat!(
             "SELECT s.id, s.name, s.title, s.period, st.state, st.info, st.rtime, s.overdue,

@@ -516,6 +516,10 @@ impl Worker {
     }
 }
 
+/// How often a leader on shared storage has its workers look for
+/// deliveries another server claimed and let go.
+const CLAIM_RECHECK: Duration = Duration::from_secs(5);
+
 enum RouterMsg {
     Notify,
     Now(mpsc::SyncSender<Result<DeliveryReport>>),
@@ -626,10 +630,17 @@ impl Router {
             false => Duration::from_secs(60),
         };
         let mut was_leader = false;
+        let mut nudged = std::time::Instant::now();
         loop {
             let leader = self.storage.is_leader();
-            if leader && !was_leader && self.storage.is_shared() {
-                // Deliveries the last leader left pending are ours now.
+            // Deliveries the last leader left pending are ours now; those it
+            // still claims are free when its claims end, so look again now
+            // and then.
+            let nudge = leader
+                && self.storage.is_shared()
+                && (!was_leader || nudged.elapsed() >= CLAIM_RECHECK);
+            if nudge {
+                nudged = std::time::Instant::now();
                 for w in &self.workers {
                     let _ = w.send(Msg::Notify);
                 }

@@ -240,3 +240,70 @@ fn one_leader_supervises_and_delivers_and_another_takes_over() {
     );
     assert!(inbox_a.lock().unwrap().is_empty());
 }
+
+/// Delivery claims: what one server is delivering another skips (`FOR
+/// UPDATE SKIP LOCKED` and a lease), until it is recorded or the lease ends.
+#[test]
+fn a_delivery_one_server_claims_is_skipped_by_another_until_its_lease_ends() {
+    use overc::store::{DeliveryOutcome, Storage};
+    use overc::{Clock, ManualClock, ServerId, ServiceReport, State, StatusReport};
+
+    let Some(pg) = PgDb::create() else { return };
+    let url = url(&pg.url);
+    let clock = ManualClock::new(crate::common::T0);
+    let open_as = |node: &str| {
+        let opts = StoreOptions {
+            node: node.into(),
+            leader_timeout: Duration::from_secs(10),
+            ..StoreOptions::default()
+        };
+        PgStore::open(
+            &url,
+            &opts,
+            Arc::new(clock.clone()) as Arc<dyn Clock>,
+            Duration::from_secs(10),
+        )
+        .unwrap()
+    };
+    let (a, b) = (open_as("a:1"), open_as("b:1"));
+    let report = StatusReport {
+        server: ServerId {
+            name: "h".into(),
+            key: "k".into(),
+        },
+        period: 60,
+        services: vec![ServiceReport {
+            name: "s".into(),
+            state: State::Fail,
+            info: "down".into(),
+            period: None,
+            retries: None,
+        }],
+        retries: None,
+    };
+    let alert = a.report(report, "127.0.0.1").unwrap().alerts[0];
+    a.route(vec![(alert, vec!["p".into()])]).unwrap();
+    let ids = |s: &PgStore| -> Vec<i64> {
+        s.pending_deliveries("p", 10)
+            .unwrap()
+            .iter()
+            .map(|p| p.notification.id)
+            .collect()
+    };
+    assert_eq!(ids(&a), [alert]);
+    assert_eq!(ids(&a), [alert], "its own claim it sees again");
+    assert_eq!(ids(&b), Vec::<i64>::new(), "claimed by a");
+    clock.advance(10_001);
+    assert_eq!(ids(&b), [alert], "a's lease ended");
+    assert_eq!(ids(&a), Vec::<i64>::new(), "now b's");
+    b.record_delivery(
+        "p",
+        alert,
+        DeliveryOutcome::Failed {
+            error: "no".into(),
+            retry_at: clock.now() + 10_000,
+        },
+    )
+    .unwrap();
+    assert_eq!(ids(&a), [alert], "a failed attempt lets the claim go");
+}

@@ -85,6 +85,10 @@ pub struct PgStore {
     commits: Arc<AtomicU64>,
     alerts_raised: Arc<AtomicU64>,
     leadership: Mutex<leader::Leadership>,
+    /// This server's name in delivery claims (its listen address).
+    node: String,
+    /// How long a delivery claim holds off the other servers.
+    claim_lease: Millis,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -145,6 +149,8 @@ impl PgStore {
             commits,
             alerts_raised,
             leadership: Mutex::new(leadership),
+            node: opts.node.clone(),
+            claim_lease: Millis::try_from(opts.leader_timeout.as_millis()).unwrap_or(10_000),
         })
     }
 

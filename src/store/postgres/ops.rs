@@ -505,7 +505,7 @@ pub(super) fn delivery(
     };
     b.exec(
         "UPDATE deliveries SET state = $3, attempts = attempts + 1, error = $4,
-             next_attempt = COALESCE($5, next_attempt)
+             next_attempt = COALESCE($5, next_attempt), claimed_by = NULL
          WHERE plugin = $1 AND alert_id = $2",
         &[&plugin, &alert_id, &state, &error.map(text), &retry_at],
     )?;

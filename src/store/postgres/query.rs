@@ -424,21 +424,42 @@ impl PgStore {
         })
     }
 
+    /// A plugin's pending deliveries, in alert order, claimed for this
+    /// server until the lease ends: rows another server claims (and holds
+    /// locked meanwhile) are skipped, not waited for.
     pub(super) fn pending_deliveries_pg(
         &self,
         plugin: &str,
         limit: usize,
     ) -> Result<Vec<PendingDelivery>> {
+        let now = self.clock.now();
+        let until = now + self.claim_lease;
         self.read(|client| {
+            let mut tx = client.transaction()?;
+            let claimed: Vec<i64> = tx
+                .query(
+                    "WITH free AS (
+                         SELECT plugin, alert_id FROM deliveries
+                         WHERE plugin = $1 AND state = 0
+                           AND (claimed_by IS NULL OR claimed_by = $3 OR claimed_until < $4)
+                         ORDER BY alert_id LIMIT $2 FOR UPDATE SKIP LOCKED)
+                     UPDATE deliveries d SET claimed_by = $3, claimed_until = $5
+                     FROM free WHERE d.plugin = free.plugin AND d.alert_id = free.alert_id
+                     RETURNING d.alert_id",
+                    &[&plugin, &(limit as i64), &self.node, &now, &until],
+                )?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
             let sql = format!(
                 "SELECT {NOTIFICATION}, d.attempts, d.next_attempt
                  FROM deliveries d JOIN alerts a ON a.id = d.alert_id
                  LEFT JOIN servers sv ON sv.id = a.server_id
                  LEFT JOIN services se ON se.id = a.service_id
-                 WHERE d.plugin = $1 AND d.state = 0 ORDER BY d.alert_id LIMIT $2"
+                 WHERE d.plugin = $1 AND d.alert_id = ANY($2) ORDER BY d.alert_id"
             );
-            Ok(client
-                .query(&sql, &[&plugin, &(limit as i64)])?
+            let pending = tx
+                .query(&sql, &[&plugin, &claimed])?
                 .iter()
                 .map(|r| {
                     let mut notification = notification(r);
@@ -448,7 +469,9 @@ impl PgStore {
                         next_attempt: r.get(11),
                     }
                 })
-                .collect())
+                .collect();
+            tx.commit()?;
+            Ok(pending)
         })
     }
 

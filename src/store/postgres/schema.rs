@@ -94,6 +94,11 @@ const MIGRATIONS: &[&str] = &[
         since BIGINT NOT NULL,
         seen BIGINT NOT NULL
     );",
+    // 3: delivery claims. The server delivering a pending delivery marks it
+    // with its name until a lease ends, so that around a failover two
+    // leaders do not run one plugin for one alert at once.
+    "ALTER TABLE deliveries ADD COLUMN claimed_by TEXT;
+    ALTER TABLE deliveries ADD COLUMN claimed_until BIGINT NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this build writes.

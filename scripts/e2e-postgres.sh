@@ -4,9 +4,12 @@
 # loopback port), runs the store and engine tests against it through
 # OVERC_TEST_POSTGRES, stops the cluster and prints a summary.
 # Needs: the Debian package postgresql (initdb, pg_ctl), and root or the
-# postgres user. TESTS selects the tests (default: the suites of §10).
+# postgres user, curl. TESTS selects the tests (default: the suites of
+# §10). Then two overc-server processes on one database: kill -9 of the
+# leader, and the other takes over within leader-timeout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
 [[ -x "$PGBIN/initdb" ]] || { echo "FAIL: no PostgreSQL (initdb) found; install the package postgresql"; exit 1; }
 TESTS=${TESTS:-"engine:: policy:: supervision:: read_api:: storage:: registration:: postgres"}
@@ -17,8 +20,12 @@ as_pg() {
     if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 if [[ $(id -u) == 0 ]]; then chown postgres "$work"; fi
-started=
+started= a_pid= b_pid=
 cleanup() {
+    # Nothing here may fail the script (set -e): the cluster must stop.
+    [[ -z "$a_pid" ]] || kill -9 "$a_pid" 2>/dev/null || true
+    [[ -z "$b_pid" ]] || kill "$b_pid" 2>/dev/null || true
+    wait 2>/dev/null || true
     [[ -n "$started" ]] && as_pg "$PGBIN/pg_ctl" -D "$work/data" -m fast -w stop >/dev/null 2>&1 || true
     rm -rf "$work"
 }
@@ -40,6 +47,41 @@ url="postgres://overc:$password@127.0.0.1:$port/postgres"
 version=$(PGPASSWORD=$password "$PGBIN/psql" -h 127.0.0.1 -p "$port" -U overc -d postgres -Atc 'SHOW server_version' 2>/dev/null || echo '?')
 echo "PostgreSQL $version on 127.0.0.1:$port"
 
+# Two overc-server processes on one database: the first leads; kill -9 of
+# it, and the second takes over within leader-timeout.
+failover() {
+    PGPASSWORD=$password "$PGBIN/createdb" -h 127.0.0.1 -p "$port" -U overc overc_failover
+    cargo build --quiet --bin overc-server
+    local bin="$PWD/target/debug/overc-server" db="postgres://overc:$password@127.0.0.1:$port/overc_failover"
+    pushd "$work" >/dev/null
+    export OVERC_DATABASE=$db OVERC_LEADER_TIMEOUT=2
+    start_overc "$bin" "$work/a.log"
+    a_pid=$OVERC_PID a_url=$OVERC_URL
+    start_overc "$bin" "$work/b.log"
+    b_pid=$OVERC_PID b_url=$OVERC_URL
+    unset OVERC_DATABASE OVERC_LEADER_TIMEOUT
+    popd >/dev/null
+    if grep -q hunter2 "$work/a.log" || grep -qF "$password" "$work/a.log"; then
+        echo "FAIL: the password is in the log"; return 1
+    fi
+    leader() { curl -sf "$1/ui/api/status/" | python3 -c 'import json,sys; print((json.load(sys.stdin)["stats"].get("leader") or {}).get("listen",""))'; }
+    local body='{"server": {"name": "h", "key": "k"}, "period": 60, "services": [{"name": "s", "state": "OK"}]}'
+    curl -sf -o /dev/null "$b_url/api/set/service/status" -d "$body" || { echo "FAIL: report to B"; return 1; }
+    [[ "http://$(leader "$b_url")" == "$a_url" ]] || { echo "FAIL: B shows leader $(leader "$b_url"), not A ($a_url)"; return 1; }
+    kill -9 "$a_pid"
+    wait "$a_pid" 2>/dev/null || true
+    a_pid=
+    local t0=$SECONDS
+    until [[ "http://$(leader "$b_url")" == "$b_url" ]]; do
+        if ((SECONDS - t0 > 2 + 3)); then echo "FAIL: no takeover within leader-timeout"; cat "$work/b.log"; return 1; fi
+        sleep 0.2
+    done
+    echo "failover: B ($b_url) took over $((SECONDS - t0)) s after kill -9 of the leader A"
+    curl -sf -o /dev/null "$b_url/api/set/service/status" -d "$body" || { echo "FAIL: report to B after the failover"; return 1; }
+    kill "$b_pid"; wait "$b_pid" 2>/dev/null || true
+    b_pid=
+}
+
 filters=()
 for t in $TESTS; do filters+=("$t"); done
 log="$work/test.log"
@@ -52,4 +94,5 @@ if [[ $status != 0 || $failed != 0 || $passed == 0 ]]; then
     echo "FAIL: the suite failed on PostgreSQL"
     exit 1
 fi
+failover || exit 1
 echo "OK"

@@ -307,3 +307,104 @@ fn a_delivery_one_server_claims_is_skipped_by_another_until_its_lease_ends() {
     .unwrap();
     assert_eq!(ids(&a), [alert], "a failed attempt lets the claim go");
 }
+
+/// The same requests at the same times give the same read API on SQLite
+/// and on PostgreSQL, byte for byte (but `stats.leader`, PostgreSQL's own).
+#[test]
+fn both_backends_answer_the_read_api_alike() {
+    use serde_json::{Value, json};
+
+    let Some(pg) = PgDb::create() else { return };
+    let run = |pg: Option<&PgDb>| -> Vec<Value> {
+        let t = TestServer::start_manual(|c| {
+            c.policy.flapping = true;
+            c.policy.retries = 2;
+            c.grace = 5;
+            if let Some(pg) = pg {
+                pg.use_in(c);
+            }
+        });
+        let clock = t.clock.clone().unwrap();
+        let send = |service: &str, state: &str, info: &str| {
+            let mut body = report("web", "k", service, state, info);
+            body["services"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"name": "db", "state": "OK", "info": "x\u{0}y", "period": 30}));
+            assert_eq!(t.post_json("/api/set/service/status", &body).0, 200);
+        };
+        for (i, state) in [
+            "OK", "FAIL", "FAIL", "OK", "WARN", "OK", "FAIL", "OK", "FAIL", "OK",
+        ]
+        .iter()
+        .enumerate()
+        {
+            send("http", state, &format!("run {i} | t={i}ms;5;10"));
+            clock.advance(7_000);
+        }
+        let alert = json!({"server": {"name": "web", "key": "k"},
+            "alerts": [{"message": "deploy", "service": "http", "severity": "WARN"}, {"message": "reboot"}]});
+        assert_eq!(t.post_json("/api/set/alerts", &alert).0, 200);
+        assert_eq!(
+            t.post_json(
+                "/api/set/service/status",
+                &report("mail", "m", "smtp", "UNK", "?")
+            )
+            .0,
+            200
+        );
+        t.server().app().supervise_now().unwrap();
+        clock.advance(70_000);
+        t.server().app().supervise_now().unwrap();
+        let status = t.status();
+        let id = |server: &str, service: &str| -> i64 {
+            status["servers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["name"] == server)
+                .unwrap()["services"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["name"] == service)
+                .unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        };
+        let (http, smtp) = (id("web", "http"), id("mail", "smtp"));
+        t.server()
+            .engine()
+            .rename_service(http, "Web site")
+            .unwrap();
+        t.server().engine().delete_service(smtp).unwrap();
+        let mut got = vec![t.status()];
+        got[0]["stats"].as_object_mut().unwrap().remove("leader");
+        for path in [
+            "/ui/api/status/alerts/".to_owned(),
+            format!("/ui/api/status/service/{http}/states?groups=yes"),
+            format!("/ui/api/status/service/{http}/states"),
+            format!("/ui/api/status/service/{http}"),
+        ] {
+            let (code, mut v) = t.get(&path);
+            assert_eq!(code, 200, "{path}: {v}");
+            if let Some(stats) = v.get_mut("stats") {
+                stats.as_object_mut().unwrap().remove("leader");
+            }
+            got.push(v);
+        }
+        got
+    };
+    let sqlite = run(None);
+    let postgres = run(Some(&pg));
+    let alerts = sqlite[1]["alerts"].as_array().unwrap();
+    assert!(alerts.len() >= 8, "a scenario with alerts: {alerts:?}");
+    assert!(
+        alerts.iter().any(|a| a["soft"] == true) && alerts.iter().any(|a| a["event"] == "offline"),
+        "soft changes and overdue: {alerts:?}"
+    );
+    assert!(sqlite[2]["states"].as_array().unwrap().len() >= 5);
+    for (s, p) in sqlite.iter().zip(&postgres) {
+        assert_eq!(s, p, "SQLite:\n{s:#}\nPostgreSQL:\n{p:#}");
+    }
+}

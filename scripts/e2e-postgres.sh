@@ -78,6 +78,20 @@ failover() {
     done
     echo "failover: B ($b_url) took over $((SECONDS - t0)) s after kill -9 of the leader A"
     curl -sf -o /dev/null "$b_url/api/set/service/status" -d "$body" || { echo "FAIL: report to B after the failover"; return 1; }
+    # PostgreSQL itself dies: 503 while it is down, 200 again by itself.
+    as_pg "$PGBIN/pg_ctl" -D "$work/data" -m immediate -w stop >/dev/null
+    local code
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$b_url/api/set/service/status" -d "$body")
+    [[ $code == 503 ]] || { echo "FAIL: $code, not 503, while PostgreSQL is down"; return 1; }
+    as_pg "$PGBIN/pg_ctl" -D "$work/data" -l "$work/pg.log" -w \
+        -o "-p $port -k $work -h 127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
+    t0=$SECONDS
+    until [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$b_url/api/set/service/status" -d "$body") == 200 ]]; do
+        if ((SECONDS - t0 > 15)); then echo "FAIL: no recovery after PostgreSQL came back"; tail "$work/b.log"; return 1; fi
+        sleep 0.2
+    done
+    curl -sf -o /dev/null "$b_url/ui/api/status/" || { echo "FAIL: reads after PostgreSQL came back"; return 1; }
+    echo "PostgreSQL down: 503; back: 200 again after $((SECONDS - t0)) s"
     kill "$b_pid"; wait "$b_pid" 2>/dev/null || true
     b_pid=
 }

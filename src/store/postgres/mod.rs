@@ -177,7 +177,8 @@ impl PgStore {
             _ => connect::connect(&self.url, READ_CONNECT_WAIT)?,
         };
         let result = f(&mut client);
-        if !client.is_closed() {
+        // A connection that failed a read is not trusted again.
+        if result.is_ok() && !client.is_closed() {
             let mut idle = crate::store::lock(&self.readers);
             if idle.len() < READERS {
                 idle.push(client);

@@ -167,9 +167,9 @@ impl Writer {
             Ok(results) => results,
             Err(e) => {
                 log::error!("commit of {} operations failed: {e}", batch.len());
-                if self.conn.as_ref().is_some_and(|c| c.client.is_closed()) {
-                    self.conn = None;
-                }
+                // The connection may be broken without knowing it yet (a
+                // server restarting): the next batch connects afresh.
+                self.conn = None;
                 for job in batch {
                     let _ = job
                         .reply

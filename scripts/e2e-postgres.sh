@@ -54,10 +54,16 @@ failover() {
     cargo build --quiet --bin overc-server
     local bin="$PWD/target/debug/overc-server" db="postgres://overc:$password@127.0.0.1:$port/overc_failover"
     pushd "$work" >/dev/null
+    # Every server has the same alert plugin, appending to one file: what
+    # any leader delivered.
+    cat >"$work/server.ini" <<INI
+[alert:log]
+command = /bin/sh -c 'cat >> "\$0"; echo >> "\$0"' $work/alerts.log
+INI
     export OVERC_DATABASE=$db OVERC_LEADER_TIMEOUT=2
-    start_overc "$bin" "$work/a.log"
+    start_overc "$bin" "$work/a.log" --config "$work/server.ini"
     a_pid=$OVERC_PID a_url=$OVERC_URL
-    start_overc "$bin" "$work/b.log"
+    start_overc "$bin" "$work/b.log" --config "$work/server.ini"
     b_pid=$OVERC_PID b_url=$OVERC_URL
     unset OVERC_DATABASE OVERC_LEADER_TIMEOUT
     popd >/dev/null
@@ -66,6 +72,9 @@ failover() {
     fi
     leader() { curl -sf "$1/ui/api/status/" | python3 -c 'import json,sys; print((json.load(sys.stdin)["stats"].get("leader") or {}).get("listen",""))'; }
     local body='{"server": {"name": "h", "key": "k"}, "period": 60, "services": [{"name": "s", "state": "OK"}]}'
+    # A service with a 3 s period, reported to B, that stops when A dies.
+    local quick='{"server": {"name": "q", "key": "k"}, "period": 3, "services": [{"name": "beat", "state": "OK"}]}'
+    curl -sf -o /dev/null "$b_url/api/set/service/status" -d "$quick" || { echo "FAIL: report to B"; return 1; }
     curl -sf -o /dev/null "$b_url/api/set/service/status" -d "$body" || { echo "FAIL: report to B"; return 1; }
     [[ "http://$(leader "$b_url")" == "$a_url" ]] || { echo "FAIL: B shows leader $(leader "$b_url"), not A ($a_url)"; return 1; }
     kill -9 "$a_pid"
@@ -77,6 +86,17 @@ failover() {
         sleep 0.2
     done
     echo "failover: B ($b_url) took over $((SECONDS - t0)) s after kill -9 of the leader A"
+    # Its offline alert comes once, from the new leader, within
+    # leader-timeout + period + 5 s of the kill.
+    until grep -q 'q beat: \[plugin/offline\]' "$work/alerts.log" 2>/dev/null; do
+        if ((SECONDS - t0 > 2 + 3 + 5)); then echo "FAIL: no offline alert from the new leader"; return 1; fi
+        sleep 0.2
+    done
+    sleep 2
+    local n
+    n=$(grep -c 'q beat: \[plugin/offline\]' "$work/alerts.log")
+    [[ $n == 1 ]] || { echo "FAIL: the offline alert was delivered $n times"; cat "$work/alerts.log"; return 1; }
+    echo "overdue after the failover: delivered once, $((SECONDS - t0 - 2)) s after the kill"
     curl -sf -o /dev/null "$b_url/api/set/service/status" -d "$body" || { echo "FAIL: report to B after the failover"; return 1; }
     # PostgreSQL itself dies: 503 while it is down, 200 again by itself.
     as_pg "$PGBIN/pg_ctl" -D "$work/data" -m immediate -w stop >/dev/null
@@ -90,7 +110,7 @@ failover() {
         if ((SECONDS - t0 > 15)); then echo "FAIL: no recovery after PostgreSQL came back"; tail "$work/b.log"; return 1; fi
         sleep 0.2
     done
-    curl -sf -o /dev/null "$b_url/ui/api/status/" || { echo "FAIL: reads after PostgreSQL came back"; return 1; }
+    curl -sf -o /dev/null "$b_url/ui/api/status/" || { echo "FAIL: reads after PostgreSQL came back"; curl -s "$b_url/ui/api/status/"; tail -20 "$work/b.log"; return 1; }
     echo "PostgreSQL down: 503; back: 200 again after $((SECONDS - t0)) s"
     kill "$b_pid"; wait "$b_pid" 2>/dev/null || true
     b_pid=

@@ -1,5 +1,7 @@
 //! Storage: the interface the engine writes and reads through
-//! ([`Storage`]), the typed views it returns, and the SQLite backend.
+//! ([`Storage`]), the typed views it returns, the SQLite backend
+//! ([`Store`]) and, with the feature `postgres`, the PostgreSQL one
+//! (`PgStore`).
 //!
 //! A backend applies each write durably before it returns, raising the
 //! events of [`crate::rules`] in the same transaction as their cause, and

@@ -21,7 +21,7 @@ mod writer;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use postgres::Client;
 
@@ -41,6 +41,10 @@ use crate::store::{
 pub const START_WAIT: Duration = Duration::from_secs(60);
 /// Idle read connections kept per server.
 const READERS: usize = 4;
+/// A read connection idle this long is checked before it is used (a round
+/// trip, so that a read does not fail on a connection whose server
+/// restarted meanwhile).
+const IDLE_CHECK: Duration = Duration::from_millis(100);
 /// How long a read waits for a new connection when PostgreSQL is away.
 const READ_CONNECT_WAIT: Duration = Duration::from_secs(1);
 
@@ -80,7 +84,8 @@ pub struct PgStore {
     url: PostgresUrl,
     jobs: RwLock<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    readers: Mutex<Vec<Client>>,
+    /// Idle read connections, with when they were last used.
+    readers: Mutex<Vec<(Client, Instant)>>,
     clock: Arc<dyn Clock>,
     commits: Arc<AtomicU64>,
     alerts_raised: Arc<AtomicU64>,
@@ -173,15 +178,27 @@ impl PgStore {
     fn read<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
         let idle = crate::store::lock(&self.readers).pop();
         let mut client = match idle {
-            Some(c) if !c.is_closed() => c,
+            // One that idled may have lost its server meanwhile (a restart):
+            // checked first, so that the read does not fail on it.
+            Some((mut c, since)) if !c.is_closed() => {
+                if since.elapsed() < IDLE_CHECK || c.is_valid(READ_CONNECT_WAIT).is_ok() {
+                    c
+                } else {
+                    connect::connect(&self.url, READ_CONNECT_WAIT)?
+                }
+            }
             _ => connect::connect(&self.url, READ_CONNECT_WAIT)?,
         };
         let result = f(&mut client);
+        if client.is_closed() {
+            // Its server went away: the idle ones are as suspect.
+            crate::store::lock(&self.readers).clear();
+        }
         // A connection that failed a read is not trusted again.
         if result.is_ok() && !client.is_closed() {
             let mut idle = crate::store::lock(&self.readers);
             if idle.len() < READERS {
-                idle.push(client);
+                idle.push((client, Instant::now()));
             }
         }
         result

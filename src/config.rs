@@ -208,8 +208,14 @@ impl std::fmt::Debug for WebhookConfig {
 pub struct ServerConfig {
     /// Address to listen on, e.g. `127.0.0.1:5000`.
     pub listen: String,
-    /// SQLite database file.
+    /// SQLite database file (unused when `postgres` is set).
     pub database: PathBuf,
+    /// A PostgreSQL database (`database = postgres://…`, feature
+    /// `postgres`): when set, the data lives there and `database` is unused.
+    pub postgres: Option<PostgresUrl>,
+    /// `leader-timeout`: seconds within which another server takes over
+    /// when the leader dies or loses PostgreSQL (PostgreSQL only).
+    pub leader_timeout: u32,
     /// Commit durability.
     pub durability: Durability,
     /// Log filter (`WARN`, `info`, `overc=debug`); `RUST_LOG` wins when set.
@@ -255,6 +261,8 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: "127.0.0.1:5000".into(),
             database: PathBuf::from("overc.db"),
+            postgres: None,
+            leader_timeout: 10,
             durability: Durability::Disk,
             loglevel: None,
             grace: 0,
@@ -297,6 +305,7 @@ pub const SERVER_KEYS: &[&str] = &[
     "flap-high",
     "flap-low",
     "group-wait",
+    "leader-timeout",
 ];
 
 /// Reads INI text without touching quotes or backslashes, so that commands
@@ -412,45 +421,158 @@ pub(crate) fn folder_of(path: &Path) -> PathBuf {
     }
 }
 
+/// Where the data lives, as `database =` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// An SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database (feature `postgres`).
+    Postgres(PostgresUrl),
+}
+
+/// A PostgreSQL connection URL, `postgres://USER:PASSWORD@HOST:PORT/DB`
+/// (also `postgresql://`, with libpq-style parameters such as
+/// `?sslmode=disable`). `Debug` and `Display` show it without its password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl(String);
+
+impl PostgresUrl {
+    /// The URL as given, password included: for connecting, never for logs.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with its password (in the user part or a `password=`
+    /// parameter) replaced by `***`.
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostgresUrl({:?})", self.redacted())
+    }
+}
+
+impl std::fmt::Display for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// `url` without its password.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{name}:***@{host}"),
+            None => format!("{user}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => p.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", params.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+impl ServerConfig {
+    /// Keeps the data where `db` says: an SQLite file, or PostgreSQL.
+    pub fn set_database(&mut self, db: Database) {
+        match db {
+            Database::Sqlite(path) => {
+                self.database = path;
+                self.postgres = None;
+            }
+            Database::Postgres(url) => self.postgres = Some(url),
+        }
+    }
+}
+
 /// Reads a `database` setting: `sqlite:PATH` (also `sqlite://PATH`) or a
-/// plain file path, for SQLite.
+/// plain file path for SQLite; `postgres://…` or `postgresql://…` for
+/// PostgreSQL (feature `postgres`).
 ///
 /// # Errors
 ///
-/// Any other `scheme://…`, such as the original OverC's `mysql://…`, with a
-/// message saying what is supported (PostgreSQL is not in this build yet).
-/// The message repeats the scheme only, never the rest of a URL, which may
-/// hold a password.
-pub fn parse_database(value: &str) -> std::result::Result<PathBuf, String> {
+/// Any other `scheme://…`, such as the original OverC's `mysql://…`, or a
+/// PostgreSQL URL in a build without the feature, with a message saying
+/// what is supported. The message never repeats a password.
+pub fn parse_database(value: &str) -> std::result::Result<Database, String> {
     let v = value.trim();
     let sqlite = v.get(..7).filter(|p| p.eq_ignore_ascii_case("sqlite:"));
     let path = match sqlite {
         Some(_) => v[7..].strip_prefix("//").unwrap_or(&v[7..]),
         None => v,
     };
+    let supported = if cfg!(feature = "postgres") {
+        "use postgres://USER:PASSWORD@HOST:PORT/DB (PostgreSQL), sqlite:PATH or a plain file path (SQLite)"
+    } else {
+        "use sqlite:PATH or a plain file path (SQLite)"
+    };
     if let Some(scheme) = url_scheme(path).filter(|_| sqlite.is_none()) {
-        return Err(
-            if ["postgres", "postgresql"]
-                .iter()
-                .any(|p| scheme.eq_ignore_ascii_case(p))
-            {
-                format!(
-                    "{scheme}://… is not supported yet in this build; use sqlite:PATH or a plain file path (SQLite)"
-                )
-            } else {
-                format!(
-                    "{scheme}://… is not supported; use sqlite:PATH or a plain file path (SQLite)"
-                )
-            },
-        );
+        let postgres = ["postgres", "postgresql"]
+            .iter()
+            .any(|p| scheme.eq_ignore_ascii_case(p));
+        if !postgres {
+            return Err(format!("{scheme}://… is not supported; {supported}"));
+        }
+        if !cfg!(feature = "postgres") {
+            return Err(format!(
+                "{scheme}://… needs overc built with the feature `postgres`; {supported}"
+            ));
+        }
+        return check_postgres_url(path).map(Database::Postgres);
     }
     if path.is_empty() {
         return Err("empty path".into());
     }
-    Ok(PathBuf::from(path))
+    Ok(Database::Sqlite(PathBuf::from(path)))
 }
 
-/// The scheme of `scheme://…` (RFC 3986: a letter, then letters, digits, `+-.`).
+/// A PostgreSQL URL the client library understands, without TLS (this
+/// build connects in plain text: `sslmode=require` is refused).
+#[cfg(feature = "postgres")]
+fn check_postgres_url(url: &str) -> std::result::Result<PostgresUrl, String> {
+    let redacted = redact_url(url);
+    let config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
+        // The library's message names an option, never the URL; redact anyway.
+        format!("{redacted}: {}", redact_url(&e.to_string()))
+    })?;
+    if config.get_ssl_mode() == postgres::config::SslMode::Require {
+        return Err(format!(
+            "{redacted}: sslmode=require is not supported yet (this build has no TLS to PostgreSQL); \
+             use sslmode=disable or prefer, over a trusted network or a local socket"
+        ));
+    }
+    if config.get_dbname().is_none() {
+        return Err(format!(
+            "{redacted}: no database name (postgres://USER:PASSWORD@HOST:PORT/DB)"
+        ));
+    }
+    Ok(PostgresUrl(url.to_owned()))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn check_postgres_url(url: &str) -> std::result::Result<PostgresUrl, String> {
+    Ok(PostgresUrl(url.to_owned()))
+}
+
 fn url_scheme(v: &str) -> Option<&str> {
     let (scheme, _) = v.split_once("://")?;
     let mut chars = scheme.chars();
@@ -817,7 +939,8 @@ impl ServerConfig {
                 self.listen = v.trim().to_owned();
             }
             "database" => {
-                self.database = parse_database(v).map_err(|why| key_error(source, s, key, &why))?;
+                let db = parse_database(v).map_err(|why| key_error(source, s, key, &why))?;
+                self.set_database(db);
             }
             "durability" => {
                 self.durability = match v.trim().to_ascii_lowercase().as_str() {
@@ -828,6 +951,12 @@ impl ServerConfig {
             }
             "loglevel" => self.loglevel = Some(v.trim().to_owned()).filter(|v| !v.is_empty()),
             "grace" => self.grace = parse_num(v, source, s, key)?,
+            "leader-timeout" => {
+                self.leader_timeout = parse_num(v, source, s, key)?;
+                if !(2..=3600).contains(&self.leader_timeout) {
+                    return Err(key_error(source, s, key, "should be 2 to 3600 seconds"));
+                }
+            }
             "history-limit" => {
                 self.history_limit = parse_num(v, source, s, key)?;
                 if self.history_limit == 0 {
@@ -1310,7 +1439,11 @@ mod tests {
             ("SQLite:/x.db", "/x.db"),
             ("./odd://name.db", "./odd://name.db"),
         ] {
-            assert_eq!(parse_database(given), Ok(PathBuf::from(path)), "{given}");
+            assert_eq!(
+                parse_database(given),
+                Ok(Database::Sqlite(PathBuf::from(path))),
+                "{given}"
+            );
         }
         let e = parse("[overc]\ndatabase = mysql://overc:hunter2@localhost/overc\n")
             .unwrap_err()
@@ -1321,11 +1454,55 @@ mod tests {
                 && !e.contains("hunter2"),
             "{e}"
         );
-        let e = parse_database("postgres://db/overc").unwrap_err();
-        assert!(e.contains("not supported yet in this build"), "{e}");
-        assert!(parse_database("postgresql://db").is_err());
+        if !cfg!(feature = "postgres") {
+            let e = parse_database("postgres://db/overc").unwrap_err();
+            assert!(e.contains("needs overc built with the feature"), "{e}");
+        }
         assert!(parse_database("sqlite:").is_err());
         assert!(parse_database(" ").is_err());
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn database_takes_postgres_urls_and_never_shows_their_password() {
+        for url in [
+            "postgres://overc:hunter2@db.example:5432/overc",
+            "postgresql://overc:hunter2@127.0.0.1/overc?sslmode=disable",
+            "postgres://overc@db/overc?sslmode=prefer&password=hunter2",
+        ] {
+            let cfg = parse(&format!("[overc]\ndatabase = {url}\n")).unwrap();
+            let pg = cfg.postgres.clone().expect(url);
+            assert_eq!(pg.expose(), url);
+            for shown in [format!("{pg}"), format!("{pg:?}"), format!("{cfg:?}")] {
+                assert!(!shown.contains("hunter2"), "{shown}");
+            }
+        }
+        let pg = parse("[overc]\ndatabase = postgres://u:pw@h:5433/d\n")
+            .unwrap()
+            .postgres;
+        assert_eq!(pg.unwrap().to_string(), "postgres://u:***@h:5433/d");
+        for (bad, why) in [
+            (
+                "postgres://u:hunter2@h/d?sslmode=require",
+                "sslmode=require",
+            ),
+            ("postgres://u:hunter2@h/d?sslmode=bogus", "sslmode"),
+            ("postgres://u:hunter2@h", "no database name"),
+        ] {
+            let e = parse(&format!("[overc]\ndatabase = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("[overc] database:") && e.contains(why), "{e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+        let e = parse("[overc]\ndatabase = mysql://overc:hunter2@localhost/overc\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("postgres://USER:PASSWORD@HOST:PORT/DB"), "{e}");
+        // A later sqlite: setting wins over an earlier postgres:// one.
+        let mut cfg = parse("[overc]\ndatabase = postgres://u@h/d\n").unwrap();
+        cfg.set_database(parse_database("sqlite:x.db").unwrap());
+        assert_eq!((cfg.postgres, cfg.database), (None, PathBuf::from("x.db")));
     }
 
     #[test]

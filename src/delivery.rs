@@ -293,6 +293,10 @@ impl Worker {
     /// with `group-wait`, a server's alerts of one window go as one.
     fn pass(&mut self, ignore_schedule: bool) -> Result<DeliveryReport> {
         let mut report = DeliveryReport::default();
+        // On shared storage only the leader delivers.
+        if !self.storage.is_leader() {
+            return Ok(report);
+        }
         while let Some(&id) = self.unrecorded.first() {
             self.record(id, DeliveryOutcome::Delivered)?;
             self.unrecorded.remove(0);
@@ -408,6 +412,9 @@ impl Worker {
         let Some(repeat) = self.policy.repeat else {
             return Ok(0);
         };
+        if !self.storage.is_leader() {
+            return Ok(0);
+        }
         let now = self.clock.now();
         let mut sent = 0;
         let mut open = HashSet::new();
@@ -521,6 +528,10 @@ impl Worker {
     }
 }
 
+/// How often a leader on shared storage has its workers look for
+/// deliveries another server claimed and let go.
+const CLAIM_RECHECK: Duration = Duration::from_secs(5);
+
 enum RouterMsg {
     Notify,
     Now(mpsc::SyncSender<Result<DeliveryReport>>),
@@ -567,6 +578,9 @@ impl Router {
     /// Routes every unrouted alert; true when there were any.
     fn route(&self) -> Result<bool> {
         let mut any = false;
+        if !self.storage.is_leader() {
+            return Ok(false);
+        }
         loop {
             let alerts = self.storage.unrouted(500)?;
             if alerts.is_empty() {
@@ -621,8 +635,30 @@ impl Router {
     }
 
     fn run(self, rx: mpsc::Receiver<RouterMsg>) {
+        // Other servers on shared storage raise alerts too, without telling
+        // this one: the leader looks for them every second.
+        let every = match self.storage.is_shared() {
+            true => Duration::from_secs(1),
+            false => Duration::from_secs(60),
+        };
+        let mut was_leader = false;
+        let mut nudged = std::time::Instant::now();
         loop {
-            let reply = match rx.recv_timeout(Duration::from_secs(60)) {
+            let leader = self.storage.is_leader();
+            // Deliveries the last leader left pending are ours now; those it
+            // still claims are free when its claims end, so look again now
+            // and then.
+            let nudge = leader
+                && self.storage.is_shared()
+                && (!was_leader || nudged.elapsed() >= CLAIM_RECHECK);
+            if nudge {
+                nudged = std::time::Instant::now();
+                for w in &self.workers {
+                    let _ = w.send(Msg::Notify);
+                }
+            }
+            was_leader = leader;
+            let reply = match rx.recv_timeout(every) {
                 Ok(RouterMsg::Notify) | Err(mpsc::RecvTimeoutError::Timeout) => None,
                 Ok(RouterMsg::Now(reply)) => Some(reply),
                 Ok(RouterMsg::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break,

@@ -41,6 +41,10 @@ pub enum Error {
     /// the `rusqlite::Error`.
     #[cfg(feature = "server")]
     Database(rusqlite::Error),
+    /// PostgreSQL failed a statement or the connection;
+    /// [`source`](std::error::Error::source) is the `postgres::Error`.
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::Error),
     /// An HTTP request to an overc server failed before an answer came;
     /// [`source`](std::error::Error::source) is the `ureq::Error`.
     #[cfg(feature = "client")]
@@ -81,6 +85,21 @@ impl fmt::Display for Error {
             Error::Io(e) => write!(f, "io: {e}"),
             #[cfg(feature = "server")]
             Error::Database(e) => write!(f, "storage: {e}"),
+            #[cfg(feature = "postgres")]
+            Error::Postgres(e) => match e.as_db_error() {
+                // The library's own text is only "db error".
+                Some(db) => write!(
+                    f,
+                    "storage: postgres: {} ({}): {}",
+                    db.message(),
+                    db.code().code(),
+                    db.detail().unwrap_or("")
+                ),
+                None => match std::error::Error::source(e) {
+                    Some(cause) => write!(f, "storage: postgres: {e}: {cause}"),
+                    None => write!(f, "storage: postgres: {e}"),
+                },
+            },
             #[cfg(feature = "client")]
             Error::Http { url, source } => write!(f, "transport: {url}: {source}"),
         }
@@ -93,6 +112,8 @@ impl std::error::Error for Error {
             Error::Io(e) | Error::Listen { source: e, .. } => Some(e),
             #[cfg(feature = "server")]
             Error::Database(e) => Some(e),
+            #[cfg(feature = "postgres")]
+            Error::Postgres(e) => Some(e),
             #[cfg(feature = "client")]
             Error::Http { source, .. } => Some(source.as_ref()),
             _ => None,
@@ -113,6 +134,13 @@ impl From<rusqlite::Error> for Error {
     }
 }
 
+#[cfg(feature = "postgres")]
+impl From<postgres::Error> for Error {
+    fn from(e: postgres::Error) -> Self {
+        Error::Postgres(e)
+    }
+}
+
 impl Error {
     /// Whether storage could not be used (disk full, locked, a failed
     /// commit): the request may succeed when retried, so HTTP answers 503.
@@ -121,6 +149,8 @@ impl Error {
             Error::Storage(_) => true,
             #[cfg(feature = "server")]
             Error::Database(_) => true,
+            #[cfg(feature = "postgres")]
+            Error::Postgres(_) => true,
             _ => false,
         }
     }

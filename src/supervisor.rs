@@ -93,6 +93,8 @@ struct Loop {
 /// Longest sleep of the supervisor thread: time the process did not run is
 /// measured to within it.
 const MAX_SLEEP: Millis = 1000;
+/// Due services a leader on shared storage reads at a time.
+const DUE_BATCH: usize = 1000;
 /// Lost time below this is scheduling noise, not a stopped server.
 const STALL: Millis = 2000;
 
@@ -147,7 +149,56 @@ impl Loop {
         if lost >= STALL { lost } else { 0 }
     }
 
+    /// Shared storage (several servers on PostgreSQL): the deadlines live
+    /// in the database, and only the leader reads the due ones and flags
+    /// them; a deadline moved by any server is there.
+    fn fire_shared(&mut self) -> Result<usize> {
+        lock(&self.pending).clear();
+        if !self.store.is_leader() {
+            self.next_due.store(Millis::MAX, Ordering::Relaxed);
+            return Ok(0);
+        }
+        let now = self.clock.now();
+        let lost = self.lost_time();
+        if lost > 0 {
+            let moved = self.store.extend_due(now)?;
+            log::warn!(
+                "the server did not run for {:.1} s (stopped, suspended, or its clock jumped): \
+                 {moved} deadlines extended by their period, as after a restart",
+                lost as f64 / 1000.0
+            );
+        }
+        let mut raised = 0;
+        loop {
+            let due = self.store.due_services(now - self.grace, DUE_BATCH)?;
+            let n = due.len();
+            self.counters.fired.fetch_add(n as u64, Ordering::Relaxed);
+            if n == 0 {
+                break;
+            }
+            let applied = self.store.mark_overdue(due)?;
+            raised += applied.alerts.len();
+            if n < DUE_BATCH {
+                break;
+            }
+        }
+        if raised > 0 {
+            self.outbox.notify();
+            log::debug!("{raised} services went offline");
+        }
+        // The lag counts from the earliest deadline not processed yet.
+        let next = self
+            .store
+            .next_due()?
+            .map_or(Millis::MAX, |d| d + self.grace);
+        self.next_due.store(next, Ordering::Relaxed);
+        Ok(raised)
+    }
+
     fn fire(&mut self) -> Result<usize> {
+        if self.store.is_shared() {
+            return self.fire_shared();
+        }
         self.take_pending();
         let now = self.clock.now();
         let lost = self.lost_time();
@@ -272,7 +323,12 @@ impl Supervisor {
         let grace = Millis::from(grace_s) * 1000;
         let now = clock.now();
         let mut deadlines = Deadlines::new();
-        for s in store.service_deadlines()? {
+        // Shared storage keeps the deadlines itself (see `fire_shared`).
+        let own = match store.is_shared() {
+            true => Vec::new(),
+            false => store.service_deadlines()?,
+        };
+        for s in own {
             let due = rules::resumed_deadline(s.rtime, s.period, grace, now);
             deadlines.set(s.service_id, s.rtime, due);
         }

@@ -6,11 +6,12 @@ use std::sync::{Arc, Mutex};
 use overc::engine::{Engine, EngineSettings};
 use overc::store::{StatusFilter, StoreOptions};
 use overc::{
-    Clock, ManualClock, Notification, Server, ServerId, ServiceReport, State, StatusReport, Store,
+    Clock, ManualClock, Notification, Server, ServerId, ServiceReport, State, StatusReport,
 };
 use serde_json::json;
 
-use crate::common::{T0, TestServer, config_in, report};
+use crate::common::backend::store_any;
+use crate::common::{T0, TestServer, config_any, report};
 
 /// A notifier that records what it got, and refuses while `refuse` is set.
 #[derive(Clone, Default)]
@@ -59,14 +60,7 @@ fn an_application_drives_the_engine_without_http_and_gets_notified() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);
     let clock_dyn: Arc<dyn Clock> = Arc::new(clock.clone());
-    let store = Arc::new(
-        Store::open(
-            &dir.path().join("overc.db"),
-            &StoreOptions::default(),
-            clock_dyn.clone(),
-        )
-        .unwrap(),
-    );
+    let (store, _pg) = store_any(dir.path(), &StoreOptions::default(), clock_dyn.clone());
     let inbox = Inbox::default();
     let settings = EngineSettings::default().notifier("app", inbox.notifier());
     let engine = Engine::start(store, settings, clock_dyn).unwrap();
@@ -121,12 +115,13 @@ fn a_server_built_with_a_notifier_hands_it_the_alerts_beside_the_plugins() {
     let dir = tempfile::tempdir().unwrap();
     let inbox = Inbox::default();
     let clock = ManualClock::new(T0);
-    let server = Server::builder(config_in(dir.path()))
+    let (config, pg) = config_any(dir.path());
+    let server = Server::builder(config.clone())
         .clock(Arc::new(clock))
         .notifier("app", inbox.notifier())
         .start()
         .unwrap();
-    let t = TestServer::wrap(server, dir);
+    let t = TestServer::wrap_any(server, dir, config, pg);
     assert_eq!(
         t.post_json(
             "/api/set/service/status",

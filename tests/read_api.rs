@@ -10,7 +10,7 @@ fn svc_id(t: &TestServer, server: &str, service: &str) -> i64 {
 
 #[test]
 fn status_shape_and_sorting() {
-    let t = TestServer::start_manual(|_| {});
+    let t = TestServer::start_manual_any(|_| {});
     for (srv, svc) in [("zeta", "b"), ("alpha", "z"), ("alpha", "a")] {
         assert_eq!(
             t.post_json("/api/set/service/status", &report(srv, "k", svc, "OK", "i"))
@@ -69,7 +69,7 @@ fn status_shape_and_sorting() {
 
 #[test]
 fn timed_out_follows_the_deadline_with_grace() {
-    let t = TestServer::start_manual(|c| c.grace = 30);
+    let t = TestServer::start_manual_any(|c| c.grace = 30);
     let clock = t.clock.clone().unwrap();
     assert_eq!(
         t.post_json("/api/set/service/status", &report("h", "k", "s", "OK", ""))
@@ -96,7 +96,7 @@ fn timed_out_follows_the_deadline_with_grace() {
 
 #[test]
 fn history_is_newest_first_and_folds_runs() {
-    let t = TestServer::start_manual(|_| {});
+    let t = TestServer::start_manual_any(|_| {});
     let clock = t.clock.clone().unwrap();
     for state in ["OK", "OK", "OK", "OK", "WARN", "WARN", "OK"] {
         assert_eq!(
@@ -184,7 +184,7 @@ fn history_is_newest_first_and_folds_runs() {
 
 #[test]
 fn alert_lists_filter_and_count_the_last_day() {
-    let t = TestServer::start_manual(|_| {});
+    let t = TestServer::start_manual_any(|_| {});
     let clock = t.clock.clone().unwrap();
     let post_alert = |server: &str, service: Option<&str>, msg: &str| {
         let mut a = json!({"message": msg});
@@ -262,7 +262,7 @@ fn alert_lists_filter_and_count_the_last_day() {
 #[test]
 fn streamed_status_equals_the_whole_view() {
     use overc::store::StatusFilter;
-    let t = TestServer::start_manual(|_| {});
+    let t = TestServer::start_manual_any(|_| {});
     for (srv, svc, info) in [
         ("web", "http", "OK - 0.2 s | time=0.2s;1;2;0 size=512B"),
         ("web", "disk", "WARN - 91% | used=91%;90;95"),
@@ -321,7 +321,7 @@ fn streamed_status_equals_the_whole_view() {
 
 #[test]
 fn a_report_of_many_services_links_each_record_to_its_alerts() {
-    let t = TestServer::start_manual(|_| {});
+    let t = TestServer::start_manual_any(|_| {});
     // More services than one INSERT takes, and a name given twice: each
     // record must still get its own id, and each alert the id of its record.
     let mut services: Vec<Value> = (0..11)
@@ -370,7 +370,7 @@ fn a_report_of_many_services_links_each_record_to_its_alerts() {
 /// itself, and the stats are those of the selection.
 #[test]
 fn status_counts_are_those_of_the_server_itself_and_of_the_selection() {
-    let t = TestServer::start_manual(|_| {});
+    let t = TestServer::start_manual_any(|_| {});
     let send = |server: &str, service: &str, state: &str| {
         let body = report(server, "k", service, state, "");
         assert_eq!(t.post_json("/api/set/service/status", &body).0, 200);
@@ -433,7 +433,7 @@ fn status_counts_are_those_of_the_server_itself_and_of_the_selection() {
 /// raised with, or null; the state itself is under `state`.
 #[test]
 fn alerts_state_info_is_the_info_string() {
-    let t = TestServer::start_manual(|_| {});
+    let t = TestServer::start_manual_any(|_| {});
     let body = report("h", "k", "disk", "WARN", "DISK WARNING - 91% used");
     assert_eq!(t.post_json("/api/set/service/status", &body).0, 200);
     let body = json!({"server": {"name": "h", "key": "k"},

@@ -37,7 +37,7 @@ fn ip_of(t: &TestServer, name: &str) -> Option<String> {
 }
 
 fn closed() -> TestServer {
-    TestServer::start_manual(|c| {
+    TestServer::start_manual_any(|c| {
         c.registration.open = false;
         c.ui.username = Some("admin".into());
         c.ui.password = Some("secret".into());
@@ -199,7 +199,7 @@ fn adding_a_host_checks_its_name_and_key_and_the_action_rules() {
     assert_eq!(a.status().as_u16(), 405);
     assert_eq!(t.counts().servers, 0);
     // Without a password the page is read-only: no hosts added either.
-    let open = TestServer::start_manual(|_| {});
+    let open = TestServer::start_manual_any(|_| {});
     assert_eq!(
         post(&open, "/ui/api/hosts", &[ACTION], &json!({"name": "a"})).0,
         403
@@ -208,7 +208,7 @@ fn adding_a_host_checks_its_name_and_key_and_the_action_rules() {
 
 #[test]
 fn register_from_limits_new_names_not_known_hosts() {
-    let mut t = TestServer::start_manual(|_| {});
+    let mut t = TestServer::start_manual_any(|_| {});
     assert_eq!(post(&t, "/api/ping", &[], &ping("old", "k")).0, 200);
     t.config.registration.from = vec!["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()];
     t.restart();
@@ -235,7 +235,8 @@ fn register_from_limits_new_names_not_known_hosts() {
 
 #[test]
 fn behind_a_trusted_proxy_the_forwarded_client_is_recorded() {
-    let t = TestServer::start_manual(|c| c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]);
+    let t =
+        TestServer::start_manual_any(|c| c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]);
     let xff = |ip: &'static str| [("X-Forwarded-For", ip)];
     assert_eq!(
         post(
@@ -264,7 +265,7 @@ fn behind_a_trusted_proxy_the_forwarded_client_is_recorded() {
 
 #[test]
 fn x_forwarded_for_from_an_untrusted_peer_is_ignored() {
-    let t = TestServer::start_manual(|c| {
+    let t = TestServer::start_manual_any(|c| {
         c.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
         c.registration.from = vec!["198.51.100.0/24".parse().unwrap()];
     });
@@ -285,7 +286,7 @@ fn x_forwarded_for_from_an_untrusted_peer_is_ignored() {
 
 #[test]
 fn register_from_applies_to_the_client_behind_a_trusted_proxy() {
-    let t = TestServer::start_manual(|c| {
+    let t = TestServer::start_manual_any(|c| {
         c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
         c.registration.from = vec!["198.51.100.0/24".parse().unwrap()];
     });

@@ -400,14 +400,18 @@ fn a_database_url_other_than_sqlite_is_refused_at_start() {
             "--listen",
             "127.0.0.1:0",
             "--database",
-            "postgres://db/overc",
+            "postgres://overc:hunter2@127.0.0.1:1/overc?sslmode=require",
         ],
         dir.path(),
     );
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("--database") && err.contains("not supported yet"),
+        err.contains("--database") && err.contains("sslmode=require is not supported yet"),
         "{err}"
+    );
+    assert!(
+        !err.contains("hunter2"),
+        "no password in the message: {err}"
     );
 
     let out = Command::new(BIN)

@@ -19,7 +19,7 @@ fn states_of(t: &TestServer, service_id: i64) -> Vec<String> {
 
 #[test]
 fn history_keeps_the_newest_records_per_service() {
-    let t = TestServer::start_manual(|c| c.history_limit = 10);
+    let t = TestServer::start_manual_any(|c| c.history_limit = 10);
     for i in 0..57 {
         assert_eq!(
             t.post_json(
@@ -54,7 +54,7 @@ fn history_keeps_the_newest_records_per_service() {
 
 #[test]
 fn delivered_alerts_older_than_retention_are_pruned_in_the_background() {
-    let t = TestServer::start_manual(|c| c.retention_days = 90);
+    let t = TestServer::start_manual_any(|c| c.retention_days = 90);
     let clock = t.clock.clone().unwrap();
     let alert = |m: &str| json!({"server": {"name": "h", "key": "k"}, "alerts": [{"message": m}]});
     assert_eq!(t.post_json("/api/set/alerts", &alert("old")).0, 200);
@@ -95,7 +95,7 @@ fn undelivered_alerts_are_retried_within_retention_and_given_up_after_it() {
         flag.to_str().unwrap().to_owned(),
         out.to_str().unwrap().to_owned(),
     );
-    let t = TestServer::start_manual(|c| {
+    let t = TestServer::start_manual_any(|c| {
         c.retention_days = 1;
         c.alert_plugins.push(overc::config::AlertPluginConfig {
             name: "flaky".into(),

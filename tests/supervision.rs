@@ -60,7 +60,7 @@ impl Scenario {
         let out = out_dir.join("alerts.log");
         let record = plugin("record.sh");
         let out_s = out.to_str().unwrap().to_owned();
-        let t = TestServer::start_manual(move |c| {
+        let t = TestServer::start_manual_any(move |c| {
             c.alert_plugins.push(alert_plugin(
                 "log",
                 &[&record, &out_s],
@@ -327,7 +327,7 @@ fn when_every_plugin_fails_delivery_is_retried_with_backoff() {
         flag.to_str().unwrap().to_owned(),
         out.to_str().unwrap().to_owned(),
     );
-    let t = TestServer::start_manual(|c| {
+    let t = TestServer::start_manual_any(|c| {
         c.alert_plugins.push(alert_plugin(
             "flaky",
             &[&plugin("flaky.sh"), &flag_s, &out_s],
@@ -378,7 +378,7 @@ fn when_every_plugin_fails_delivery_is_retried_with_backoff() {
 
 #[test]
 fn without_plugins_alerts_are_recorded_and_marked_delivered() {
-    let t = TestServer::start_manual(|_| {});
+    let t = TestServer::start_manual_any(|_| {});
     assert_eq!(
         t.post_json(
             "/api/set/service/status",
@@ -427,7 +427,7 @@ fn grace_delays_the_offline_alert() {
     let out_dir = tempfile::tempdir().unwrap();
     let out = out_dir.path().join("a.log");
     let out_s = out.to_str().unwrap().to_owned();
-    let t = TestServer::start_manual(|c| {
+    let t = TestServer::start_manual_any(|c| {
         c.grace = 10;
         c.alert_plugins.push(alert_plugin(
             "log",
@@ -455,7 +455,7 @@ fn stopping_leaves_pending_alerts_in_the_outbox() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("alerts.log");
     let out_s = out.to_str().unwrap().to_owned();
-    let mut t = TestServer::start_manual(|c| {
+    let mut t = TestServer::start_manual_any(|c| {
         c.alert_plugins.push(alert_plugin(
             "slow",
             &[&plugin("slow-record.sh"), &out_s],

@@ -10,6 +10,7 @@ mod monitor;
 mod overcli;
 mod page;
 mod policy;
+mod postgres;
 mod read_api;
 mod registration;
 mod server_bin;

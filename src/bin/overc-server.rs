@@ -14,7 +14,7 @@ Usage: overc-server [OPTIONS]
 Options:
   -c, --config FILE     INI config file (also OVERC_CONFIG)
   -l, --listen ADDR     address to listen on (default 127.0.0.1:5000)
-  -d, --database PATH   SQLite database file, or sqlite:PATH (default ./overc.db)
+  -d, --database PATH   SQLite database file, sqlite:PATH, or postgres://… (default ./overc.db)
   -v, --verbose         more logging (-v info, -vv debug)
   -h, --help            print this help
   -V, --version         print the version
@@ -89,12 +89,13 @@ fn try_main(args: Args) -> Result<ExitCode, overc::Error> {
         config.listen = listen;
     }
     if let Some(db) = args.database {
-        config.database = match db.to_str() {
+        let db = match db.to_str() {
             Some(text) => overc::config::parse_database(text)
                 .map_err(|why| overc::Error::Config(format!("--database: {why}")))?,
             // Not UTF-8, so no URL: a file name.
-            None => db,
+            None => overc::config::Database::Sqlite(db),
         };
+        config.set_database(db);
     }
     init_logging(args.verbose, config.loglevel.as_deref());
     if args.test_alert {

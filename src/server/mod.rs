@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -342,10 +343,33 @@ impl Server {
             lock_timeout: config.lock_timeout,
             policy: config.policy.clone(),
             registration: config.registration.clone(),
+            leader_timeout: Duration::from_secs(config.leader_timeout.into()),
+            node: config.listen.clone(),
         };
         // Listen first: a busy port must not leave a new database behind.
         let listener = http::bind(&config.listen, config.client_timeout)?;
-        let store = Arc::new(Store::open(&config.database, &opts, clock.clone())?);
+        let opts = StoreOptions {
+            node: listener
+                .local_addr()
+                .map_or(opts.node.clone(), |a| a.to_string()),
+            ..opts
+        };
+        let store: Arc<dyn Storage> = match &config.postgres {
+            #[cfg(feature = "postgres")]
+            Some(url) => Arc::new(crate::store::PgStore::open(
+                url,
+                &opts,
+                clock.clone(),
+                crate::store::PG_START_WAIT,
+            )?),
+            #[cfg(not(feature = "postgres"))]
+            Some(url) => {
+                return Err(crate::Error::Config(format!(
+                    "database: {url}: PostgreSQL needs overc built with the feature `postgres`"
+                )));
+            }
+            None => Arc::new(Store::open(&config.database, &opts, clock.clone())?),
+        };
         let mut settings = EngineSettings::from(&config);
         settings.notifiers.extend(notifiers);
         let engine = Engine::start(store, settings, clock)?;

@@ -1,14 +1,22 @@
 //! Storage: the interface the engine writes and reads through
-//! ([`Storage`]), the typed views it returns, and the SQLite backend.
+//! ([`Storage`]), the typed views it returns, the SQLite backend
+//! ([`Store`]) and, with the feature `postgres`, the PostgreSQL one
+//! (`PgStore`).
 //!
 //! A backend applies each write durably before it returns, raising the
 //! events of [`crate::rules`] in the same transaction as their cause, and
 //! answers reads with [`Serialize`](serde::Serialize) views that the read
 //! API writes out as they are.
 
+mod history;
+mod plan;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sqlite;
 mod views;
 
+#[cfg(feature = "postgres")]
+pub use postgres::{PgStore, START_WAIT as PG_START_WAIT};
 pub use sqlite::*;
 pub use views::*;
 
@@ -324,6 +332,44 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
 
     /// Stops writing after the operations already handed over are durable.
     fn close(&self);
+
+    /// Whether other overc servers share this storage (PostgreSQL): they
+    /// write alerts and move deadlines too, so the leader polls for them
+    /// rather than waiting to be told.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Whether this server is the one that runs overdue detection, the
+    /// notification policy and delivery now. A storage of its own always is.
+    fn is_leader(&self) -> bool {
+        true
+    }
+
+    /// Services with a period, not flagged overdue, whose deadline (last
+    /// report + period) is before `before`, with the time of that report:
+    /// the deadlines other servers moved, from an index of due times.
+    /// Empty for a storage of its own, whose supervisor holds them all.
+    fn due_services(&self, before: Millis, limit: usize) -> Result<Vec<(i64, Millis)>> {
+        let _ = (before, limit);
+        Ok(Vec::new())
+    }
+
+    /// The earliest due time in the index of [`Storage::due_services`]
+    /// (before grace), for the supervisor's lag; `None` when empty or for
+    /// a storage of its own.
+    fn next_due(&self) -> Result<Option<Millis>> {
+        Ok(None)
+    }
+
+    /// Moves every due time before `now` in the index of
+    /// [`Storage::due_services`] to `now` + the service's period, as after a
+    /// restart: the server did not run (or its clock jumped), and hosts get
+    /// one period to report. Returns how many moved.
+    fn extend_due(&self, now: Millis) -> Result<u64> {
+        let _ = now;
+        Ok(0)
+    }
 }
 
 /// Which servers `/ui/api/status/` shows.

@@ -31,6 +31,19 @@ pub struct StatsView {
     pub last_state_id: i64,
     /// Seconds overdue detection is behind.
     pub supervisor_lag: f64,
+    /// The server that runs overdue detection and delivery, when several
+    /// share the database (PostgreSQL); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<LeaderView>,
+}
+
+/// `stats.leader` of [`StatusView`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeaderView {
+    /// The leader's listen address.
+    pub listen: String,
+    /// When it became the leader, ISO 8601.
+    pub since: String,
 }
 
 /// A server in [`StatusView`].

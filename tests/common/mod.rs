@@ -1,7 +1,9 @@
-//! Test harness: a real server on 127.0.0.1 port 0 over a temporary SQLite file.
+//! Test harness: a real server on 127.0.0.1 port 0 over a temporary SQLite
+//! file, or (`*_any`, with `OVERC_TEST_POSTGRES`) a fresh PostgreSQL database.
 
 #![allow(dead_code)] // not every test module uses every helper
 
+pub mod backend;
 pub mod tls;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +20,8 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub config: ServerConfig,
     pub clock: Option<ManualClock>,
+    /// The PostgreSQL database it runs on, dropped after the server stops.
+    pub pg: Option<backend::PgDb>,
 }
 
 /// Mid-November 2026, a fixed start for manual clocks.
@@ -30,6 +34,18 @@ pub fn config_in(dir: &Path) -> ServerConfig {
         base_dir: dir.to_path_buf(),
         ..ServerConfig::default()
     }
+}
+
+/// [`config_in`] on the backend the run names: a fresh PostgreSQL database
+/// when `OVERC_TEST_POSTGRES` is set (keep the guard until the server
+/// stopped), else the SQLite file in `dir`.
+pub fn config_any(dir: &Path) -> (ServerConfig, Option<backend::PgDb>) {
+    let mut config = config_in(dir);
+    let pg = backend::PgDb::create();
+    if let Some(pg) = &pg {
+        pg.use_in(&mut config);
+    }
+    (config, pg)
 }
 
 impl TestServer {
@@ -47,6 +63,26 @@ impl TestServer {
             dir,
             config,
             clock: None,
+            pg: None,
+        }
+    }
+
+    /// [`TestServer::start_manual`] on the backend the run names (see
+    /// [`config_any`]).
+    pub fn start_manual_any(adjust: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut config, pg) = config_any(dir.path());
+        adjust(&mut config);
+        let clock = ManualClock::new(T0);
+        let server =
+            Server::start_with_clock(config.clone(), Arc::new(clock.clone()) as Arc<dyn Clock>)
+                .unwrap();
+        TestServer {
+            server: Some(server),
+            dir,
+            config,
+            clock: Some(clock),
+            pg,
         }
     }
 
@@ -64,6 +100,7 @@ impl TestServer {
             dir,
             config,
             clock: Some(clock),
+            pg: None,
         }
     }
 
@@ -74,6 +111,23 @@ impl TestServer {
             server: Some(server),
             dir,
             clock: None,
+            pg: None,
+        }
+    }
+
+    /// [`TestServer::wrap`] for a server on the database of `pg`.
+    pub fn wrap_any(
+        server: Server,
+        dir: tempfile::TempDir,
+        config: ServerConfig,
+        pg: Option<backend::PgDb>,
+    ) -> TestServer {
+        TestServer {
+            config,
+            server: Some(server),
+            dir,
+            clock: None,
+            pg,
         }
     }
 

@@ -59,6 +59,11 @@ pub struct StoreOptions {
     pub policy: crate::policy::PolicyConfig,
     /// Who may register a new server name.
     pub registration: crate::config::Registration,
+    /// Shared storage (PostgreSQL): how soon another server takes over
+    /// from a leader that died or lost the database.
+    pub leader_timeout: Duration,
+    /// Shared storage: this server's listen address, shown as the leader's.
+    pub node: String,
 }
 
 impl Default for StoreOptions {
@@ -70,6 +75,8 @@ impl Default for StoreOptions {
             lock_timeout: BUSY_TIMEOUT,
             policy: crate::policy::PolicyConfig::default(),
             registration: crate::config::Registration::default(),
+            leader_timeout: Duration::from_secs(10),
+            node: String::new(),
         }
     }
 }

@@ -11,13 +11,10 @@ use super::schema::current_state;
 use crate::clock::{Millis, iso8601};
 use crate::error::Result;
 use crate::policy::{self, Ack};
-use crate::rules;
+use crate::store::history::fold_runs;
+use crate::store::plan::{CurrentState, DAY, MAX_ALERTS, delivery_state, since, state_view};
 use crate::store::views::*;
 use crate::store::{AlertFilter, StatusFilter};
-
-const DAY: Millis = 86_400_000;
-/// Most alerts one listing returns.
-const MAX_ALERTS: i64 = 5000;
 
 fn alert_view(r: &Row<'_>) -> rusqlite::Result<AlertView> {
     let state: Option<String> = r.get(10)?;
@@ -49,12 +46,7 @@ fn delivery_view(r: &Row<'_>) -> rusqlite::Result<(i64, DeliveryView)> {
     let state: i64 = r.get(2)?;
     let attempts: u32 = r.get(3)?;
     let next: Millis = r.get(4)?;
-    let state = match state {
-        1 => "delivered",
-        2 => "given-up",
-        _ if attempts == 0 => "pending",
-        _ => "failing",
-    };
+    let state = delivery_state(state, attempts);
     Ok((
         r.get(0)?,
         DeliveryView {
@@ -208,6 +200,7 @@ impl Store {
             n_alerts: selected,
             last_state_id: last_state_id.unwrap_or(0),
             supervisor_lag,
+            leader: None,
         }))?;
         let mut st = conn.prepare_cached(concat!(
             "SELECT s.id, s.name, s.title, s.period, st.state, st.info, st.rtime, s.overdue,
@@ -225,16 +218,10 @@ impl Store {
                 let rtime: Option<Millis> = r.get(6)?;
                 let overdue: bool = r.get(7)?;
                 let state = match (state, rtime) {
-                    (Some(state), Some(t)) => {
+                    (Some(state), Some(rtime)) => {
                         let info = r.get::<_, Option<String>>(5)?.unwrap_or_default();
-                        Some(StateView {
-                            rtime: iso8601(t),
-                            timed_out: rules::is_overdue(overdue, period, rtime, grace_ms, now),
-                            seen_ago: (now - t).max(0) / 1000,
-                            state,
-                            perfdata: perfdata_views(&info),
-                            info,
-                        })
+                        let current = CurrentState { state, info, rtime };
+                        Some(state_view(current, overdue, period, grace_ms, now))
                     }
                     _ => None,
                 };
@@ -439,175 +426,5 @@ impl Store {
             states: count("states")?,
             alerts: count("alerts")?,
         })
-    }
-}
-
-/// The start of a look-back of `hours` (fractions allowed) from `now`.
-fn since(now: Millis, hours: f64) -> Millis {
-    now.saturating_sub((hours * 3_600_000.0) as Millis)
-}
-
-/// Folds a history (newest first) as OverC 1.0.9 did. A record is a change
-/// when its state differs from the newer record's or it raised alerts; the
-/// records between two changes are a run's quiet part. When that part has
-/// three or more records, all but its oldest become one group: the change
-/// that starts a run and the run's oldest record stay visible, the two or
-/// more in between are one row `{"id": <lowest id>, "group": "<lowest
-/// id>-<highest id>", "group_count", "state"}`. A group that overlaps one of
-/// the `expand` ranges (either order of its ends) is left unfolded.
-fn fold_runs(states: Vec<RecordView>, expand: &[(i64, i64)]) -> Vec<HistoryEntry> {
-    let mut out = Vec::with_capacity(states.len());
-    let mut quiet: Vec<RecordView> = Vec::new();
-    let mut newer_state: Option<String> = None;
-    for record in states {
-        let change =
-            newer_state.as_deref() != Some(record.state.as_str()) || !record.alerts.is_empty();
-        if change {
-            newer_state = Some(record.state.clone());
-            fold_quiet(&mut out, &mut quiet, expand);
-            out.push(HistoryEntry::Record(record));
-        } else {
-            quiet.push(record);
-        }
-    }
-    fold_quiet(&mut out, &mut quiet, expand);
-    out
-}
-
-/// Moves a run's quiet records (newest first) to `out`, folded as
-/// [`fold_runs`] says.
-fn fold_quiet(out: &mut Vec<HistoryEntry>, quiet: &mut Vec<RecordView>, expand: &[(i64, i64)]) {
-    if quiet.len() < 3 {
-        out.extend(quiet.drain(..).map(HistoryEntry::Record));
-        return;
-    }
-    let oldest = quiet.pop().expect("three or more");
-    let (low, high) = (quiet[quiet.len() - 1].id, quiet[0].id);
-    let expanded = expand
-        .iter()
-        .any(|&(a, b)| a.min(b) <= high && a.max(b) >= low);
-    if expanded {
-        out.extend(quiet.drain(..).map(HistoryEntry::Record));
-    } else {
-        out.push(HistoryEntry::Group(GroupView {
-            id: low,
-            state: quiet[0].state.clone(),
-            group: format!("{low}-{high}"),
-            group_count: quiet.len(),
-        }));
-        quiet.clear();
-    }
-    out.push(HistoryEntry::Record(oldest));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn st(id: i64, state: &str, alerts: usize) -> RecordView {
-        let alert = AlertView {
-            id: 1,
-            server_id: None,
-            server: None,
-            service_id: None,
-            service: None,
-            ctime: String::new(),
-            channel: String::new(),
-            event: String::new(),
-            message: String::new(),
-            severity: String::new(),
-            state_info: None,
-            state: None,
-            delivered: false,
-            soft: false,
-            silenced: false,
-            deliveries: Vec::new(),
-        };
-        RecordView {
-            id,
-            rtime: String::new(),
-            state: state.into(),
-            perfdata: Vec::new(),
-            info: String::new(),
-            alerts: vec![alert; alerts],
-            service: "svc".into(),
-            service_id: 1,
-        }
-    }
-
-    /// The rows of a folded history: a record's id, or `lo-hi/count` for a group.
-    fn folded(states: Vec<RecordView>, expand: &[(i64, i64)]) -> Vec<String> {
-        fold_runs(states, expand)
-            .into_iter()
-            .map(|e| match e {
-                HistoryEntry::Record(r) => r.id.to_string(),
-                HistoryEntry::Group(g) => {
-                    assert_eq!(g.id.to_string(), g.group.split('-').next().unwrap());
-                    format!("{}/{}", g.group, g.group_count)
-                }
-            })
-            .collect()
-    }
-
-    /// Newest first: ids `n` down to 1, states as given (`!` after a state:
-    /// the record raised an alert).
-    fn history(states: &[&str]) -> Vec<RecordView> {
-        let n = states.len() as i64;
-        states
-            .iter()
-            .enumerate()
-            .map(|(i, s)| match s.strip_suffix('!') {
-                Some(s) => st(n - i as i64, s, 1),
-                None => st(n - i as i64, s, 0),
-            })
-            .collect()
-    }
-
-    #[test]
-    fn folds_the_middle_of_runs_keeping_their_first_and_last_records() {
-        // A run of four: its newest and oldest stay, the two between fold.
-        assert_eq!(
-            folded(history(&["OK", "OK", "OK", "OK"]), &[]),
-            ["4", "2-3/2", "1"]
-        );
-        // Three or fewer: nothing to fold.
-        assert_eq!(folded(history(&["OK", "OK", "OK"]), &[]), ["3", "2", "1"]);
-        // Runs end at a change of state and at a record with alerts.
-        assert_eq!(
-            folded(
-                history(&[
-                    "OK!", "OK", "OK", "OK", "OK", "WARN!", "WARN", "WARN", "OK", "OK!", "OK",
-                    "OK", "OK"
-                ]),
-                &[]
-            ),
-            ["13", "10-12/3", "9", "8", "7", "6", "5", "4", "2-3/2", "1"]
-        );
-        // The group's state is its records'.
-        let g = fold_runs(history(&["FAIL", "FAIL", "FAIL", "FAIL", "FAIL"]), &[]);
-        let v = serde_json::to_value(&g).unwrap();
-        assert_eq!(
-            v[1],
-            serde_json::json!({"id": 2, "state": "FAIL", "group": "2-4", "group_count": 3})
-        );
-    }
-
-    #[test]
-    fn an_expanded_range_is_left_unfolded() {
-        let h = || history(&["OK", "OK", "OK", "OK", "OK", "WARN", "WARN", "WARN", "WARN"]);
-        assert_eq!(folded(h(), &[]), ["9", "6-8/3", "5", "4", "2-3/2", "1"]);
-        assert_eq!(
-            folded(h(), &[(7, 7)]),
-            ["9", "8", "7", "6", "5", "4", "2-3/2", "1"]
-        );
-        // Any overlap, either order of the ends.
-        assert_eq!(
-            folded(h(), &[(4, 1)]),
-            ["9", "6-8/3", "5", "4", "3", "2", "1"]
-        );
-        assert_eq!(
-            folded(h(), &[(100, 200), (8, 9), (3, 3)]),
-            ["9", "8", "7", "6", "5", "4", "3", "2", "1"]
-        );
     }
 }

@@ -17,7 +17,6 @@ use crate::clock::{Clock, Millis};
 use crate::config::Durability;
 use crate::error::{Error, Result};
 use crate::idmap::{IdMap, IdSet};
-use crate::state::State;
 pub(crate) use crate::store::{Applied, DeadlineChange};
 
 /// Most operations committed in one transaction; bounds the latency one
@@ -41,19 +40,7 @@ pub(super) struct KnownServer {
 }
 
 /// What the writer knows of a service without asking SQLite.
-#[derive(Clone)]
-pub(super) struct KnownService {
-    pub(super) id: i64,
-    /// The current state (of the newest history record).
-    pub(super) state: Option<State>,
-    /// The retries rule's memory (`None` before the first report).
-    pub(super) streak: Option<crate::policy::Streak>,
-    /// Whether it flaps, and its last states (loaded only with `flapping = on`).
-    pub(super) flapping: bool,
-    pub(super) flaps: crate::policy::FlapHistory,
-    pub(super) overdue: bool,
-    pub(super) period: Option<u32>,
-}
+pub(super) type KnownService = crate::store::plan::ServiceMemory;
 
 /// The writer's memory of rows it wrote. It is only ever a copy of what the
 /// writer's open transaction holds: after a failed batch or commit it is
@@ -466,6 +453,7 @@ fn apply(op: &Op, b: &mut Batch<'_>, opts: &StoreOptions) -> Result<Applied> {
 mod tests {
     use super::*;
     use crate::protocol::{AlertReport, StatusReport};
+    use crate::state::State;
     use crate::store::Storage;
     use crate::store::sqlite::schema;
 

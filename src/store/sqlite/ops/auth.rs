@@ -1,23 +1,16 @@
 //! Trust on first use: registering hosts and checking their keys.
 
 use rusqlite::{OptionalExtension, params};
-use sha2::{Digest, Sha256};
 
 use crate::clock::Millis;
 use crate::error::{Error, Result};
 use crate::protocol::ServerId;
 use crate::secret::constant_time_eq;
+use crate::store::plan::{key_hash, new_salt};
 use crate::store::sqlite::writer::{Applied, Batch, KnownServer};
 
 /// `last_seen` is rewritten at most this often per host.
 const SEEN_RESOLUTION: Millis = 1000;
-
-pub(in crate::store::sqlite) fn key_hash(salt: &[u8; 16], key: &str) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(salt);
-    h.update(key.as_bytes());
-    h.finalize().into()
-}
 
 /// Fills the cache with the host named `name`, if it is registered;
 /// returns whether it is.
@@ -136,9 +129,7 @@ pub(in crate::store::sqlite) fn add_server(
 
 /// Writes a new host with a salted hash of its key.
 fn insert(server: &ServerId, ip: &str, b: &mut Batch<'_>) -> Result<i64> {
-    let mut salt = [0u8; 16];
-    getrandom::fill(&mut salt)
-        .map_err(|e| Error::Storage(format!("no randomness for a key salt: {e}")))?;
+    let salt = new_salt()?;
     let hash = key_hash(&salt, &server.key);
     let now = b.now;
     b.tx.exec(
@@ -159,15 +150,4 @@ fn insert(server: &ServerId, ip: &str, b: &mut Batch<'_>) -> Result<i64> {
         },
     );
     Ok(id)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_hash_depends_on_salt() {
-        assert_ne!(key_hash(&[0; 16], "k"), key_hash(&[1; 16], "k"));
-        assert_eq!(key_hash(&[0; 16], "k"), key_hash(&[0; 16], "k"));
-    }
 }

@@ -7,10 +7,11 @@ use super::auth::authenticate;
 use super::{acks, silences};
 use crate::clock::Millis;
 use crate::error::Result;
-use crate::policy::{self, FLAP_WINDOW, FlapHistory, Held, Problem, Streak};
+use crate::policy::{FLAP_WINDOW, FlapHistory, Held, Problem, Streak};
 use crate::protocol::{AlertReport, StatusReport};
 use crate::rules::{self, Event};
 use crate::state::State;
+use crate::store::plan::plan_report;
 use crate::store::sqlite::redo::Tx;
 use crate::store::sqlite::schema::current_state;
 use crate::store::sqlite::writer::{Applied, Batch, DeadlineChange, KnownService};
@@ -186,43 +187,13 @@ pub(in crate::store::sqlite) fn apply_status(
         let period = s.period.unwrap_or(r.period);
         let row = find_or_create_service(b, server_id, &s.name, Some(period))?;
         let retries = s.retries.or(r.retries).unwrap_or(b.policy.retries);
-        let retried = policy::on_report(row.streak, s.state, retries);
-        let (flaps, flap) = if b.policy.flapping {
-            let flaps = row.flaps.push(s.state);
-            let f = policy::on_flap_report(
-                &flaps.states(),
-                row.flapping,
-                b.policy.flap_high,
-                b.policy.flap_low,
-            );
-            (flaps, Some(f))
-        } else {
-            (row.flaps, None)
-        };
-        let flapping = flap.as_ref().is_some_and(|f| f.flapping);
-        // The service row changes only when its period, the policy's memory
-        // or its overdue flag does; its current state is the record about
-        // to be inserted.
-        let streak = retried.streak;
-        let remembered = |k: &Option<Streak>| {
-            k.map(|k| (k.hard, k.hard_state, if k.hard { 1 } else { k.count }))
-        };
-        if row.overdue
-            || row.period != Some(period)
-            || remembered(&row.streak) != remembered(&Some(streak))
-            || row.flapping != flapping
-        {
+        let plan = plan_report(&row, s.state, period, retries, b.policy);
+        if plan.write_row {
+            let (hard, hard_state, streak) = plan.row_memory();
             b.tx.exec(
                 "UPDATE services SET period = ?2, overdue = 0, hard = ?3, hard_state = ?4,
                      streak = ?5, flapping = ?6 WHERE id = ?1",
-                params![
-                    row.id,
-                    period,
-                    streak.hard,
-                    streak.hard_state.map(State::as_str),
-                    if streak.hard { 1 } else { streak.count },
-                    flapping
-                ],
+                params![row.id, period, hard, hard_state, streak, plan.flapping],
             )?;
         }
         if let Some(known) = b
@@ -232,38 +203,25 @@ pub(in crate::store::sqlite) fn apply_status(
             .and_then(|m| m.get_mut(&s.name))
         {
             known.state = Some(s.state);
-            known.streak = Some(streak);
+            known.streak = Some(plan.streak);
             known.overdue = false;
             known.period = Some(period);
-            known.flapping = flapping;
-            known.flaps = flaps;
+            known.flapping = plan.flapping;
+            known.flaps = plan.flaps;
         }
-        let mut events = Vec::new();
-        let silenced = if retried.change.is_some() || row.overdue || flap.is_some() {
-            silences::is_silenced(b, &r.server.name, Some(&s.name))?
-        } else {
-            false
-        };
-        let hold =
-            |event: &Event, soft: bool| policy::held(event.channel, soft, flapping, silenced);
-        if let Some(change) = retried.change {
-            let held = hold(&change.event, change.soft);
-            events.push((change.event, held));
-        }
-        if row.overdue {
-            let event = rules::on_return();
-            events.push((event.clone(), hold(&event, false)));
-        }
-        if let Some(event) = flap.and_then(|f| f.event) {
-            let held = hold(&event, false);
-            events.push((event, held));
+        let mut events = plan.events;
+        // A silence holds every event about what it matches.
+        if !events.is_empty() && silences::is_silenced(b, &r.server.name, Some(&s.name))? {
+            for (_, held) in &mut events {
+                *held = Some(Held::Silenced);
+            }
         }
         pending.push(Pending {
             row,
             period,
             state: s.state.as_str(),
             events,
-            hard: streak.hard,
+            hard: plan.streak.hard,
         });
     }
     // Then the history records, a chunk per statement. Without an id given,

@@ -1,0 +1,465 @@
+//! PostgreSQL storage (SPEC §10): the same [`Storage`] as SQLite, for
+//! several overc servers sharing one database.
+//!
+//! Writes go through one writer thread per server, which applies the
+//! operations that arrive while it is busy as one transaction (group
+//! commit) and answers each caller only after COMMIT. It keeps no memory of
+//! rows between batches, since other servers write too: each operation
+//! reads what it decides on, locking the rows it changes (`FOR UPDATE`),
+//! and a new host is registered with `INSERT … ON CONFLICT DO NOTHING`, so
+//! that of two servers registering one name with different keys at once,
+//! one key is stored and the other request refused. Reads run on a small
+//! pool of connections of their own.
+
+mod connect;
+mod leader;
+mod ops;
+mod query;
+mod schema;
+mod writer;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use postgres::Client;
+
+use crate::clock::{Clock, Millis};
+use crate::config::PostgresUrl;
+use crate::error::{Error, Result};
+use crate::idmap::IdMap;
+use crate::notification::Notification;
+use crate::policy::{Ack, Silence};
+use crate::protocol::{AlertReport, Ping, ServerId, StatusReport};
+use crate::protocol::{HostSilence, HostUnsilence};
+use crate::rules::Event;
+use crate::store::{
+    AlertFilter, AlertListView, Applied, DeliveryOutcome, HistoryView, OpenProblem,
+    PendingDelivery, ServiceDeadline, SilenceListView, StatusFilter, StatusPart, Storage,
+    StoreOptions, TableCounts,
+};
+
+/// How long a server waits at start for PostgreSQL to accept connections.
+pub const START_WAIT: Duration = Duration::from_secs(60);
+/// Idle read connections kept per server.
+const READERS: usize = 4;
+/// A read connection idle this long is checked before it is used (a round
+/// trip, so that a read does not fail on a connection whose server
+/// restarted meanwhile).
+const IDLE_CHECK: Duration = Duration::from_millis(100);
+/// How long a read waits for a new connection when PostgreSQL is away.
+const READ_CONNECT_WAIT: Duration = Duration::from_secs(1);
+
+/// An operation for the writer thread.
+enum Op {
+    Ping(Ping, String),
+    Status(StatusReport, String),
+    Alerts(AlertReport, String),
+    AddServer(ServerId),
+    Prune,
+    MarkOverdue(Vec<(i64, Millis)>),
+    Route(Vec<(i64, Vec<String>)>),
+    Delivery {
+        plugin: String,
+        alert_id: i64,
+        outcome: DeliveryOutcome,
+    },
+    DeleteServer(i64),
+    DeleteService(i64),
+    Rename {
+        service: bool,
+        id: i64,
+        title: String,
+    },
+    SystemAlert(Event),
+    /// Moves due times that passed to now + period.
+    ExtendDue(Millis),
+}
+
+struct Job {
+    op: Op,
+    reply: mpsc::SyncSender<Result<Applied>>,
+}
+
+/// An overc database on PostgreSQL.
+pub struct PgStore {
+    url: PostgresUrl,
+    jobs: RwLock<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    /// Idle read connections, with when they were last used.
+    readers: Mutex<Vec<(Client, Instant)>>,
+    clock: Arc<dyn Clock>,
+    commits: Arc<AtomicU64>,
+    alerts_raised: Arc<AtomicU64>,
+    leadership: Mutex<leader::Leadership>,
+    /// This server's name in delivery claims (its listen address).
+    node: String,
+    /// How long a delivery claim holds off the other servers.
+    claim_lease: Millis,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").field("url", &self.url).finish()
+    }
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (waiting up to `wait` for
+    /// PostgreSQL to accept connections), creates or migrates its schema
+    /// under an advisory lock, and starts the writer.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when PostgreSQL does not answer within `wait`,
+    /// refuses the login or the database name, is older than 13, or holds
+    /// a schema newer than this build's.
+    pub fn open(
+        url: &PostgresUrl,
+        opts: &StoreOptions,
+        clock: Arc<dyn Clock>,
+        wait: Duration,
+    ) -> Result<PgStore> {
+        let mut client = connect::connect(url, wait)?;
+        schema::migrate(&mut client)?;
+        let commits = Arc::new(AtomicU64::new(0));
+        let alerts_raised = Arc::new(AtomicU64::new(0));
+        let w = writer::Writer {
+            conn: Some(writer::Conn::new(client)),
+            url: url.clone(),
+            opts: opts.clone(),
+            clock: clock.clone(),
+            commits: commits.clone(),
+            alerts_raised: alerts_raised.clone(),
+            unpruned: IdMap::default(),
+            last_maintenance: clock.now(),
+        };
+        let (tx, rx) = mpsc::channel::<Job>();
+        let handle = std::thread::Builder::new()
+            .name("overc-pg-writer".into())
+            .spawn(move || w.run(rx))?;
+        let leadership = leader::Leadership::start(
+            url.clone(),
+            opts.node.clone(),
+            opts.leader_timeout,
+            clock.clone(),
+        )?;
+        log::info!(
+            "PostgreSQL storage at {url} (schema version {})",
+            schema::VERSION
+        );
+        Ok(PgStore {
+            url: url.clone(),
+            jobs: RwLock::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+            readers: Mutex::new(Vec::new()),
+            clock,
+            commits,
+            alerts_raised,
+            leadership: Mutex::new(leadership),
+            node: opts.node.clone(),
+            claim_lease: Millis::try_from(opts.leader_timeout.as_millis()).unwrap_or(10_000),
+        })
+    }
+
+    fn submit(&self, op: Op) -> Result<Applied> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        {
+            let jobs = self.jobs.read().unwrap_or_else(|e| e.into_inner());
+            let jobs = jobs
+                .as_ref()
+                .ok_or_else(|| Error::Storage("the store is closed".into()))?;
+            jobs.send(Job { op, reply })
+                .map_err(|_| Error::Storage("the writer thread has stopped".into()))?;
+        }
+        answer
+            .recv()
+            .map_err(|_| Error::Storage("the writer thread has stopped".into()))?
+    }
+
+    /// Runs `f` on a pooled read connection (a new one when none is idle).
+    fn read<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
+        let idle = crate::store::lock(&self.readers).pop();
+        let mut client = match idle {
+            // One that idled may have lost its server meanwhile (a restart):
+            // checked first, so that the read does not fail on it.
+            Some((mut c, since)) if !c.is_closed() => {
+                if since.elapsed() < IDLE_CHECK || c.is_valid(READ_CONNECT_WAIT).is_ok() {
+                    c
+                } else {
+                    connect::connect(&self.url, READ_CONNECT_WAIT)?
+                }
+            }
+            _ => connect::connect(&self.url, READ_CONNECT_WAIT)?,
+        };
+        let result = f(&mut client);
+        if client.is_closed() {
+            // Its server went away: the idle ones are as suspect.
+            crate::store::lock(&self.readers).clear();
+        }
+        // A connection that failed a read is not trusted again.
+        if result.is_ok() && !client.is_closed() {
+            let mut idle = crate::store::lock(&self.readers);
+            if idle.len() < READERS {
+                idle.push((client, Instant::now()));
+            }
+        }
+        result
+    }
+
+    fn shut(&self) {
+        // Leadership first: another server takes over while this one stops.
+        crate::store::lock(&self.leadership).stop();
+        self.jobs.write().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = crate::store::lock(&self.writer).take() {
+            let _ = h.join();
+        }
+        crate::store::lock(&self.readers).clear();
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.shut();
+    }
+}
+
+impl Storage for PgStore {
+    fn location(&self) -> String {
+        self.url.redacted()
+    }
+
+    fn ping(&self, ping: Ping, ip: &str) -> Result<Applied> {
+        self.submit(Op::Ping(ping, ip.to_owned()))
+    }
+
+    fn report_each(
+        &self,
+        reports: Vec<(StatusReport, String)>,
+        each: &mut dyn FnMut(usize, Result<Applied>),
+    ) {
+        let mut answers = Vec::with_capacity(reports.len());
+        {
+            let jobs = self.jobs.read().unwrap_or_else(|e| e.into_inner());
+            for (report, ip) in reports {
+                let (reply, answer) = mpsc::sync_channel(1);
+                let sent = match jobs.as_ref() {
+                    Some(jobs) => jobs
+                        .send(Job {
+                            op: Op::Status(report, ip),
+                            reply,
+                        })
+                        .is_ok(),
+                    None => false,
+                };
+                answers.push(sent.then_some(answer));
+            }
+        }
+        for (i, answer) in answers.into_iter().enumerate() {
+            let result = answer
+                .and_then(|a| a.recv().ok())
+                .unwrap_or_else(|| Err(Error::Storage("the writer thread has stopped".into())));
+            each(i, result);
+        }
+    }
+
+    fn post_alerts(&self, report: AlertReport, ip: &str) -> Result<Applied> {
+        self.submit(Op::Alerts(report, ip.to_owned()))
+    }
+
+    fn add_server(&self, server: ServerId) -> Result<Applied> {
+        self.submit(Op::AddServer(server))
+    }
+
+    fn mark_overdue(&self, due: Vec<(i64, Millis)>) -> Result<Applied> {
+        self.submit(Op::MarkOverdue(due))
+    }
+
+    fn system_alert(&self, event: Event) -> Result<Applied> {
+        self.submit(Op::SystemAlert(event))
+    }
+
+    fn delete_server(&self, id: i64) -> Result<Applied> {
+        self.submit(Op::DeleteServer(id))
+    }
+
+    fn delete_service(&self, id: i64) -> Result<Applied> {
+        self.submit(Op::DeleteService(id))
+    }
+
+    fn rename_server(&self, id: i64, title: &str) -> Result<Applied> {
+        self.submit(Op::Rename {
+            service: false,
+            id,
+            title: title.to_owned(),
+        })
+    }
+
+    fn rename_service(&self, id: i64, title: &str) -> Result<Applied> {
+        self.submit(Op::Rename {
+            service: true,
+            id,
+            title: title.to_owned(),
+        })
+    }
+
+    fn prune(&self) -> Result<Applied> {
+        self.submit(Op::Prune)
+    }
+
+    fn unrouted(&self, limit: usize) -> Result<Vec<Notification>> {
+        self.unrouted_pg(limit)
+    }
+
+    fn route(&self, routes: Vec<(i64, Vec<String>)>) -> Result<Applied> {
+        self.submit(Op::Route(routes))
+    }
+
+    fn got_problem(&self, plugin: &str, recovery: i64) -> Result<bool> {
+        self.got_problem_pg(plugin, recovery)
+    }
+
+    fn services_with_period(&self, server: &str) -> Result<usize> {
+        self.services_with_period_pg(server)
+    }
+
+    fn open_problems(&self) -> Result<Vec<OpenProblem>> {
+        self.open_problems_pg()
+    }
+
+    fn pending_deliveries(&self, plugin: &str, limit: usize) -> Result<Vec<PendingDelivery>> {
+        self.pending_deliveries_pg(plugin, limit)
+    }
+
+    fn record_delivery(
+        &self,
+        plugin: &str,
+        alert_id: i64,
+        outcome: DeliveryOutcome,
+    ) -> Result<Applied> {
+        self.submit(Op::Delivery {
+            plugin: plugin.to_owned(),
+            alert_id,
+            outcome,
+        })
+    }
+
+    fn service_deadlines(&self) -> Result<Vec<ServiceDeadline>> {
+        self.service_deadlines_pg()
+    }
+
+    fn status_each(
+        &self,
+        filter: StatusFilter,
+        grace_s: u32,
+        supervisor_lag: f64,
+        each: &mut dyn FnMut(StatusPart) -> Result<()>,
+    ) -> Result<bool> {
+        self.status_each_pg(filter, grace_s, supervisor_lag, each)
+    }
+
+    fn states(
+        &self,
+        service_id: i64,
+        hours: f64,
+        fold: Option<&[(i64, i64)]>,
+    ) -> Result<Option<HistoryView>> {
+        self.states_pg(service_id, hours, fold)
+    }
+
+    fn alert_list(&self, filter: AlertFilter, hours: f64) -> Result<Option<AlertListView>> {
+        self.alert_list_pg(filter, hours)
+    }
+
+    fn add_silence(&self, _: Silence) -> Result<Applied> {
+        Err(not_yet("silences"))
+    }
+
+    fn host_silence(&self, _: HostSilence, _: &str) -> Result<Applied> {
+        Err(not_yet("silences"))
+    }
+
+    fn host_unsilence(&self, _: HostUnsilence, _: &str) -> Result<Applied> {
+        Err(not_yet("silences"))
+    }
+
+    fn end_silence(&self, _: i64) -> Result<Applied> {
+        Err(not_yet("silences"))
+    }
+
+    fn end_silences(&self, _: Millis) -> Result<Applied> {
+        // None can be made here, so none ends.
+        Ok(Applied::default())
+    }
+
+    fn silences(&self) -> Result<SilenceListView> {
+        Ok(SilenceListView {
+            silences: Vec::new(),
+        })
+    }
+
+    fn ack(&self, _: i64, _: &str, _: &str) -> Result<Applied> {
+        Err(not_yet("acknowledgements"))
+    }
+
+    fn unack(&self, _: i64) -> Result<Applied> {
+        Err(not_yet("acknowledgements"))
+    }
+
+    fn ack_of(&self, _: i64) -> Result<Option<Ack>> {
+        Ok(None)
+    }
+
+    fn counts(&self) -> Result<TableCounts> {
+        self.counts_pg()
+    }
+
+    fn alerts_raised(&self) -> u64 {
+        self.alerts_raised.load(Ordering::Relaxed)
+    }
+
+    fn commit_count(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    fn close(&self) {
+        self.shut();
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn is_leader(&self) -> bool {
+        crate::store::lock(&self.leadership)
+            .is_leader
+            .load(Ordering::SeqCst)
+    }
+
+    fn due_services(&self, before: Millis, limit: usize) -> Result<Vec<(i64, Millis)>> {
+        self.due_services_pg(before, limit)
+    }
+
+    fn next_due(&self) -> Result<Option<Millis>> {
+        self.read(|client| {
+            Ok(client
+                .query_one(
+                    "SELECT min(due) FROM services WHERE NOT overdue AND due IS NOT NULL",
+                    &[],
+                )?
+                .get(0))
+        })
+    }
+
+    fn extend_due(&self, now: Millis) -> Result<u64> {
+        Ok(self.submit(Op::ExtendDue(now))?.pruned)
+    }
+}
+
+/// The answer to what the PostgreSQL backend cannot do yet: a refusal the
+/// client sees as such (400 with this text), not a storage failure to retry.
+fn not_yet(what: &str) -> Error {
+    Error::Invalid(format!(
+        "{what} are not supported on PostgreSQL yet; they work with SQLite"
+    ))
+}

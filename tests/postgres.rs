@@ -1,0 +1,410 @@
+//! SPEC §10 on a real PostgreSQL (`OVERC_TEST_POSTGRES`): several servers
+//! on one database, race-free registration, and the errors an operator
+//! sees. Without the variable only what needs no database runs.
+
+#![cfg(feature = "postgres")]
+
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use overc::config::{Database, PostgresUrl, parse_database};
+use overc::store::{PgStore, StoreOptions};
+use overc::{Server, SystemClock};
+
+use crate::common::backend::PgDb;
+use crate::common::{TestServer, config_in, get, post_bytes, report};
+
+fn url(text: &str) -> PostgresUrl {
+    match parse_database(text).unwrap() {
+        Database::Postgres(url) => url,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn open(url: &PostgresUrl, wait: Duration) -> overc::Result<PgStore> {
+    PgStore::open(url, &StoreOptions::default(), Arc::new(SystemClock), wait)
+}
+
+#[test]
+fn a_server_waits_for_postgres_then_says_it_did_not_come() {
+    // A port nothing listens on: refused at once, retried until the wait ends.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = Instant::now();
+    let e = open(
+        &url(&format!("postgres://overc:hunter2@127.0.0.1:{port}/overc")),
+        Duration::from_secs(3),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(started.elapsed() >= Duration::from_secs(1), "retried");
+    assert!(e.contains("did not accept connections within 3 s"), "{e}");
+    assert!(!e.contains("hunter2") && e.contains("overc:***@"), "{e}");
+}
+
+#[test]
+fn a_wrong_password_or_database_is_refused_at_once_saying_what_to_fix() {
+    let Some(pg) = PgDb::create() else { return };
+    let (scheme, rest) = pg.url.split_once("://").unwrap();
+    let (userinfo, host) = rest.rsplit_once('@').unwrap();
+    let user = userinfo.split(':').next().unwrap();
+    let started = Instant::now();
+    let e = open(
+        &url(&format!("{scheme}://{user}:hunter2-wrong@{host}")),
+        Duration::from_secs(30),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("refused the login of user"), "{e}");
+    assert!(!e.contains("hunter2-wrong"), "{e}");
+    let host_only = host.split('/').next().unwrap();
+    let e = open(
+        &url(&format!(
+            "{scheme}://{userinfo}@{host_only}/overc_no_such_db"
+        )),
+        Duration::from_secs(30),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("has no database \"overc_no_such_db\""), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(10), "not retried");
+}
+
+/// Servers started at once on an empty database: one creates the schema
+/// under the advisory lock, the others find it done.
+#[test]
+fn servers_starting_together_create_the_schema_once() {
+    let Some(pg) = PgDb::create() else { return };
+    let url = url(&pg.url);
+    let barrier = Arc::new(Barrier::new(4));
+    let opened: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, barrier) = (url.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                open(&url, Duration::from_secs(10)).map(|_| ())
+            })
+        })
+        .collect();
+    for t in opened {
+        t.join().unwrap().unwrap();
+    }
+}
+
+/// Two servers on one database: what one stores the other shows; and when
+/// both get the first report of new hosts with different keys at the same
+/// moment, one key is stored per host and the other request gets 403.
+#[test]
+fn two_servers_share_one_database_and_register_each_host_once() {
+    let Some(pg) = PgDb::create() else { return };
+    let start = || {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config_in(dir.path());
+        pg.use_in(&mut config);
+        let server = Server::start(config.clone()).unwrap();
+        TestServer::wrap_any(server, dir, config, None)
+    };
+    let (a, b) = (start(), start());
+    assert_eq!(
+        a.post_json(
+            "/api/set/service/status",
+            &report("web", "k", "http", "OK", "fine")
+        )
+        .0,
+        200
+    );
+    let on_b = b.service("web", "http").expect("B shows what A stored");
+    assert_eq!(on_b["state"]["info"], "fine");
+
+    const HOSTS: usize = 20;
+    let barrier = Arc::new(Barrier::new(2));
+    let race = |url: String, key: &'static str| {
+        let barrier = barrier.clone();
+        std::thread::spawn(move || {
+            barrier.wait();
+            (0..HOSTS)
+                .map(|i| {
+                    let body = report(&format!("new{i}"), key, "s", "OK", key);
+                    post_bytes(&url, "/api/set/service/status", body.to_string().as_bytes()).0
+                })
+                .collect::<Vec<u16>>()
+        })
+    };
+    let (ta, tb) = (race(a.url(), "key-a"), race(b.url(), "key-b"));
+    let (got_a, got_b) = (ta.join().unwrap(), tb.join().unwrap());
+    for i in 0..HOSTS {
+        let mut codes = [got_a[i], got_b[i]];
+        codes.sort();
+        assert_eq!(
+            codes,
+            [200, 403],
+            "host new{i}: A {}, B {}",
+            got_a[i],
+            got_b[i]
+        );
+        // The key that won is the one that still works, on either server.
+        let winner = if got_a[i] == 200 { "key-a" } else { "key-b" };
+        let body = report(&format!("new{i}"), winner, "s", "OK", "again");
+        for t in [&a, &b] {
+            assert_eq!(t.post_json("/api/set/service/status", &body).0, 200);
+        }
+    }
+    let (_, status) = get(&b.url(), "/ui/api/status/");
+    assert_eq!(status["servers"].as_array().unwrap().len(), HOSTS + 1);
+    drop((a, b));
+}
+
+/// One leader among servers on one database (SPEC §10): it alone flags
+/// overdue services, also those reported to another server, and delivers
+/// each alert once; when it stops, another server takes over within
+/// `leader-timeout`, from what the database holds.
+#[test]
+fn one_leader_supervises_and_delivers_and_another_takes_over() {
+    use std::sync::Mutex;
+
+    use overc::{Clock, ManualClock, Notification};
+
+    let Some(pg) = PgDb::create() else { return };
+    let clock = ManualClock::new(crate::common::T0);
+    type Inbox = Arc<Mutex<Vec<String>>>;
+    let start = |inbox: &Inbox| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config_in(dir.path());
+        config.leader_timeout = 2;
+        pg.use_in(&mut config);
+        let got = inbox.clone();
+        let server = Server::builder(config.clone())
+            .clock(Arc::new(clock.clone()) as Arc<dyn Clock>)
+            .notifier("app", move |n: &Notification| {
+                got.lock().unwrap().push(n.text());
+                Ok(())
+            })
+            .start()
+            .unwrap();
+        TestServer::wrap_any(server, dir, config, None)
+    };
+    let (inbox_a, inbox_b): (Inbox, Inbox) = Default::default();
+    let a = start(&inbox_a);
+    let b = start(&inbox_b);
+    let leader = |t: &TestServer| t.server().app().store().is_leader();
+    assert!(leader(&a) && !leader(&b), "the first server leads");
+    let shown = b.status()["stats"]["leader"].clone();
+    assert_eq!(shown["listen"], a.server().addr().to_string(), "{shown}");
+
+    // Reported to B only; B raises the state change, A delivers it.
+    let fail = report("h", "k", "s", "FAIL", "down");
+    assert_eq!(b.post_json("/api/set/service/status", &fail).0, 200);
+    b.server().app().supervise_now().unwrap();
+    assert!(inbox_b.lock().unwrap().is_empty(), "B does not deliver");
+    a.server().app().supervise_now().unwrap();
+    let got = std::mem::take(&mut *inbox_a.lock().unwrap());
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].contains("[service:state/FAIL]"), "{got:?}");
+
+    // Its deadline is in the database: A flags it overdue.
+    clock.advance(61_000);
+    b.server().app().supervise_now().unwrap();
+    assert!(inbox_b.lock().unwrap().is_empty());
+    let (offline, _) = a.server().app().supervise_now().unwrap();
+    assert_eq!(offline, 1);
+    let got = std::mem::take(&mut *inbox_a.lock().unwrap());
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].contains("[plugin/offline]"), "{got:?}");
+
+    // The leader goes; B takes over within leader-timeout and delivers
+    // what is raised from then on.
+    let stopped = Instant::now();
+    drop(a);
+    while !leader(&b) {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(2 + 2),
+            "no takeover within leader-timeout"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        b.status()["stats"]["leader"]["listen"],
+        b.server().addr().to_string()
+    );
+    let ok = report("h", "k", "s", "OK", "back");
+    assert_eq!(b.post_json("/api/set/service/status", &ok).0, 200);
+    b.server().app().supervise_now().unwrap();
+    let got = std::mem::take(&mut *inbox_b.lock().unwrap());
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got[0].contains("[service:state/OK]") && got[1].contains("[plugin/online]"),
+        "{got:?}"
+    );
+    assert!(inbox_a.lock().unwrap().is_empty());
+}
+
+/// Delivery claims: what one server is delivering another skips (`FOR
+/// UPDATE SKIP LOCKED` and a lease), until it is recorded or the lease ends.
+#[test]
+fn a_delivery_one_server_claims_is_skipped_by_another_until_its_lease_ends() {
+    use overc::store::{DeliveryOutcome, Storage};
+    use overc::{Clock, ManualClock, ServerId, ServiceReport, State, StatusReport};
+
+    let Some(pg) = PgDb::create() else { return };
+    let url = url(&pg.url);
+    let clock = ManualClock::new(crate::common::T0);
+    let open_as = |node: &str| {
+        let opts = StoreOptions {
+            node: node.into(),
+            leader_timeout: Duration::from_secs(10),
+            ..StoreOptions::default()
+        };
+        PgStore::open(
+            &url,
+            &opts,
+            Arc::new(clock.clone()) as Arc<dyn Clock>,
+            Duration::from_secs(10),
+        )
+        .unwrap()
+    };
+    let (a, b) = (open_as("a:1"), open_as("b:1"));
+    let report = StatusReport {
+        server: ServerId {
+            name: "h".into(),
+            key: "k".into(),
+        },
+        period: 60,
+        services: vec![ServiceReport {
+            name: "s".into(),
+            state: State::Fail,
+            info: "down".into(),
+            period: None,
+            retries: None,
+        }],
+        retries: None,
+    };
+    let alert = a.report(report, "127.0.0.1").unwrap().alerts[0];
+    a.route(vec![(alert, vec!["p".into()])]).unwrap();
+    let ids = |s: &PgStore| -> Vec<i64> {
+        s.pending_deliveries("p", 10)
+            .unwrap()
+            .iter()
+            .map(|p| p.notification.id)
+            .collect()
+    };
+    assert_eq!(ids(&a), [alert]);
+    assert_eq!(ids(&a), [alert], "its own claim it sees again");
+    assert_eq!(ids(&b), Vec::<i64>::new(), "claimed by a");
+    clock.advance(10_001);
+    assert_eq!(ids(&b), [alert], "a's lease ended");
+    assert_eq!(ids(&a), Vec::<i64>::new(), "now b's");
+    b.record_delivery(
+        "p",
+        alert,
+        DeliveryOutcome::Failed {
+            error: "no".into(),
+            retry_at: clock.now() + 10_000,
+        },
+    )
+    .unwrap();
+    assert_eq!(ids(&a), [alert], "a failed attempt lets the claim go");
+}
+
+/// The same requests at the same times give the same read API on SQLite
+/// and on PostgreSQL, byte for byte (but `stats.leader`, PostgreSQL's own).
+#[test]
+fn both_backends_answer_the_read_api_alike() {
+    use serde_json::{Value, json};
+
+    let Some(pg) = PgDb::create() else { return };
+    let run = |pg: Option<&PgDb>| -> Vec<Value> {
+        let t = TestServer::start_manual(|c| {
+            c.policy.flapping = true;
+            c.policy.retries = 2;
+            c.grace = 5;
+            if let Some(pg) = pg {
+                pg.use_in(c);
+            }
+        });
+        let clock = t.clock.clone().unwrap();
+        let send = |service: &str, state: &str, info: &str| {
+            let mut body = report("web", "k", service, state, info);
+            body["services"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"name": "db", "state": "OK", "info": "x\u{0}y", "period": 30}));
+            assert_eq!(t.post_json("/api/set/service/status", &body).0, 200);
+        };
+        for (i, state) in [
+            "OK", "FAIL", "FAIL", "OK", "WARN", "OK", "FAIL", "OK", "FAIL", "OK",
+        ]
+        .iter()
+        .enumerate()
+        {
+            send("http", state, &format!("run {i} | t={i}ms;5;10"));
+            clock.advance(7_000);
+        }
+        let alert = json!({"server": {"name": "web", "key": "k"},
+            "alerts": [{"message": "deploy", "service": "http", "severity": "WARN"}, {"message": "reboot"}]});
+        assert_eq!(t.post_json("/api/set/alerts", &alert).0, 200);
+        assert_eq!(
+            t.post_json(
+                "/api/set/service/status",
+                &report("mail", "m", "smtp", "UNK", "?")
+            )
+            .0,
+            200
+        );
+        t.server().app().supervise_now().unwrap();
+        clock.advance(70_000);
+        t.server().app().supervise_now().unwrap();
+        let status = t.status();
+        let id = |server: &str, service: &str| -> i64 {
+            status["servers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["name"] == server)
+                .unwrap()["services"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["name"] == service)
+                .unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        };
+        let (http, smtp) = (id("web", "http"), id("mail", "smtp"));
+        t.server()
+            .engine()
+            .rename_service(http, "Web site")
+            .unwrap();
+        t.server().engine().delete_service(smtp).unwrap();
+        let mut got = vec![t.status()];
+        got[0]["stats"].as_object_mut().unwrap().remove("leader");
+        for path in [
+            "/ui/api/status/alerts/".to_owned(),
+            format!("/ui/api/status/service/{http}/states?groups=yes"),
+            format!("/ui/api/status/service/{http}/states"),
+            format!("/ui/api/status/service/{http}"),
+        ] {
+            let (code, mut v) = t.get(&path);
+            assert_eq!(code, 200, "{path}: {v}");
+            if let Some(stats) = v.get_mut("stats") {
+                stats.as_object_mut().unwrap().remove("leader");
+            }
+            got.push(v);
+        }
+        got
+    };
+    let sqlite = run(None);
+    let postgres = run(Some(&pg));
+    let alerts = sqlite[1]["alerts"].as_array().unwrap();
+    assert!(alerts.len() >= 8, "a scenario with alerts: {alerts:?}");
+    assert!(
+        alerts.iter().any(|a| a["soft"] == true) && alerts.iter().any(|a| a["event"] == "offline"),
+        "soft changes and overdue: {alerts:?}"
+    );
+    assert!(sqlite[2]["states"].as_array().unwrap().len() >= 5);
+    for (s, p) in sqlite.iter().zip(&postgres) {
+        assert_eq!(s, p, "SQLite:\n{s:#}\nPostgreSQL:\n{p:#}");
+    }
+}

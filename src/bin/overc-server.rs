@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use overc::config::Database;
 use overc::{Server, ServerConfig};
 
 const HELP: &str = "\
@@ -10,6 +11,7 @@ overc-server — push-based service monitoring server
 
 Usage: overc-server [OPTIONS]
        overc-server test-alert --config FILE
+       overc-server copy --from SOURCE --to TARGET
 
 Options:
   -c, --config FILE     INI config file (also OVERC_CONFIG)
@@ -22,31 +24,32 @@ Options:
 test-alert sends a test alert through every [alert:NAME] plugin of the
 config and prints whether each worked (exit status 1 if any failed).
 
+copy moves an installation between databases, each sqlite:PATH, a file
+path or postgres://…: hosts with their key hashes, services, history,
+events, silences, acknowledgements and deliveries, every id kept. Stop the
+server first (a running SQLite server is refused). The source is only read
+and must be at this version's schema; the target must be new or empty and
+gets everything in one transaction (a failed copy leaves it empty).
+Progress goes to stderr; exit status 1 on any error.
+
 Without a config it runs on ./overc.db at 127.0.0.1:5000.
 Any [overc] key can also be set as OVERC_<KEY>, e.g. OVERC_DATABASE.";
 
+#[derive(Default)]
 struct Args {
     test_alert: bool,
+    copy: bool,
+    from: Option<PathBuf>,
+    to: Option<PathBuf>,
     config: Option<PathBuf>,
     listen: Option<String>,
     database: Option<PathBuf>,
     verbose: u8,
 }
 
-enum Parsed {
-    Run(Args),
-    Exit(&'static str),
-}
-
-fn parse_args() -> Result<Parsed, lexopt::Error> {
+/// Fills `args` from the command line (partly, on an error).
+fn parse_args(args: &mut Args) -> Result<Option<&'static str>, lexopt::Error> {
     use lexopt::prelude::*;
-    let mut args = Args {
-        test_alert: false,
-        config: None,
-        listen: None,
-        database: None,
-        verbose: 0,
-    };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         match arg {
@@ -54,18 +57,49 @@ fn parse_args() -> Result<Parsed, lexopt::Error> {
             Short('l') | Long("listen") => args.listen = Some(parser.value()?.string()?),
             Short('d') | Long("database") => args.database = Some(parser.value()?.into()),
             Short('v') | Long("verbose") => args.verbose += 1,
-            Short('h') | Long("help") => return Ok(Parsed::Exit(HELP)),
-            Value(v) if v == "test-alert" && !args.test_alert => args.test_alert = true,
+            Long("from") if args.copy => args.from = Some(parser.value()?.into()),
+            Long("to") if args.copy => args.to = Some(parser.value()?.into()),
+            Short('h') | Long("help") => return Ok(Some(HELP)),
+            Value(v) if v == "test-alert" && !args.test_alert && !args.copy => {
+                args.test_alert = true
+            }
+            Value(v) if v == "copy" && !args.test_alert && !args.copy => args.copy = true,
             Short('V') | Long("version") => {
-                return Ok(Parsed::Exit(concat!(
-                    "overc-server ",
-                    env!("CARGO_PKG_VERSION")
-                )));
+                return Ok(Some(concat!("overc-server ", env!("CARGO_PKG_VERSION"))));
             }
             _ => return Err(arg.unexpected()),
         }
     }
-    Ok(Parsed::Run(args))
+    Ok(None)
+}
+
+/// A database named on the command line: `sqlite:PATH`, a path or a URL.
+fn database_arg(flag: &str, value: PathBuf) -> Result<Database, overc::Error> {
+    match value.to_str() {
+        Some(text) => overc::config::parse_database(text)
+            .map_err(|why| overc::Error::Config(format!("{flag}: {why}"))),
+        // Not UTF-8, so no URL: a file name.
+        None => Ok(Database::Sqlite(value)),
+    }
+}
+
+fn copy(args: Args) -> Result<ExitCode, overc::Error> {
+    init_logging(args.verbose, Some("warn"));
+    if args.config.is_some() || args.listen.is_some() || args.database.is_some() {
+        return Err(overc::Error::Config(
+            "copy takes --from SOURCE, --to TARGET and -v only".into(),
+        ));
+    }
+    let (Some(from), Some(to)) = (args.from, args.to) else {
+        return Err(overc::Error::Config(
+            "copy needs --from SOURCE and --to TARGET".into(),
+        ));
+    };
+    let (from, to) = (database_arg("--from", from)?, database_arg("--to", to)?);
+    let summary =
+        overc::store::copy_database(&from, &to, &mut overc::store::TerminalProgress::stderr())?;
+    println!("copied {summary} from {from} to {to}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_logging(verbose: u8, configured: Option<&str>) {
@@ -89,13 +123,7 @@ fn try_main(args: Args) -> Result<ExitCode, overc::Error> {
         config.listen = listen;
     }
     if let Some(db) = args.database {
-        let db = match db.to_str() {
-            Some(text) => overc::config::parse_database(text)
-                .map_err(|why| overc::Error::Config(format!("--database: {why}")))?,
-            // Not UTF-8, so no URL: a file name.
-            None => overc::config::Database::Sqlite(db),
-        };
-        config.set_database(db);
+        config.set_database(database_arg("--database", db)?);
     }
     init_logging(args.verbose, config.loglevel.as_deref());
     if args.test_alert {
@@ -145,23 +173,27 @@ fn test_alert(config: &ServerConfig, has_file: bool) -> Result<ExitCode, overc::
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(Parsed::Run(args)) => args,
-        Ok(Parsed::Exit(text)) => {
+    let mut args = Args::default();
+    match parse_args(&mut args) {
+        Ok(None) => {}
+        Ok(Some(text)) => {
             println!("{text}");
             return ExitCode::SUCCESS;
         }
         Err(e) => {
             eprintln!("overc-server: {e}\nTry 'overc-server --help'.");
-            return ExitCode::from(2);
+            // `copy` fails with 1 whatever went wrong.
+            return ExitCode::from(if args.copy { 1 } else { 2 });
         }
-    };
-    match try_main(args) {
+    }
+    let copying = args.copy;
+    let result = if copying { copy(args) } else { try_main(args) };
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("overc-server: {e}");
             ExitCode::from(match e {
-                overc::Error::Config(_) => 2,
+                overc::Error::Config(_) if !copying => 2,
                 _ => 1,
             })
         }

@@ -14,6 +14,16 @@ pub enum Database {
     Postgres(PostgresUrl),
 }
 
+/// `sqlite:PATH`, or the URL without its password.
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            Database::Postgres(url) => url.fmt(f),
+        }
+    }
+}
+
 /// A PostgreSQL connection URL, `postgres://USER:PASSWORD@HOST:PORT/DB`
 /// (also `postgresql://`, with libpq-style parameters such as
 /// `?sslmode=disable`). `Debug` and `Display` show it without its password.

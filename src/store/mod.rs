@@ -8,6 +8,7 @@
 //! answers reads with [`Serialize`](serde::Serialize) views that the read
 //! API writes out as they are.
 
+mod copy;
 mod history;
 mod plan;
 #[cfg(feature = "postgres")]
@@ -17,6 +18,7 @@ mod views;
 
 #[cfg(feature = "postgres")]
 pub use postgres::{PgStore, START_WAIT as PG_START_WAIT};
+pub use copy::{CopyProgress, CopySummary, TerminalProgress, copy_database};
 pub use sqlite::*;
 pub use views::*;
 

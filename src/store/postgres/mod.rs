@@ -12,6 +12,7 @@
 //! pool of connections of their own.
 
 mod connect;
+pub(super) mod copy;
 mod leader;
 mod ops;
 mod query;

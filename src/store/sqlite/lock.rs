@@ -87,6 +87,39 @@ impl DbLock {
     }
 }
 
+impl DbLock {
+    /// Takes a shared lock on the existing database file at `path`, opened
+    /// read-only: held by readers that must not see a server write (a
+    /// copy), refused while a server holds it, and refusing servers while
+    /// held.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when there is no such file, it is locked by a
+    /// server (of this process or another), or cannot be opened.
+    pub(crate) fn share(path: &Path) -> Result<DbLock> {
+        let cannot = |e: std::io::Error| {
+            Error::Storage(format!("cannot open database {}: {e}", path.display()))
+        };
+        let mut held = held();
+        let set = held.get_or_insert_with(HashSet::new);
+        let file = File::open(path).map_err(cannot)?;
+        let meta = file.metadata().map_err(cannot)?;
+        let id = (meta.dev(), meta.ino());
+        if set.contains(&id) {
+            // Closing this descriptor would drop that store's POSIX locks.
+            std::mem::forget(file);
+            return Err(in_use(path));
+        }
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => return Err(in_use(path)),
+            Err(e) => return Err(cannot(e.into())),
+        }
+        set.insert(id);
+        Ok(DbLock { _file: file, id })
+    }
+}
+
 impl Drop for DbLock {
     fn drop(&mut self) {
         if let Some(set) = held().as_mut() {
@@ -111,6 +144,25 @@ mod tests {
         assert!(e.contains("hard link"), "{e}");
         drop(first);
         DbLock::take(&link).unwrap();
+    }
+
+    #[test]
+    fn a_shared_lock_refuses_a_server_and_is_refused_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("overc.db");
+        let e = DbLock::share(&db).unwrap_err().to_string();
+        assert!(e.contains("cannot open database"), "{e}");
+        let server = DbLock::take(&db).unwrap();
+        let e = DbLock::share(&db).unwrap_err().to_string();
+        assert!(e.contains("in use by another overc-server"), "{e}");
+        drop(server);
+        let reader = DbLock::share(&db).unwrap();
+        assert!(DbLock::take(&db).is_err());
+        drop(reader);
+        // Another process's server (another open file description).
+        let other = File::open(&db).unwrap();
+        rustix::fs::flock(&other, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        assert!(DbLock::share(&db).unwrap_err().to_string().contains("in use"));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! it never disturbs the others in its batch; any other failure rolls the
 //! whole batch back and every request in it gets a 503.
 
+pub(super) mod copy;
 mod durability;
 mod lock;
 mod ops;

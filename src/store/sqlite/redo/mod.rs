@@ -428,6 +428,23 @@ impl RedoLog {
     }
 }
 
+/// How many groups of writes the redo log at `path`, read as `data`,
+/// holds after `committed` (the last group SQLite holds): writes a server
+/// acknowledged that the database file does not hold yet, which only a
+/// server's start runs again. Reads only.
+///
+/// # Errors
+/// [`Error::Storage`] when the log is damaged (as at a server's start).
+pub(in crate::store::sqlite) fn unapplied(
+    data: &[u8],
+    db_id: &[u8; 16],
+    committed: u64,
+    path: &Path,
+) -> Result<usize> {
+    let records = scan(data, db_id, committed).map_err(|d| d.error(path, committed))?;
+    Ok(records.iter().filter(|r| r.seq > committed).count())
+}
+
 /// A valid record of this database at some offset.
 struct Found<'a> {
     seq: u64,

@@ -3,6 +3,7 @@
 mod common;
 
 mod client;
+mod copy;
 mod engine;
 mod fuzz;
 mod ingest;

@@ -16,9 +16,9 @@ mod postgres;
 mod sqlite;
 mod views;
 
+pub use copy::{CopyProgress, CopySummary, TerminalProgress, copy_database};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgStore, START_WAIT as PG_START_WAIT};
-pub use copy::{CopyProgress, CopySummary, TerminalProgress, copy_database};
 pub use sqlite::*;
 pub use views::*;
 

@@ -483,7 +483,10 @@ fn run(
     for name in &unwritten {
         let n = source.count(name)?;
         if n > 0 {
-            let what = TABLES.iter().find(|t| t.name == name).map_or("", |t| t.what);
+            let what = TABLES
+                .iter()
+                .find(|t| t.name == name)
+                .map_or("", |t| t.what);
             log::warn!(
                 "{n} {what} not copied: the target {} has no table {name} (its overc keeps no {what} yet)",
                 target.describe()
@@ -530,7 +533,10 @@ fn copy_table(
         after = Some(p.key.iter().map(|&i| last[i].clone()).collect());
         for (n, &i) in lost.iter_mut().zip(&p.dropped) {
             let default = p.table.columns[i].default.map(Value::Int);
-            *n += rows.iter().filter(|r| Some(&r[i]) != default.as_ref()).count() as u64;
+            *n += rows
+                .iter()
+                .filter(|r| Some(&r[i]) != default.as_ref())
+                .count() as u64;
         }
         target.write(p.table, &p.write, &rows)?;
         copied += rows.len() as u64;

@@ -86,7 +86,11 @@ fn bind(v: &Value, ty: &Type, escaped: bool) -> std::result::Result<PgValue, Str
             Value::Blob(b) => Some(b.clone()),
             other => return Err(format!("bytes expected, not {other:?}")),
         }),
-        ref other => return Err(format!("a column of type {other}, which overc does not write")),
+        ref other => {
+            return Err(format!(
+                "a column of type {other}, which overc does not write"
+            ));
+        }
     })
 }
 
@@ -120,7 +124,11 @@ fn read(row: &postgres::Row, i: usize, escaped: bool) -> std::result::Result<Val
             .try_get::<_, Option<Vec<u8>>>(i)
             .map_err(failed)?
             .map_or(Value::Null, Value::Blob),
-        ref other => return Err(format!("a column of type {other}, which overc does not write")),
+        ref other => {
+            return Err(format!(
+                "a column of type {other}, which overc does not write"
+            ));
+        }
     })
 }
 
@@ -318,8 +326,10 @@ impl Target for PgTarget {
     fn begin(&mut self) -> Result<()> {
         // A server starting now waits at its migration for the commit.
         self.client.batch_execute("BEGIN")?;
-        self.client
-            .execute("SELECT pg_advisory_xact_lock($1)", &[&schema::MIGRATION_LOCK])?;
+        self.client.execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[&schema::MIGRATION_LOCK],
+        )?;
         // Checked again under the lock: a server may have started since.
         refuse_data(&mut self.client, &self.url)
     }
@@ -367,7 +377,9 @@ impl Target for PgTarget {
         )?;
         // New rows get ids after the copied ones.
         for table in copy::TABLES {
-            if table.columns.iter().any(|c| c.name == "id") && has_table(&mut self.client, table.name)? {
+            if table.columns.iter().any(|c| c.name == "id")
+                && has_table(&mut self.client, table.name)?
+            {
                 self.client.execute(
                     &format!(
                         "SELECT setval(pg_get_serial_sequence($1, 'id'), max(id)) FROM {}",

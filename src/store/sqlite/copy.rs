@@ -190,9 +190,10 @@ impl Source for SqliteSource {
         while let Some(r) = rows.next()? {
             let mut row = Vec::with_capacity(select.len());
             for (i, c) in table.columns.iter().enumerate() {
-                row.push(value(r.get_ref(i)?).map_err(|why| {
-                    Error::Storage(format!("column {}: {why}", c.name))
-                })?);
+                row.push(
+                    value(r.get_ref(i)?)
+                        .map_err(|why| Error::Storage(format!("column {}: {why}", c.name)))?,
+                );
             }
             out.push(row);
         }
@@ -251,8 +252,7 @@ impl SqliteTarget {
 fn refuse_data(conn: &Connection, path: &Path, name: &str) -> Result<()> {
     let version = schema::version(conn)?;
     if version == 0 {
-        let tables: i64 =
-            conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+        let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
         if tables > 0 {
             return Err(Error::Storage(format!(
                 "the target {name} is an SQLite database but not overc's (it has tables and \
@@ -265,11 +265,10 @@ fn refuse_data(conn: &Connection, path: &Path, name: &str) -> Result<()> {
         if columns_of(conn, table)?.is_none() {
             continue;
         }
-        let rows: bool = conn.query_row(
-            &format!("SELECT EXISTS (SELECT 1 FROM {table})"),
-            [],
-            |r| r.get(0),
-        )?;
+        let rows: bool =
+            conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {table})"), [], |r| {
+                r.get(0)
+            })?;
         if rows {
             return Err(copy::not_empty(name, table));
         }
@@ -316,5 +315,116 @@ impl Target for SqliteTarget {
     fn commit(&mut self) -> Result<()> {
         // SQLite numbers new rows after the largest id: no sequence to move.
         Ok(self.conn.execute_batch("COMMIT")?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::protocol::{StatusReport, parse_object};
+    use crate::store::sqlite::durability::Tuning;
+    use crate::store::{Storage, Store, StoreOptions};
+
+    fn store(path: &Path, commit_every: Duration) -> Store {
+        let tuning = Tuning {
+            lap: 32 << 20,
+            commit_every,
+        };
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+        Store::open_tuned(path, &StoreOptions::default(), clock, tuning).unwrap()
+    }
+
+    fn report(store: &Store, server: &str) {
+        let body = format!(
+            r#"{{"server": {{"name": "{server}", "key": "k"}}, "period": 60,
+                "services": [{{"name": "s", "state": "OK"}}]}}"#
+        );
+        let r = StatusReport::from_json(&parse_object(body.as_bytes()).unwrap()).unwrap();
+        store.report(r, "10.0.0.1").unwrap();
+    }
+
+    fn user_version(path: &Path) -> i64 {
+        let conn = Connection::open(path).unwrap();
+        schema::version(&conn).unwrap()
+    }
+
+    #[test]
+    fn a_source_at_another_schema_version_is_refused_and_left_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("overc.db");
+        let s = store(&db, Duration::from_millis(1));
+        report(&s, "h");
+        s.close();
+        drop(s);
+        for (version, says) in [
+            (schema::VERSION - 1, "older"),
+            (schema::VERSION + 1, "newer"),
+        ] {
+            Connection::open(&db)
+                .unwrap()
+                .pragma_update(None, "user_version", version)
+                .unwrap();
+            let e = SqliteSource::open(&db).err().unwrap().to_string();
+            assert!(e.contains(says), "{e}");
+            assert!(e.contains(&format!("schema version {version}")), "{e}");
+            assert_eq!(user_version(&db), version, "the source is never migrated");
+        }
+        let e = SqliteSource::open(&dir.path().join("none.db"))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("there is no database at"), "{e}");
+    }
+
+    #[test]
+    fn a_source_whose_redo_log_holds_unapplied_writes_is_refused_until_a_server_ran_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("overc.db");
+        // SQLite commits only at reads or the end: the log alone holds these.
+        let s = store(&db, Duration::from_secs(3600));
+        for i in 0..3 {
+            report(&s, &format!("h{i}"));
+        }
+        s.crash();
+        drop(s);
+        let e = SqliteSource::open(&db).err().unwrap().to_string();
+        assert!(
+            e.contains("groups of acknowledged writes that sqlite:"),
+            "{e}"
+        );
+        assert!(e.contains("start overc-server on it once"), "{e}");
+        // A target with such a log holds data too.
+        let e = SqliteTarget::open(&db).err().unwrap().to_string();
+        assert!(e.contains("already holds data"), "{e}");
+
+        let s = store(&db, Duration::from_secs(3600));
+        s.close();
+        drop(s);
+        let mut source = SqliteSource::open(&db).unwrap();
+        source.begin().unwrap();
+        assert_eq!(source.count("servers").unwrap(), 3);
+    }
+
+    #[test]
+    fn a_target_that_is_another_sqlite_database_is_refused_and_an_empty_file_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = dir.path().join("other.db");
+        Connection::open(&other)
+            .unwrap()
+            .execute_batch("CREATE TABLE notes(x TEXT)")
+            .unwrap();
+        let e = SqliteTarget::open(&other).err().unwrap().to_string();
+        assert!(e.contains("not overc's"), "{e}");
+        let text = dir.path().join("text.db");
+        std::fs::write(&text, "not a database, but not empty either").unwrap();
+        let e = SqliteTarget::open(&text).err().unwrap().to_string();
+        assert!(e.contains("cannot use sqlite:"), "{e}");
+        let empty = dir.path().join("empty.db");
+        std::fs::write(&empty, "").unwrap();
+        SqliteTarget::open(&empty).unwrap();
+        assert_eq!(user_version(&empty), schema::VERSION);
     }
 }

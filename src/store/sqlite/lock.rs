@@ -162,7 +162,12 @@ mod tests {
         // Another process's server (another open file description).
         let other = File::open(&db).unwrap();
         rustix::fs::flock(&other, rustix::fs::FlockOperation::LockExclusive).unwrap();
-        assert!(DbLock::share(&db).unwrap_err().to_string().contains("in use"));
+        assert!(
+            DbLock::share(&db)
+                .unwrap_err()
+                .to_string()
+                .contains("in use")
+        );
     }
 
     #[test]

@@ -6,13 +6,15 @@
 # Needs: the Debian package postgresql (initdb, pg_ctl), and root or the
 # postgres user, curl. TESTS selects the tests (default: the suites of
 # §10). Then two overc-server processes on one database: kill -9 of the
-# leader, and the other takes over within leader-timeout.
+# leader, and the other takes over within leader-timeout. And `overc-server
+# copy`: an installation made on SQLite copied to PostgreSQL and back, the
+# status API the same on each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
 [[ -x "$PGBIN/initdb" ]] || { echo "FAIL: no PostgreSQL (initdb) found; install the package postgresql"; exit 1; }
-TESTS=${TESTS:-"engine:: policy:: supervision:: read_api:: storage:: registration:: postgres"}
+TESTS=${TESTS:-"engine:: policy:: supervision:: read_api:: storage:: registration:: copy:: postgres"}
 
 work=$(mktemp -d /tmp/overc-pg.XXXXXX)
 chmod 755 "$work"
@@ -20,11 +22,12 @@ as_pg() {
     if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 if [[ $(id -u) == 0 ]]; then chown postgres "$work"; fi
-started= a_pid= b_pid=
+started= a_pid= b_pid= c_pid=
 cleanup() {
     # Nothing here may fail the script (set -e): the cluster must stop.
     [[ -z "$a_pid" ]] || kill -9 "$a_pid" 2>/dev/null || true
     [[ -z "$b_pid" ]] || kill "$b_pid" 2>/dev/null || true
+    [[ -z "$c_pid" ]] || kill "$c_pid" 2>/dev/null || true
     wait 2>/dev/null || true
     [[ -n "$started" ]] && as_pg "$PGBIN/pg_ctl" -D "$work/data" -m fast -w stop >/dev/null 2>&1 || true
     rm -rf "$work"
@@ -116,6 +119,77 @@ INI
     b_pid=
 }
 
+# `overc-server copy`: hosts report to a server on SQLite (one silences
+# itself); stopped, its database is copied to PostgreSQL, where a server
+# shows the same status and takes the hosts' keys (a wrong one: 403); then
+# copied back to a new SQLite file, shown the same again.
+copy_e2e() {
+    PGPASSWORD=$password "$PGBIN/createdb" -h 127.0.0.1 -p "$port" -U overc overc_copy
+    cargo build --quiet --bin overc-server
+    local bin="$PWD/target/debug/overc-server" dir="$work/copy"
+    local db="postgres://overc:$password@127.0.0.1:$port/overc_copy"
+    mkdir -p "$dir"
+    pushd "$dir" >/dev/null
+    # The status without what moves with time or differs by backend (the
+    # leader; silences, which PostgreSQL keeps only from its silences migration).
+    status() {
+        curl -sf "$1/ui/api/status/" | python3 -c '
+import json, sys
+def strip(v):
+    if isinstance(v, dict):
+        return {k: strip(x) for k, x in v.items()
+                if k not in ("seen_ago", "supervisor_lag", "leader", "silenced", "ack")}
+    return [strip(x) for x in v] if isinstance(v, list) else v
+print(json.dumps(strip(json.load(sys.stdin)), sort_keys=True))'
+    }
+    run_on() { start_overc "$bin" "$dir/$2.log" --database "$1"; c_pid=$OVERC_PID; }
+    stop() { kill "$c_pid"; wait "$c_pid" 2>/dev/null || true; c_pid=; }
+    send() {
+        curl -sf -o /dev/null "$OVERC_URL/api/set/service/status" -d "{\"server\": {\"name\": \"$1\", \"key\": \"$2\"}, \"period\": 3600, \"services\": [{\"name\": \"$3\", \"state\": \"$4\", \"info\": \"$3 is $4\"}]}"
+    }
+    run_on "$dir/source.db" source
+    send web k-web http OK && send web k-web http FAIL && send db k-db pg OK && send db k-db pg WARN ||
+        { echo "FAIL: reports to the SQLite server"; return 1; }
+    curl -sf -o /dev/null "$OVERC_URL/api/set/silence" \
+        -d '{"server": {"name": "db", "key": "k-db"}, "duration": 3600, "comment": "upgrade"}' ||
+        { echo "FAIL: a host silence"; return 1; }
+    local before after back
+    before=$(status "$OVERC_URL")
+    # Functions under `||` run without set -e: check what was read.
+    [[ $before == *'"name": "web"'* && $before == *'"state": "FAIL"'* ]] ||
+        { echo "FAIL: no status from the SQLite server: $before"; return 1; }
+    stop
+    "$bin" copy --from "$dir/source.db" --to "$db" >"$dir/to-pg.out" 2>"$dir/to-pg.err" ||
+        { echo "FAIL: copy to PostgreSQL"; cat "$dir/to-pg.err"; return 1; }
+    if grep -qF "$password" "$dir/to-pg.out" "$dir/to-pg.err"; then
+        echo "FAIL: the password in the output of copy"; return 1
+    fi
+    if "$bin" copy --from "$dir/source.db" --to "$db" 2>"$dir/again.err"; then
+        echo "FAIL: a second copy into the same database was not refused"; return 1
+    fi
+    grep -q "already holds data" "$dir/again.err" || { echo "FAIL: refusal says"; cat "$dir/again.err"; return 1; }
+    run_on "$db" pg
+    after=$(status "$OVERC_URL")
+    [[ "$after" == "$before" ]] || { echo "FAIL: the status on PostgreSQL differs"; echo "$before"; echo "$after"; return 1; }
+    send web k-web http OK || { echo "FAIL: the copied key of web was refused on PostgreSQL"; return 1; }
+    local code
+    code=$(curl -s -o /dev/null -w '%{http_code}' "$OVERC_URL/api/set/service/status" \
+        -d '{"server": {"name": "web", "key": "k-db"}, "period": 3600, "services": [{"name": "http", "state": "OK"}]}')
+    [[ $code == 403 ]] || { echo "FAIL: a wrong key got $code on PostgreSQL, not 403"; return 1; }
+    after=$(status "$OVERC_URL")
+    [[ $after == *'"name": "db"'* && $after != "$before" ]] ||
+        { echo "FAIL: the report with the copied key is not in the status: $after"; return 1; }
+    stop
+    "$bin" copy --from "$db" --to "sqlite:$dir/back.db" >"$dir/back.out" 2>"$dir/back.err" ||
+        { echo "FAIL: copy back to SQLite"; cat "$dir/back.err"; return 1; }
+    run_on "$dir/back.db" back
+    back=$(status "$OVERC_URL")
+    [[ "$back" == "$after" ]] || { echo "FAIL: the status copied back differs"; echo "$after"; echo "$back"; return 1; }
+    stop
+    popd >/dev/null
+    echo "copy: SQLite -> PostgreSQL -> SQLite, the same status each time ($(cat "$dir/back.out"))"
+}
+
 filters=()
 for t in $TESTS; do filters+=("$t"); done
 log="$work/test.log"
@@ -128,5 +202,6 @@ if [[ $status != 0 || $failed != 0 || $passed == 0 ]]; then
     echo "FAIL: the suite failed on PostgreSQL"
     exit 1
 fi
+copy_e2e || exit 1
 failover || exit 1
 echo "OK"

@@ -385,3 +385,132 @@ fn the_binary_copies_and_refuses_with_exit_status_1() {
         "{help}"
     );
 }
+
+/// The tables PostgreSQL gets with its silences migration, as SQLite's
+/// schema version 6 has them (a no-op once the migration made them).
+#[cfg(feature = "postgres")]
+const PG_SILENCES: &str = "
+    CREATE TABLE IF NOT EXISTS silences(
+        id BIGSERIAL PRIMARY KEY,
+        server TEXT NOT NULL,
+        service TEXT,
+        starts BIGINT NOT NULL,
+        ends BIGINT NOT NULL,
+        comment TEXT NOT NULL,
+        author TEXT NOT NULL,
+        ended_early BOOLEAN NOT NULL DEFAULT false,
+        finished BOOLEAN NOT NULL DEFAULT false
+    );
+    CREATE TABLE IF NOT EXISTS acks(
+        service_id BIGINT PRIMARY KEY REFERENCES services(id) ON DELETE CASCADE,
+        author TEXT NOT NULL,
+        comment TEXT NOT NULL,
+        ctime BIGINT NOT NULL,
+        problem TEXT NOT NULL
+    );
+    ALTER TABLE alerts ADD COLUMN IF NOT EXISTS silenced BOOLEAN NOT NULL DEFAULT false;";
+
+#[cfg(feature = "postgres")]
+fn pg_store(url: &overc::config::PostgresUrl, clock: &ManualClock) -> overc::store::PgStore {
+    overc::store::PgStore::open(
+        url,
+        &StoreOptions::default(),
+        Arc::new(clock.clone()) as Arc<dyn Clock>,
+        overc::store::PG_START_WAIT,
+    )
+    .unwrap()
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn a_postgresql_schema_with_silences_carries_them_there_and_back() {
+    let Some(pg) = PgDb::create() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (source, clock) = populate(dir.path());
+    let db = parse_database(&pg.url).unwrap();
+    let Database::Postgres(url) = &db else {
+        panic!("not a PostgreSQL URL")
+    };
+    pg_store(url, &clock).close();
+    let mut client = postgres::Client::connect(&pg.url, postgres::NoTls).unwrap();
+    client.batch_execute(PG_SILENCES).unwrap();
+
+    let there = copy_database(&sqlite(&source), &db, &mut ()).unwrap();
+    assert_eq!((there.rows("silences"), there.rows("acks")), (3, 1));
+    let stored: String = client
+        .query_one("SELECT comment FROM silences WHERE author = 'host:db'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        stored, "maintenance \u{FFFF}\u{FFFF} window",
+        "stored text, escaped"
+    );
+    let silenced: i64 = client
+        .query_one("SELECT count(*) FROM alerts WHERE silenced", &[])
+        .unwrap()
+        .get(0);
+    assert!(silenced > 0);
+    let next: i64 = client
+        .query_one(
+            "SELECT nextval(pg_get_serial_sequence('silences', 'id'))",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(next, 4, "the sequence goes on after the copied ids");
+
+    let back = dir.path().join("back.db");
+    copy_database(&db, &sqlite(&back), &mut ()).unwrap();
+    let expected = {
+        let store = open(&source, &clock);
+        let v = snapshot(&store);
+        store.close();
+        v
+    };
+    let copy = open(&back, &clock);
+    assert_eq!(snapshot(&copy), expected);
+    copy.close();
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn a_postgresql_target_with_a_server_or_data_is_refused() {
+    let Some(pg) = PgDb::create() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (source, clock) = populate(dir.path());
+    let db = parse_database(&pg.url).unwrap();
+    let Database::Postgres(url) = &db else {
+        panic!("not a PostgreSQL URL")
+    };
+    let store = pg_store(url, &clock);
+    let t0 = std::time::Instant::now();
+    while !store.is_leader() {
+        assert!(t0.elapsed().as_secs() < 20, "no leader");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let e = copy_database(&sqlite(&source), &db, &mut ())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("server runs on the target"), "{e}");
+    let rest = pg.url.split_once("://").unwrap().1;
+    if let Some((user, _)) = rest.split_once('@') {
+        if let Some((_, password)) = user.split_once(':') {
+            assert!(!e.contains(password), "the password in {e}");
+        }
+    }
+    store
+        .add_server(overc::ServerId {
+            name: "h".into(),
+            key: "k".into(),
+        })
+        .unwrap();
+    store.close();
+    drop(store);
+    let e = copy_database(&sqlite(&source), &db, &mut ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("already holds data (table servers has rows)"),
+        "{e}"
+    );
+}

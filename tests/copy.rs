@@ -514,3 +514,65 @@ fn a_postgresql_target_with_a_server_or_data_is_refused() {
         "{e}"
     );
 }
+
+/// More rows than a page in the history, the events and the deliveries
+/// (whose key is two columns), copied there and back.
+#[test]
+fn tables_longer_than_a_page_are_copied_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("big.db");
+    let clock = ManualClock::new(T0);
+    let opts = StoreOptions {
+        history_limit: 100_000,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&source, &opts, Arc::new(clock.clone()) as Arc<dyn Clock>).unwrap();
+    let reports = (0..2100)
+        .map(|i| {
+            let state = ["OK", "FAIL"][i % 2];
+            let v = report("h", "k", "flappy", state, &format!("report {i}"));
+            let r = overc::StatusReport::from_json(v.as_object().unwrap()).unwrap();
+            (r, "10.0.0.1".to_owned())
+        })
+        .collect();
+    for r in store.report_many(reports) {
+        r.unwrap();
+    }
+    loop {
+        let alerts = store.unrouted(500).unwrap();
+        if alerts.is_empty() {
+            break;
+        }
+        let routes = alerts
+            .iter()
+            .map(|n| (n.id, vec!["a".to_owned(), "b".to_owned()]))
+            .collect();
+        store.route(routes).unwrap();
+    }
+    let pending = |s: &dyn Storage| {
+        let p = s.pending_deliveries("b", 10_000).unwrap();
+        (p.len(), format!("{:?}", p.last()))
+    };
+    let expected = (snapshot(&store), pending(&store));
+    store.close();
+    drop(store);
+    assert!(expected.1.0 > 2000, "{}", expected.1.0);
+
+    let mut trips = vec![dir.path().join("copy.db")];
+    copy_database(&sqlite(&source), &sqlite(&trips[0]), &mut ()).unwrap();
+    #[cfg(feature = "postgres")]
+    let pg = PgDb::create();
+    #[cfg(feature = "postgres")]
+    if let Some(pg) = &pg {
+        let db = parse_database(&pg.url).unwrap();
+        copy_database(&sqlite(&source), &db, &mut ()).unwrap();
+        trips.push(dir.path().join("back.db"));
+        let summary = copy_database(&db, &sqlite(&trips[1]), &mut ()).unwrap();
+        assert_eq!(summary.rows("states"), 2100);
+    }
+    for copy in &trips {
+        let store = Store::open(copy, &opts, Arc::new(clock.clone()) as Arc<dyn Clock>).unwrap();
+        assert_eq!((snapshot(&store), pending(&store)), expected, "{copy:?}");
+        store.close();
+    }
+}

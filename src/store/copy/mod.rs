@@ -42,6 +42,8 @@ pub(crate) struct Column {
     /// Free text (an info, a message, a title…), which PostgreSQL stores
     /// escaped because its `text` cannot hold NUL (see `postgres::ops::text`).
     /// Names, patterns, states and plugin names are stored as they are.
+    // Only the PostgreSQL backend reads it.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub text: bool,
     /// A column a schema may lack (added by a later migration of one
     /// backend): read as `default` where missing, not written where missing.
@@ -498,31 +500,46 @@ fn run(
         totals.push(source.count(p.table.name)?);
     }
     target.begin()?;
+    // One transaction: whatever fails, the target keeps nothing of it.
+    let (from, to) = (source.describe(), target.describe());
+    let left_empty = |doing: String, e: Error| {
+        Error::Storage(format!(
+            "{doing} from {from} to {to}: {}; the target was left empty",
+            e.to_string().trim_start_matches("storage: ")
+        ))
+    };
     let mut summary = CopySummary::default();
     for (p, &total) in plans.iter().zip(&totals) {
-        let copied = copy_table(source, target, p, total, progress).map_err(|e| {
-            Error::Storage(format!(
-                "copying table {} from {} to {}: {}",
-                p.table.name,
-                source.describe(),
-                target.describe(),
-                e.to_string().trim_start_matches("storage: ")
-            ))
-        })?;
+        let (copied, lost) = copy_table(source, target, p, total, progress)
+            .map_err(|e| left_empty(format!("copying table {}", p.table.name), e))?;
         progress.done(p.table.name, copied);
+        for (n, &i) in lost.iter().zip(&p.dropped).filter(|(n, _)| **n > 0) {
+            log::warn!(
+                "{n} {} copied without their flag {}: the target {} has no column {}.{1} \
+                 (its overc keeps none yet)",
+                p.table.what,
+                p.table.columns[i].name,
+                to,
+                p.table.name
+            );
+        }
         summary.tables.push((p.table.name.to_owned(), copied));
     }
-    target.commit()?;
+    target
+        .commit()
+        .map_err(|e| left_empty("committing the copy".into(), e))?;
     Ok(summary)
 }
 
+/// Copies the rows of one table; how many, and of each dropped column
+/// how many rows held a value other than its default.
 fn copy_table(
     source: &mut dyn Source,
     target: &mut dyn Target,
     p: &Plan,
     total: u64,
     progress: &mut dyn CopyProgress,
-) -> Result<u64> {
+) -> Result<(u64, Vec<u64>)> {
     let mut copied = 0u64;
     let mut lost = vec![0u64; p.dropped.len()];
     let mut after: Option<Vec<Value>> = None;
@@ -545,17 +562,7 @@ fn copy_table(
             break;
         }
     }
-    for (n, &i) in lost.iter().zip(&p.dropped).filter(|(n, _)| **n > 0) {
-        log::warn!(
-            "{n} {} copied without their flag {}: the target {} has no column {}.{1} \
-             (its overc keeps none yet)",
-            p.table.what,
-            p.table.columns[i].name,
-            target.describe(),
-            p.table.name
-        );
-    }
-    Ok(copied)
+    Ok((copied, lost))
 }
 
 /// The statement reading a page: `select` from `table`, in key order,

@@ -336,6 +336,18 @@ impl std::fmt::Display for CopySummary {
 /// runs on, or a failed statement (naming the table);
 /// [`Error::Config`] for a PostgreSQL URL in a build without the feature
 /// `postgres`.
+///
+/// # Example
+/// ```no_run
+/// use overc::config::parse_database;
+/// use overc::store::{TerminalProgress, copy_database};
+///
+/// let from = parse_database("sqlite:/var/lib/overc/overc.db").unwrap();
+/// let to = parse_database("postgres://overc:secret@db1/overc").unwrap();
+/// let summary = copy_database(&from, &to, &mut TerminalProgress::stderr())?;
+/// println!("copied {summary}");
+/// # Ok::<(), overc::Error>(())
+/// ```
 pub fn copy_database(
     from: &Database,
     to: &Database,

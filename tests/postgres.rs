@@ -308,6 +308,54 @@ fn a_delivery_one_server_claims_is_skipped_by_another_until_its_lease_ends() {
     assert_eq!(ids(&a), [alert], "a failed attempt lets the claim go");
 }
 
+/// Regression: a delivery claim named its server by the listen address
+/// alone, and servers on two hosts behind a load balancer often both listen
+/// on 127.0.0.1:5000: each took the other's claims for its own, so a new
+/// leader delivered what an old one still alive was delivering.
+#[test]
+fn servers_with_the_same_listen_address_do_not_take_each_others_claims() {
+    use overc::store::Storage;
+    use overc::{ServerId, ServiceReport, State, StatusReport};
+
+    let Some(pg) = PgDb::create() else { return };
+    let url = url(&pg.url);
+    let opts = StoreOptions {
+        node: "127.0.0.1:5000".into(),
+        leader_timeout: Duration::from_secs(10),
+        ..StoreOptions::default()
+    };
+    let open_one =
+        || PgStore::open(&url, &opts, Arc::new(SystemClock), Duration::from_secs(10)).unwrap();
+    let (a, b) = (open_one(), open_one());
+    let report = StatusReport {
+        server: ServerId {
+            name: "h".into(),
+            key: "k".into(),
+        },
+        period: 60,
+        services: vec![ServiceReport {
+            name: "s".into(),
+            state: State::Fail,
+            info: "down".into(),
+            period: None,
+            retries: None,
+        }],
+        retries: None,
+    };
+    let alert = a.report(report, "127.0.0.1").unwrap().alerts[0];
+    a.route(vec![(alert, vec!["p".into()])]).unwrap();
+    let ids = |s: &PgStore| -> Vec<i64> {
+        s.pending_deliveries("p", 10)
+            .unwrap()
+            .iter()
+            .map(|p| p.notification.id)
+            .collect()
+    };
+    assert_eq!(ids(&a), [alert]);
+    assert_eq!(ids(&b), Vec::<i64>::new(), "claimed by the other server");
+    assert_eq!(ids(&a), [alert], "still a's own");
+}
+
 /// The same requests at the same times give the same read API on SQLite
 /// and on PostgreSQL, byte for byte (but `stats.leader`, PostgreSQL's own).
 #[test]

@@ -159,10 +159,10 @@ done
 quick='{"server": {"name": "quick", "key": "k"}, "period": '$PERIOD', "services": [{"name": "beat", "state": "OK"}]}'
 curl -sf -o /dev/null "${url[$other]}/api/set/service/status" -d "$quick" || fail "report to server $other"
 killed=${pid[$leader]}
-kill -9 "$killed"
 t_kill=$(now)
+# Waited for at once, quietly: bash would report the kill later.
+{ kill -9 "$killed" && wait "$killed"; } 2>/dev/null || true
 echo "$t_kill" >"$work/t_kill"
-wait "$killed" 2>/dev/null || true
 pid[$leader]=
 survivor=$(((leader + 2) % 3))
 until new=$(leader_of "$survivor") && ((new >= 0)); do

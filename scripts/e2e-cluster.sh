@@ -18,14 +18,16 @@
 #     records it before the next, so a kill leaves at most one run
 #     unrecorded per plugin.
 #  3. pg_ctl stop -m immediate under load: the servers answer 503 (reports
-#     and reads), no answer takes longer than MAX_ANSWER_MS, and with
-#     PostgreSQL back they answer 200 again by themselves, a leader runs
-#     and delivers again.
+#     and reads), no answer takes longer than MAX_ANSWER_MS (default 10 s;
+#     a writer's batch waits up to 2 s for a connection, so a request waits
+#     about 4 s at most: for the batch in progress and for its own), and
+#     with PostgreSQL back they answer 200 again by themselves, a leader
+#     runs and delivers again.
 # At the end every report and alert answered 200 during the whole run is in
 # the database (the reports' history rows, the alert list).
 #
 # Prints the takeover time, the duplicates, the 503 counts and the recovery
-# time. Bounded: every wait has a limit; about a minute in all. KEEP=1
+# time. Bounded: every wait has a limit; about 30 s after the build. KEEP=1
 # keeps the folder with the logs.
 # Needs: the Debian package postgresql (initdb, pg_ctl, psql), root or the
 # postgres user, python3, curl.

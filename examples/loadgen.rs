@@ -1,12 +1,18 @@
 //! Load generator for overc's ingest: N keep-alive connections POST 3-service
 //! status reports for many distinct servers for a bounded time, then print
-//! throughput and latency. Optionally logs every acknowledged report.
+//! throughput, latency and the answers by status code. Optionally logs every
+//! acknowledged report (`SERVER<TAB>INFO`, the info being unique per report).
 //!
 //! ```sh
 //! cargo run --release --example loadgen -- --url http://127.0.0.1:5000 \
 //!     --connections 64 --duration 10 [--servers-per-connection 20] [--services 3]
 //!     [--pause-ms 0] [--ack-log FILE] [--prefix load]
 //! ```
+//!
+//! `--url` given several times (or as a comma-separated list) spreads the
+//! connections over the servers, connection `i` to URL `i mod n`, as a load
+//! balancer would; a connection that fails (its server died) is made again
+//! to the next URL.
 
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::net::TcpStream;
@@ -14,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 struct Opts {
-    host: String,
+    hosts: Vec<String>,
     connections: usize,
     duration: Duration,
     servers: usize,
@@ -27,7 +33,7 @@ struct Opts {
 fn parse() -> Result<Opts, lexopt::Error> {
     use lexopt::prelude::*;
     let mut o = Opts {
-        host: "127.0.0.1:5000".into(),
+        hosts: Vec::new(),
         connections: 16,
         duration: Duration::from_secs(10),
         servers: 20,
@@ -40,11 +46,11 @@ fn parse() -> Result<Opts, lexopt::Error> {
     while let Some(arg) = p.next()? {
         match arg {
             Long("url") => {
-                let url: String = p.value()?.string()?;
-                o.host = url
-                    .trim_start_matches("http://")
-                    .trim_end_matches('/')
-                    .to_owned();
+                let urls: String = p.value()?.string()?;
+                for url in urls.split(',').filter(|u| !u.is_empty()) {
+                    let host = url.trim_start_matches("http://").trim_end_matches('/');
+                    o.hosts.push(host.to_owned());
+                }
             }
             Long("connections") | Short('c') => o.connections = p.value()?.parse()?,
             Long("duration") | Short('d') => {
@@ -58,6 +64,9 @@ fn parse() -> Result<Opts, lexopt::Error> {
             _ => return Err(arg.unexpected()),
         }
     }
+    if o.hosts.is_empty() {
+        o.hosts.push("127.0.0.1:5000".into());
+    }
     Ok(o)
 }
 
@@ -67,6 +76,8 @@ struct Stats {
     non200: u64,
     errors: u64,
     acks: Vec<String>,
+    /// Answers by status code.
+    codes: std::collections::BTreeMap<u16, u64>,
 }
 
 /// One request on a keep-alive connection; returns the status code.
@@ -136,10 +147,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let (o, all, barrier) = (o.clone(), all.clone(), barrier.clone());
             std::thread::spawn(move || {
                 let mut st = Stats::default();
-                let mut conn = connect(&o.host).ok();
+                // Which of the URLs this connection talks to.
+                let mut at = t % o.hosts.len();
+                let mut conn = connect(&o.hosts[at]).ok();
                 if let Some(c) = conn.as_mut() {
                     let warm = format!(r#"{{"server": {{"name": "{}-{t}-warm", "key": "k{t}"}}}}"#, o.prefix);
-                    let _ = c.get_mut().write_all(format!("POST /api/ping HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n{warm}", o.host, warm.len()).as_bytes());
+                    let _ = c.get_mut().write_all(format!("POST /api/ping HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n{warm}", o.hosts[at], warm.len()).as_bytes());
                     let _ = read_answer(c);
                 }
                 barrier.wait();
@@ -171,11 +184,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let Some(c) = conn.as_mut() else {
                         st.errors += 1;
                         std::thread::sleep(Duration::from_millis(50));
-                        conn = connect(&o.host).ok();
+                        at = (at + 1) % o.hosts.len();
+                        conn = connect(&o.hosts[at]).ok();
                         continue;
                     };
                     let t0 = Instant::now();
-                    match post(c, &o.host, &body) {
+                    let answer = post(c, &o.hosts[at], &body);
+                    if let Ok(code) = answer {
+                        *st.codes.entry(code).or_default() += 1;
+                    }
+                    match answer {
                         Ok(200) => {
                             st.latencies_us.push(t0.elapsed().as_micros() as u64);
                             if o.ack_log.is_some() {
@@ -188,7 +206,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         }
                         Err(_) => {
                             st.errors += 1;
-                            conn = connect(&o.host).ok();
+                            // Its server may be gone: the next one, as a
+                            // load balancer would.
+                            at = (at + 1) % o.hosts.len();
+                            conn = connect(&o.hosts[at]).ok();
                         }
                     }
                 }
@@ -197,6 +218,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 all.non200 += st.non200;
                 all.errors += st.errors;
                 all.acks.extend(st.acks);
+                for (code, n) in st.codes {
+                    *all.codes.entry(code).or_default() += n;
+                }
             })
         })
         .collect();
@@ -215,8 +239,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     st.latencies_us.sort_unstable();
     let n = st.latencies_us.len() as f64;
+    let codes: Vec<String> = st.codes.iter().map(|(c, n)| format!("{c}:{n}")).collect();
     println!(
-        "connections={} requests={} req/s={:.0} reports/s={:.0} p50_ms={:.2} p90_ms={:.2} p99_ms={:.2} max_ms={:.2} non200={} errors={}",
+        "connections={} requests={} req/s={:.0} reports/s={:.0} p50_ms={:.2} p90_ms={:.2} p99_ms={:.2} max_ms={:.2} non200={} errors={} codes={}",
         o.connections,
         st.latencies_us.len(),
         n / elapsed,
@@ -226,7 +251,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         pct(&st.latencies_us, 0.99),
         st.latencies_us.last().copied().unwrap_or(0) as f64 / 1000.0,
         st.non200,
-        st.errors
+        st.errors,
+        codes.join(",")
     );
     Ok(())
 }

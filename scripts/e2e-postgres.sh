@@ -12,50 +12,33 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
-PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
-[[ -x "$PGBIN/initdb" ]] || { echo "FAIL: no PostgreSQL (initdb) found; install the package postgresql"; exit 1; }
+source scripts/pg_lib.sh
 TESTS=${TESTS:-"engine:: policy:: supervision:: read_api:: storage:: registration:: copy:: postgres"}
 
 work=$(mktemp -d /tmp/overc-pg.XXXXXX)
-chmod 755 "$work"
-as_pg() {
-    if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
-if [[ $(id -u) == 0 ]]; then chown postgres "$work"; fi
-started= a_pid= b_pid= c_pid=
+a_pid= b_pid= c_pid=
 cleanup() {
     # Nothing here may fail the script (set -e): the cluster must stop.
     [[ -z "$a_pid" ]] || kill -9 "$a_pid" 2>/dev/null || true
     [[ -z "$b_pid" ]] || kill "$b_pid" 2>/dev/null || true
     [[ -z "$c_pid" ]] || kill "$c_pid" 2>/dev/null || true
     wait 2>/dev/null || true
-    [[ -n "$started" ]] && as_pg "$PGBIN/pg_ctl" -D "$work/data" -m fast -w stop >/dev/null 2>&1 || true
+    pg_cleanup
     rm -rf "$work"
 }
 trap cleanup EXIT
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-password=overc-e2e-$RANDOM$RANDOM
-echo "$password" >"$work/pw"
-[[ $(id -u) == 0 ]] && chown postgres "$work/pw"
-as_pg "$PGBIN/initdb" -D "$work/data" -U overc --pwfile="$work/pw" -A scram-sha-256 \
-    --no-sync -E UTF8 --locale=C.UTF-8 >"$work/initdb.log" 2>&1 ||
-    { cat "$work/initdb.log"; echo "FAIL: initdb"; exit 1; }
 # Made for tests: no fsync (the cluster is thrown away), many connections.
-as_pg "$PGBIN/pg_ctl" -D "$work/data" -l "$work/pg.log" -w \
-    -o "-p $port -k $work -h 127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null ||
-    { cat "$work/pg.log"; echo "FAIL: pg_ctl start"; exit 1; }
-started=1
-url="postgres://overc:$password@127.0.0.1:$port/postgres"
-version=$(PGPASSWORD=$password "$PGBIN/psql" -h 127.0.0.1 -p "$port" -U overc -d postgres -Atc 'SHOW server_version' 2>/dev/null || echo '?')
+pg_init "$work" fsync=off max_connections=300 || exit 1
+url=$PG_URL password=$PG_PASSWORD port=$PG_PORT version=$PG_VERSION
 echo "PostgreSQL $version on 127.0.0.1:$port"
 
 # Two overc-server processes on one database: the first leads; kill -9 of
 # it, and the second takes over within leader-timeout.
 failover() {
-    PGPASSWORD=$password "$PGBIN/createdb" -h 127.0.0.1 -p "$port" -U overc overc_failover
+    pg_createdb overc_failover
     cargo build --quiet --bin overc-server
-    local bin="$PWD/target/debug/overc-server" db="postgres://overc:$password@127.0.0.1:$port/overc_failover"
+    local bin="$PWD/target/debug/overc-server" db=$(pg_url overc_failover)
     pushd "$work" >/dev/null
     # Every server has the same alert plugin, appending to one file: what
     # any leader delivered.
@@ -102,12 +85,11 @@ INI
     echo "overdue after the failover: delivered once, $((SECONDS - t0 - 2)) s after the kill"
     curl -sf -o /dev/null "$b_url/api/set/service/status" -d "$body" || { echo "FAIL: report to B after the failover"; return 1; }
     # PostgreSQL itself dies: 503 while it is down, 200 again by itself.
-    as_pg "$PGBIN/pg_ctl" -D "$work/data" -m immediate -w stop >/dev/null
+    pg_stop immediate
     local code
     code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$b_url/api/set/service/status" -d "$body")
     [[ $code == 503 ]] || { echo "FAIL: $code, not 503, while PostgreSQL is down"; return 1; }
-    as_pg "$PGBIN/pg_ctl" -D "$work/data" -l "$work/pg.log" -w \
-        -o "-p $port -k $work -h 127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
+    pg_start
     t0=$SECONDS
     until [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$b_url/api/set/service/status" -d "$body") == 200 ]]; do
         if ((SECONDS - t0 > 15)); then echo "FAIL: no recovery after PostgreSQL came back"; tail "$work/b.log"; return 1; fi
@@ -124,10 +106,11 @@ INI
 # shows the same status and takes the hosts' keys (a wrong one: 403); then
 # copied back to a new SQLite file, shown the same again.
 copy_e2e() {
-    PGPASSWORD=$password "$PGBIN/createdb" -h 127.0.0.1 -p "$port" -U overc overc_copy
+    pg_createdb overc_copy
     cargo build --quiet --bin overc-server
     local bin="$PWD/target/debug/overc-server" dir="$work/copy"
-    local db="postgres://overc:$password@127.0.0.1:$port/overc_copy"
+    local db
+    db=$(pg_url overc_copy)
     mkdir -p "$dir"
     pushd "$dir" >/dev/null
     # The status without what moves with time or differs by backend (the

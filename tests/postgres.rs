@@ -241,6 +241,78 @@ fn one_leader_supervises_and_delivers_and_another_takes_over() {
     assert!(inbox_a.lock().unwrap().is_empty());
 }
 
+/// Regression: a leader that lost the leadership in the middle of a
+/// delivery pass went on running its plugins on the rest of the pass (up
+/// to 100 alerts), beside the new leader. It stops after the one in flight.
+#[test]
+fn a_leader_deposed_during_a_delivery_pass_runs_no_further_plugin() {
+    use std::sync::{Mutex, OnceLock};
+
+    use overc::Notification;
+    use overc::server::App;
+
+    let Some(pg) = PgDb::create() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config_in(dir.path());
+    config.leader_timeout = 2;
+    pg.use_in(&mut config);
+    let app: Arc<OnceLock<Arc<App>>> = Arc::default();
+    // What the plugin got, and whether its server led when it ran.
+    let runs: Arc<Mutex<Vec<(String, bool)>>> = Arc::default();
+    let (this, got, url) = (app.clone(), runs.clone(), pg.url.clone());
+    let server = Server::builder(config.clone())
+        .notifier("app", move |n: &Notification| {
+            let app = this.get().expect("started");
+            let leads = app.store().is_leader();
+            let first = {
+                let mut got = got.lock().unwrap();
+                got.push((n.text(), leads));
+                got.len() == 1
+            };
+            if first {
+                // Its leadership ends while this alert is in flight: the
+                // session holding the lock is ended from outside.
+                let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+                admin
+                    .execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_locks
+                         WHERE locktype = 'advisory' AND granted AND database =
+                             (SELECT oid FROM pg_database WHERE datname = current_database())",
+                        &[],
+                    )
+                    .unwrap();
+                let since = Instant::now();
+                while app.store().is_leader() {
+                    assert!(since.elapsed() < Duration::from_secs(5), "still the leader");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            Ok(())
+        })
+        .start()
+        .unwrap();
+    let _ = app.set(server.app().clone());
+    let t = TestServer::wrap_any(server, dir, config, None);
+    // Three alerts in one commit: one pass finds them all.
+    let fail = serde_json::json!({
+        "server": {"name": "h", "key": "k"},
+        "period": 60,
+        "services": [
+            {"name": "s1", "state": "FAIL", "info": "down"},
+            {"name": "s2", "state": "FAIL", "info": "down"},
+            {"name": "s3", "state": "FAIL", "info": "down"},
+        ],
+    });
+    assert_eq!(t.post_json("/api/set/service/status", &fail).0, 200);
+    let _ = t.server().app().supervise_now();
+    let runs = runs.lock().unwrap().clone();
+    assert!(!runs.is_empty(), "the leader delivers");
+    assert!(
+        runs.iter().all(|(_, leads)| *leads),
+        "a plugin ran on a server that no longer led: {runs:?}"
+    );
+}
+
 /// Delivery claims: what one server is delivering another skips (`FOR
 /// UPDATE SKIP LOCKED` and a lease), until it is recorded or the lease ends.
 #[test]
@@ -306,6 +378,54 @@ fn a_delivery_one_server_claims_is_skipped_by_another_until_its_lease_ends() {
     )
     .unwrap();
     assert_eq!(ids(&a), [alert], "a failed attempt lets the claim go");
+}
+
+/// Regression: a delivery claim named its server by the listen address
+/// alone, and servers on two hosts behind a load balancer often both listen
+/// on 127.0.0.1:5000: each took the other's claims for its own, so a new
+/// leader delivered what an old one still alive was delivering.
+#[test]
+fn servers_with_the_same_listen_address_do_not_take_each_others_claims() {
+    use overc::store::Storage;
+    use overc::{ServerId, ServiceReport, State, StatusReport};
+
+    let Some(pg) = PgDb::create() else { return };
+    let url = url(&pg.url);
+    let opts = StoreOptions {
+        node: "127.0.0.1:5000".into(),
+        leader_timeout: Duration::from_secs(10),
+        ..StoreOptions::default()
+    };
+    let open_one =
+        || PgStore::open(&url, &opts, Arc::new(SystemClock), Duration::from_secs(10)).unwrap();
+    let (a, b) = (open_one(), open_one());
+    let report = StatusReport {
+        server: ServerId {
+            name: "h".into(),
+            key: "k".into(),
+        },
+        period: 60,
+        services: vec![ServiceReport {
+            name: "s".into(),
+            state: State::Fail,
+            info: "down".into(),
+            period: None,
+            retries: None,
+        }],
+        retries: None,
+    };
+    let alert = a.report(report, "127.0.0.1").unwrap().alerts[0];
+    a.route(vec![(alert, vec!["p".into()])]).unwrap();
+    let ids = |s: &PgStore| -> Vec<i64> {
+        s.pending_deliveries("p", 10)
+            .unwrap()
+            .iter()
+            .map(|p| p.notification.id)
+            .collect()
+    };
+    assert_eq!(ids(&a), [alert]);
+    assert_eq!(ids(&b), Vec::<i64>::new(), "claimed by the other server");
+    assert_eq!(ids(&a), [alert], "still a's own");
 }
 
 /// The same requests at the same times give the same read API on SQLite

@@ -118,7 +118,10 @@ impl Worker {
             let more = pending.len() == BATCH;
             let mut sent = HashSet::new();
             for (i, p) in pending.iter().enumerate() {
-                if self.stop.load(Ordering::Relaxed) {
+                // A leader deposed in the middle of a pass stops at once:
+                // the new one delivers the rest (what this one claimed,
+                // when the claims end), and a plugin runs on one server.
+                if self.stop.load(Ordering::Relaxed) || !self.storage.is_leader() {
                     return Ok(report);
                 }
                 if sent.contains(&p.notification.id) {

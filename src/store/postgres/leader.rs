@@ -95,6 +95,11 @@ fn step(
     is_leader: &AtomicBool,
 ) -> Result<()> {
     if conn.as_ref().is_none_or(|c| c.is_closed()) {
+        // The lock went with the session that held it: a new session must
+        // take it again before this server leads.
+        if is_leader.swap(false, Ordering::SeqCst) {
+            log::warn!("this server ({node}) is no longer the leader: its connection closed");
+        }
         *conn = Some(connect_leader(url, timeout)?);
     }
     let client = conn.as_mut().expect("connected");

@@ -94,8 +94,12 @@ pub struct PgStore {
     commits: Arc<AtomicU64>,
     alerts_raised: Arc<AtomicU64>,
     leadership: Mutex<leader::Leadership>,
-    /// This server's name in delivery claims (its listen address).
-    node: String,
+    /// This server's name in delivery claims: its listen address and a
+    /// random tag. The address alone is not unique: servers on two hosts
+    /// behind a load balancer often both listen on 127.0.0.1:5000, and a
+    /// new leader would take the claims of an old one still delivering as
+    /// its own.
+    claimant: String,
     /// How long a delivery claim holds off the other servers.
     claim_lease: Millis,
 }
@@ -158,7 +162,7 @@ impl PgStore {
             commits,
             alerts_raised,
             leadership: Mutex::new(leadership),
-            node: opts.node.clone(),
+            claimant: claimant(&opts.node)?,
             claim_lease: Millis::try_from(opts.leader_timeout.as_millis()).unwrap_or(10_000),
         })
     }
@@ -455,6 +459,13 @@ impl Storage for PgStore {
     fn extend_due(&self, now: Millis) -> Result<u64> {
         Ok(self.submit(Op::ExtendDue(now))?.pruned)
     }
+}
+
+/// A name for this server's delivery claims that no other server has.
+fn claimant(node: &str) -> Result<String> {
+    let tag = crate::store::plan::new_salt()?;
+    let tag: String = tag[..6].iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("{node} {tag}"))
 }
 
 /// The answer to what the PostgreSQL backend cannot do yet: a refusal the

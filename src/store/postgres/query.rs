@@ -450,7 +450,7 @@ impl PgStore {
                      UPDATE deliveries d SET claimed_by = $3, claimed_until = $5
                      FROM free WHERE d.plugin = free.plugin AND d.alert_id = free.alert_id
                      RETURNING d.alert_id",
-                    &[&plugin, &(limit as i64), &self.node, &now, &until],
+                    &[&plugin, &(limit as i64), &self.claimant, &now, &until],
                 )?
                 .iter()
                 .map(|r| r.get(0))

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
 [[ -x "$PGBIN/initdb" ]] || { echo "FAIL: no PostgreSQL (initdb) found; install the package postgresql"; exit 1; }
-TESTS=${TESTS:-"engine:: policy:: supervision:: read_api:: storage:: registration:: postgres"}
+TESTS=${TESTS:-"engine:: policy:: silences:: supervision:: read_api:: storage:: registration:: postgres"}
 
 work=$(mktemp -d /tmp/overc-pg.XXXXXX)
 chmod 755 "$work"

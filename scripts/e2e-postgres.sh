@@ -2,11 +2,16 @@
 # One suite, two backends (SPEC §10): starts a throwaway PostgreSQL cluster
 # (initdb in a temporary folder, run as the `postgres` user, on a free
 # loopback port), runs the store and engine tests against it through
-# OVERC_TEST_POSTGRES, stops the cluster and prints a summary.
+# OVERC_TEST_POSTGRES, stops the cluster and prints a summary. The cluster
+# has TLS on (ssl = on, with the certificate of tests/tls for 127.0.0.1 and
+# localhost), so connections use it as their sslmode says.
 # Needs: the Debian package postgresql (initdb, pg_ctl), and root or the
-# postgres user, curl. TESTS selects the tests (default: the suites of
-# §10). Then two overc-server processes on one database: kill -9 of the
-# leader, and the other takes over within leader-timeout.
+# postgres user, curl; openssl for a wrong CA (else the system's bundle
+# stands for one). TESTS selects the tests (default: the suites of §10).
+# Then overc-server with sslmode=require and with verify-full against the
+# test CA start and take a report, and verify-full against another CA
+# fails saying so; and two overc-server processes on one database: kill -9
+# of the leader, and the other takes over within leader-timeout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -20,10 +25,11 @@ as_pg() {
     if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 if [[ $(id -u) == 0 ]]; then chown postgres "$work"; fi
-started= a_pid= b_pid=
+started= a_pid= b_pid= t_pid=
 cleanup() {
     # Nothing here may fail the script (set -e): the cluster must stop.
     [[ -z "$a_pid" ]] || kill -9 "$a_pid" 2>/dev/null || true
+    [[ -z "$t_pid" ]] || kill "$t_pid" 2>/dev/null || true
     [[ -z "$b_pid" ]] || kill "$b_pid" 2>/dev/null || true
     wait 2>/dev/null || true
     [[ -n "$started" ]] && as_pg "$PGBIN/pg_ctl" -D "$work/data" -m fast -w stop >/dev/null 2>&1 || true
@@ -38,10 +44,16 @@ echo "$password" >"$work/pw"
 as_pg "$PGBIN/initdb" -D "$work/data" -U overc --pwfile="$work/pw" -A scram-sha-256 \
     --no-sync -E UTF8 --locale=C.UTF-8 >"$work/initdb.log" 2>&1 ||
     { cat "$work/initdb.log"; echo "FAIL: initdb"; exit 1; }
+# TLS with the test certificate: PostgreSQL wants its key owned by it, 0600.
+install -m 0644 tests/tls/server.pem "$work/server.pem"
+install -m 0600 tests/tls/server.key "$work/server.key"
+[[ $(id -u) == 0 ]] && chown postgres "$work/server.pem" "$work/server.key"
 # Made for tests: no fsync (the cluster is thrown away), many connections.
-as_pg "$PGBIN/pg_ctl" -D "$work/data" -l "$work/pg.log" -w \
-    -o "-p $port -k $work -h 127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null ||
-    { cat "$work/pg.log"; echo "FAIL: pg_ctl start"; exit 1; }
+pg_start() {
+    as_pg "$PGBIN/pg_ctl" -D "$work/data" -l "$work/pg.log" -w \
+        -o "-p $port -k $work -h 127.0.0.1 -c fsync=off -c max_connections=300 -c ssl=on -c ssl_cert_file=$work/server.pem -c ssl_key_file=$work/server.key" start >/dev/null
+}
+pg_start || { cat "$work/pg.log"; echo "FAIL: pg_ctl start"; exit 1; }
 started=1
 url="postgres://overc:$password@127.0.0.1:$port/postgres"
 version=$(PGPASSWORD=$password "$PGBIN/psql" -h 127.0.0.1 -p "$port" -U overc -d postgres -Atc 'SHOW server_version' 2>/dev/null || echo '?')
@@ -103,8 +115,7 @@ INI
     local code
     code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$b_url/api/set/service/status" -d "$body")
     [[ $code == 503 ]] || { echo "FAIL: $code, not 503, while PostgreSQL is down"; return 1; }
-    as_pg "$PGBIN/pg_ctl" -D "$work/data" -l "$work/pg.log" -w \
-        -o "-p $port -k $work -h 127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
+    pg_start
     t0=$SECONDS
     until [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$b_url/api/set/service/status" -d "$body") == 200 ]]; do
         if ((SECONDS - t0 > 15)); then echo "FAIL: no recovery after PostgreSQL came back"; tail "$work/b.log"; return 1; fi
@@ -114,6 +125,48 @@ INI
     echo "PostgreSQL down: 503; back: 200 again after $((SECONDS - t0)) s"
     kill "$b_pid"; wait "$b_pid" 2>/dev/null || true
     b_pid=
+}
+
+# TLS to PostgreSQL: overc-server with sslmode=require, and with
+# verify-full against the test CA (the certificate names 127.0.0.1), starts
+# and takes a report; verify-full against another CA stops at start saying
+# that the certificate did not verify.
+tls() {
+    PGPASSWORD=$password "$PGBIN/createdb" -h 127.0.0.1 -p "$port" -U overc overc_tls
+    cargo build --quiet --bin overc-server
+    local bin="$PWD/target/debug/overc-server" db="postgres://overc:$password@127.0.0.1:$port/overc_tls"
+    local ca="$PWD/tests/tls/ca.pem" wrong="$work/wrong-ca.pem" body mode n=0
+    body='{"server": {"name": "tls", "key": "k"}, "period": 60, "services": [{"name": "s", "state": "OK"}]}'
+    for mode in "sslmode=require" "sslmode=verify-full&sslrootcert=$ca"; do
+        n=$((n + 1))
+        start_overc "$bin" "$work/tls-$n.log" --database "$db?$mode&application_name=overc_tls" ||
+            { echo "FAIL: overc-server with $mode did not start"; return 1; }
+        t_pid=$OVERC_PID
+        local code
+        code=$(curl -s -o /dev/null -w '%{http_code}' "$OVERC_URL/api/set/service/status" -d "$body")
+        [[ $code == 200 ]] || { echo "FAIL: $code, not 200, for a report with $mode"; cat "$work/tls-$n.log"; return 1; }
+        local ssl
+        ssl=$(PGPASSWORD=$password "$PGBIN/psql" -h 127.0.0.1 -p "$port" -U overc -d postgres -Atc \
+            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'overc_tls'")
+        [[ $ssl == t ]] || { echo "FAIL: the connections with $mode are not all TLS ($ssl)"; return 1; }
+        kill "$t_pid"; wait "$t_pid" 2>/dev/null || true
+        t_pid=
+        echo "TLS: overc-server with ${mode%%&*} started and stored a report over TLS"
+    done
+    if command -v openssl >/dev/null; then
+        openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+            -subj "/CN=not the overc test CA" -keyout "$work/wrong-ca.key" -out "$wrong" 2>/dev/null
+    else
+        wrong=/etc/ssl/certs/ca-certificates.crt
+    fi
+    local code=0
+    timeout 30 "$bin" --listen 127.0.0.1:0 --database "$db?sslmode=verify-full&sslrootcert=$wrong" \
+        2>"$work/tls-wrong.log" || code=$?
+    if [[ $code == 0 || $code == 124 ]] || ! grep -q "certificate verification failed" "$work/tls-wrong.log"; then
+        echo "FAIL: verify-full against another CA (exit $code):"; cat "$work/tls-wrong.log"; return 1
+    fi
+    if grep -qF "$password" "$work/tls-wrong.log"; then echo "FAIL: the password is in the message"; return 1; fi
+    echo "TLS: verify-full against another CA refused at start (exit $code): $(grep -o 'certificate verification failed.*' "$work/tls-wrong.log" | head -1)"
 }
 
 filters=()
@@ -128,5 +181,6 @@ if [[ $status != 0 || $failed != 0 || $passed == 0 ]]; then
     echo "FAIL: the suite failed on PostgreSQL"
     exit 1
 fi
+tls || exit 1
 failover || exit 1
 echo "OK"

@@ -359,6 +359,117 @@ fn silences_and_acks_from_any_server_hold_on_the_leader_and_end_once() {
     );
 }
 
+/// TLS as libpq's `sslmode` asks, against the cluster of
+/// `OVERC_TEST_POSTGRES` with `ssl = on` and the certificate of tests/tls
+/// (for 127.0.0.1 and localhost), as scripts/e2e-postgres.sh starts it. A
+/// cluster without TLS gets only the check that `require` is refused
+/// saying so.
+#[test]
+fn tls_to_postgres_as_sslmode_asks() {
+    let Some(pg) = PgDb::create() else { return };
+    let mut admin = postgres::Client::connect(&pg.url, postgres::NoTls).unwrap();
+    let with = |url: &str, params: &str| {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        self::url(&format!("{url}{sep}{params}"))
+    };
+    let wait = Duration::from_secs(5);
+    let ssl: String = admin.query_one("SHOW ssl", &[]).unwrap().get(0);
+    if ssl != "on" {
+        let e = open(&with(&pg.url, "sslmode=require"), wait)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not accept TLS connections"), "{e}");
+        eprintln!("note: the cluster has ssl off: only sslmode=require's refusal was checked");
+        return;
+    }
+    let ca = crate::common::tls::CA_PEM;
+    // Whether the connections a store opened (named by the case) use TLS.
+    let mut encrypted = |name: &str| -> Vec<bool> {
+        admin
+            .query(
+                "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a ON a.pid = s.pid
+                 WHERE a.application_name = $1",
+                &[&name],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    for (i, (params, tls)) in [
+        ("sslmode=disable", false),
+        ("sslmode=prefer", true),
+        ("sslmode=require", true),
+        // SCRAM bound to the certificate: its hash is the server's.
+        ("sslmode=require&channel_binding=require", true),
+        (&format!("sslmode=verify-ca&sslrootcert={ca}") as &str, true),
+        (&format!("sslmode=verify-full&sslrootcert={ca}"), true),
+        (&format!("sslmode=require&sslrootcert={ca}"), true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = format!("overc_tls_{i}");
+        let store = open(
+            &with(&pg.url, &format!("{params}&application_name={name}")),
+            wait,
+        )
+        .unwrap_or_else(|e| panic!("{params}: {e}"));
+        let seen = encrypted(&name);
+        assert!(!seen.is_empty(), "{params}: no connection seen");
+        assert!(seen.iter().all(|s| *s == tls), "{params}: {seen:?}");
+        drop(store);
+    }
+
+    // Not the test CA: the built-in roots do not know it.
+    let e = open(&with(&pg.url, "sslmode=verify-full"), wait)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("certificate verification failed") && e.contains("UnknownIssuer"),
+        "{e}"
+    );
+    assert!(!e.contains(&password(&pg.url)), "{e}");
+    // Another host name at the same address: the chain is good, the name
+    // is not.
+    let (at, rest) = pg.url.split_once('@').unwrap();
+    let end = rest.find([':', '/']).unwrap();
+    let (host, tail) = rest.split_at(end);
+    let port: u16 = tail[1..].split(['/', '?']).next().unwrap().parse().unwrap();
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .unwrap()
+        .next()
+        .unwrap()
+        .ip();
+    let renamed = format!("{at}@pg.example{tail}");
+    let elsewhere = |mode: &str| {
+        with(
+            &renamed,
+            &format!("hostaddr={addr}&sslmode={mode}&sslrootcert={ca}"),
+        )
+    };
+    let e = open(&elsewhere("verify-full"), wait)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("certificate verification failed") && e.contains("NotValidForName"),
+        "{e}"
+    );
+    assert!(
+        open(&elsewhere("verify-ca"), wait).is_ok(),
+        "verify-ca checks no name"
+    );
+}
+
+/// The password of a `postgres://USER:PASSWORD@…` URL.
+fn password(url: &str) -> String {
+    let (_, rest) = url.split_once("://").unwrap();
+    let (user, _) = rest.split_once('@').unwrap();
+    user.split_once(':')
+        .map(|(_, p)| p.to_owned())
+        .unwrap_or_default()
+}
+
 /// Delivery claims: what one server is delivering another skips (`FOR
 /// UPDATE SKIP LOCKED` and a lease), until it is recorded or the lease ends.
 #[test]

@@ -18,6 +18,7 @@ mod ops;
 mod query;
 mod schema;
 mod silences;
+mod tls;
 mod writer;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -327,9 +327,23 @@ pub(crate) fn failure(e: &postgres::Error, url: &PostgresUrl) -> Option<Error> {
                 Some(path) => format!("sslrootcert={}", path.display()),
                 None => "the built-in roots (no sslrootcert)".into(),
             };
+            let what = match why {
+                CertificateError::UnknownIssuer => "its issuer is not among the roots",
+                CertificateError::NotValidForName
+                | CertificateError::NotValidForNameContext { .. } => {
+                    "it is not for this host (connect by a name or address it has, or use verify-ca)"
+                }
+                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                    "it has expired"
+                }
+                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                    "it is not valid yet"
+                }
+                _ => "it was refused",
+            };
             return Some(Error::Storage(format!(
                 "PostgreSQL at {url}: TLS certificate verification failed (sslmode={mode}, \
-                 against {roots}): {why:?}"
+                 against {roots}): {what} ({why:?})"
             )));
         }
         source = cause.source();

@@ -2,34 +2,45 @@
 # One suite, two backends (SPEC §10): starts a throwaway PostgreSQL cluster
 # (initdb in a temporary folder, run as the `postgres` user, on a free
 # loopback port), runs the store and engine tests against it through
-# OVERC_TEST_POSTGRES, stops the cluster and prints a summary.
+# OVERC_TEST_POSTGRES, stops the cluster and prints a summary. The cluster
+# has TLS on (ssl = on, with the certificate of tests/tls for 127.0.0.1 and
+# localhost), so connections use it as their sslmode says.
 # Needs: the Debian package postgresql (initdb, pg_ctl), and root or the
-# postgres user, curl. TESTS selects the tests (default: the suites of
-# §10). Then two overc-server processes on one database: kill -9 of the
-# leader, and the other takes over within leader-timeout. And `overc-server
-# copy`: an installation made on SQLite copied to PostgreSQL and back, the
-# status API the same on each.
+# postgres user, curl; openssl for a wrong CA (else the system's bundle
+# stands for one). TESTS selects the tests (default: the suites of §10).
+# Then overc-server with sslmode=require and with verify-full against the
+# test CA start and take a report, and verify-full against another CA
+# fails saying so; `overc-server copy`: an installation made on SQLite
+# copied to PostgreSQL and back, the status API the same on each; and two
+# overc-server processes on one database: kill -9 of the leader, and the
+# other takes over within leader-timeout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 source scripts/pg_lib.sh
-TESTS=${TESTS:-"engine:: policy:: supervision:: read_api:: storage:: registration:: copy:: postgres"}
+TESTS=${TESTS:-"engine:: policy:: supervision:: read_api:: storage:: silences:: registration:: copy:: postgres"}
 
 work=$(mktemp -d /tmp/overc-pg.XXXXXX)
-a_pid= b_pid= c_pid=
+a_pid= b_pid= c_pid= t_pid=
 cleanup() {
     # Nothing here may fail the script (set -e): the cluster must stop.
     [[ -z "$a_pid" ]] || kill -9 "$a_pid" 2>/dev/null || true
     [[ -z "$b_pid" ]] || kill "$b_pid" 2>/dev/null || true
     [[ -z "$c_pid" ]] || kill "$c_pid" 2>/dev/null || true
+    [[ -z "$t_pid" ]] || kill "$t_pid" 2>/dev/null || true
     wait 2>/dev/null || true
     pg_cleanup
     rm -rf "$work"
 }
 trap cleanup EXIT
 
+# TLS with the test certificate: PostgreSQL wants its key owned by it, 0600.
+install -m 0644 tests/tls/server.pem "$work/server.pem"
+install -m 0600 tests/tls/server.key "$work/server.key"
+[[ $(id -u) == 0 ]] && chown postgres "$work/server.pem" "$work/server.key"
 # Made for tests: no fsync (the cluster is thrown away), many connections.
-pg_init "$work" fsync=off max_connections=300 || exit 1
+pg_init "$work" fsync=off max_connections=300 ssl=on \
+    "ssl_cert_file=$work/server.pem" "ssl_key_file=$work/server.key" || exit 1
 url=$PG_URL password=$PG_PASSWORD port=$PG_PORT version=$PG_VERSION
 echo "PostgreSQL $version on 127.0.0.1:$port"
 
@@ -113,15 +124,15 @@ copy_e2e() {
     db=$(pg_url overc_copy)
     mkdir -p "$dir"
     pushd "$dir" >/dev/null
-    # The status without what moves with time or differs by backend (the
-    # leader; silences, which PostgreSQL keeps only from its silences migration).
+    # The status without what moves with time or differs by server (the
+    # leader).
     status() {
         curl -sf "$1/ui/api/status/" | python3 -c '
 import json, sys
 def strip(v):
     if isinstance(v, dict):
         return {k: strip(x) for k, x in v.items()
-                if k not in ("seen_ago", "supervisor_lag", "leader", "silenced", "ack")}
+                if k not in ("seen_ago", "supervisor_lag", "leader")}
     return [strip(x) for x in v] if isinstance(v, list) else v
 print(json.dumps(strip(json.load(sys.stdin)), sort_keys=True))'
     }
@@ -173,6 +184,49 @@ print(json.dumps(strip(json.load(sys.stdin)), sort_keys=True))'
     echo "copy: SQLite -> PostgreSQL -> SQLite, the same status each time ($(cat "$dir/back.out"))"
 }
 
+# TLS to PostgreSQL: overc-server with sslmode=require, and with
+# verify-full against the test CA (the certificate names 127.0.0.1), starts
+# and takes a report; verify-full against another CA stops at start saying
+# that the certificate did not verify.
+tls() {
+    pg_createdb overc_tls
+    cargo build --quiet --bin overc-server
+    local bin="$PWD/target/debug/overc-server" db
+    db=$(pg_url overc_tls)
+    local ca="$PWD/tests/tls/ca.pem" wrong="$work/wrong-ca.pem" body mode n=0
+    body='{"server": {"name": "tls", "key": "k"}, "period": 60, "services": [{"name": "s", "state": "OK"}]}'
+    for mode in "sslmode=require" "sslmode=verify-full&sslrootcert=$ca"; do
+        n=$((n + 1))
+        start_overc "$bin" "$work/tls-$n.log" --database "$db?$mode&application_name=overc_tls" ||
+            { echo "FAIL: overc-server with $mode did not start"; return 1; }
+        t_pid=$OVERC_PID
+        local code
+        code=$(curl -s -o /dev/null -w '%{http_code}' "$OVERC_URL/api/set/service/status" -d "$body")
+        [[ $code == 200 ]] || { echo "FAIL: $code, not 200, for a report with $mode"; cat "$work/tls-$n.log"; return 1; }
+        local ssl
+        ssl=$(pg_psql postgres -Atc \
+            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'overc_tls'")
+        [[ $ssl == t ]] || { echo "FAIL: the connections with $mode are not all TLS ($ssl)"; return 1; }
+        kill "$t_pid"; wait "$t_pid" 2>/dev/null || true
+        t_pid=
+        echo "TLS: overc-server with ${mode%%&*} started and stored a report over TLS"
+    done
+    if command -v openssl >/dev/null; then
+        openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+            -subj "/CN=not the overc test CA" -keyout "$work/wrong-ca.key" -out "$wrong" 2>/dev/null
+    else
+        wrong=/etc/ssl/certs/ca-certificates.crt
+    fi
+    local code=0
+    timeout 30 "$bin" --listen 127.0.0.1:0 --database "$db?sslmode=verify-full&sslrootcert=$wrong" \
+        2>"$work/tls-wrong.log" || code=$?
+    if [[ $code == 0 || $code == 124 ]] || ! grep -q "certificate verification failed" "$work/tls-wrong.log"; then
+        echo "FAIL: verify-full against another CA (exit $code):"; cat "$work/tls-wrong.log"; return 1
+    fi
+    if grep -qF "$password" "$work/tls-wrong.log"; then echo "FAIL: the password is in the message"; return 1; fi
+    echo "TLS: verify-full against another CA refused at start (exit $code): $(grep -o 'certificate verification failed.*' "$work/tls-wrong.log" | head -1)"
+}
+
 filters=()
 for t in $TESTS; do filters+=("$t"); done
 log="$work/test.log"
@@ -185,6 +239,7 @@ if [[ $status != 0 || $failed != 0 || $passed == 0 ]]; then
     echo "FAIL: the suite failed on PostgreSQL"
     exit 1
 fi
+tls || exit 1
 copy_e2e || exit 1
 failover || exit 1
 echo "OK"

@@ -13,7 +13,7 @@
 //! | (none) | the core: wire types and validation ([`StatusReport`]), [`State`], the perfdata parser ([`parse_perfdata`]), the Nagios plugin runner ([`run_plugin`]), the alert [`rules`], the [`deadlines`] heap, the monitor's [`schedule`], [`Notification`] and [`Notifier`], the [`Clock`] | serde, serde_json, log, rustix |
 //! | `client` | `Client`, `overcli`'s monitor loop and config | ureq, rust-ini, shlex |
 //! | `server` | `Server`, `Engine` (storage, supervision, delivery, without HTTP), the `Storage` trait and its SQLite backend, the webhook notifier | tiny-http-overc, rusqlite (bundled SQLite), sha2, ureq |
-//! | `postgres` | `PgStore`: the `Storage` on PostgreSQL, for several servers sharing one database (`database = postgres://…`; implies `server`) | postgres (rust-postgres, which runs tokio inside) |
+//! | `postgres` | `PgStore`: the `Storage` on PostgreSQL, for several servers sharing one database (`database = postgres://…`; implies `server`) | postgres (rust-postgres, which runs tokio inside), tokio-rustls (TLS to PostgreSQL over the rustls ureq builds) |
 //!
 //! All three are on by default; `default-features = false` keeps the core.
 //!

@@ -186,6 +186,7 @@ impl Loop {
             self.outbox.notify();
             log::debug!("{raised} services went offline");
         }
+        self.end_silences(now);
         // The lag counts from the earliest deadline not processed yet.
         let next = self
             .store
@@ -242,14 +243,20 @@ impl Loop {
                 }
             }
         }
-        // Silences that expired: what they held back and is still open is told.
+        self.end_silences(now);
+        self.publish();
+        Ok(raised)
+    }
+
+    /// Silences that expired by `now`: what they held back and is still
+    /// open is told (on shared storage, by the leader: whichever server set
+    /// them).
+    fn end_silences(&self, now: Millis) {
         match self.store.end_silences(now) {
             Ok(a) if !a.alerts.is_empty() => self.outbox.notify(),
             Ok(_) => {}
             Err(e) => log::error!("could not end the silences that expired: {e}"),
         }
-        self.publish();
-        Ok(raised)
     }
 
     fn publish(&mut self) {

@@ -267,8 +267,7 @@ fn an_acknowledged_or_silenced_problem_is_not_reminded() {
         Duration::from_secs(30),
     );
     pager.policy.repeat = Some(600);
-    // Silences and acknowledgements are SQLite's only, so far.
-    let mut s = Scenario::sqlite(vec![pager]);
+    let mut s = Scenario::new(vec![pager]);
     let reminders = || {
         records(&pager_out)
             .iter()

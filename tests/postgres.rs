@@ -313,6 +313,235 @@ fn a_leader_deposed_during_a_delivery_pass_runs_no_further_plugin() {
     );
 }
 
+/// Silences and acknowledgements set on any server hold where reports
+/// are written and on the leader, which tells what a silence held back
+/// once at its end, whichever servers process that end at the same time.
+#[test]
+fn silences_and_acks_from_any_server_hold_on_the_leader_and_end_once() {
+    use std::sync::Mutex;
+
+    use overc::{Clock, ManualClock, Notification};
+    use serde_json::json;
+
+    let Some(pg) = PgDb::create() else { return };
+    let clock = ManualClock::new(crate::common::T0);
+    type Inbox = Arc<Mutex<Vec<String>>>;
+    let start = |inbox: &Inbox| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config_in(dir.path());
+        config.leader_timeout = 2;
+        pg.use_in(&mut config);
+        let got = inbox.clone();
+        let server = Server::builder(config.clone())
+            .clock(Arc::new(clock.clone()) as Arc<dyn Clock>)
+            .notifier("app", move |n: &Notification| {
+                got.lock().unwrap().push(n.text());
+                Ok(())
+            })
+            .start()
+            .unwrap();
+        TestServer::wrap_any(server, dir, config, None)
+    };
+    let (inbox_a, inbox_b): (Inbox, Inbox) = Default::default();
+    let a = start(&inbox_a);
+    let b = start(&inbox_b);
+    assert!(a.server().app().store().is_leader());
+    let told = || {
+        b.server().app().supervise_now().unwrap();
+        a.server().app().supervise_now().unwrap();
+        assert!(inbox_b.lock().unwrap().is_empty(), "B does not deliver");
+        std::mem::take(&mut *inbox_a.lock().unwrap())
+    };
+    // Hourly: nothing goes overdue here.
+    let report = |service, state, info| {
+        let mut r = report("h", "k", service, state, info);
+        r["period"] = json!(3600);
+        r
+    };
+    for service in ["s", "t"] {
+        let ok = report(service, "OK", "fine");
+        assert_eq!(a.post_json("/api/set/service/status", &ok).0, 200);
+    }
+    // Set on B; A writes the report it silences.
+    let silence = json!({"server": {"name": "h", "key": "k"}, "service": "s", "duration": 600});
+    let (code, v) = b.post_json("/api/set/silence", &silence);
+    assert_eq!(code, 200, "{v}");
+    let fail = |service| report(service, "FAIL", "down");
+    assert_eq!(a.post_json("/api/set/service/status", &fail("s")).0, 200);
+    assert_eq!(b.post_json("/api/set/service/status", &fail("t")).0, 200);
+    let got = told();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].starts_with("h t: [service:state/FAIL]"), "{got:?}");
+    assert_eq!(a.service("h", "s").unwrap()["silenced"], true);
+    assert_eq!(b.service("h", "s").unwrap()["silenced"], true);
+
+    // Acknowledged on B: told by A, shown by both, held by the leader.
+    let t = a.service("h", "t").unwrap()["id"].as_i64().unwrap();
+    b.server().engine().ack(t, "ann", "on it").unwrap();
+    let got = told();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with("h t: [service:ack] Acknowledged by ann: on it"),
+        "{got:?}"
+    );
+    assert_eq!(a.service("h", "t").unwrap()["ack"]["author"], "ann");
+    assert!(a.server().engine().ack_of(t).unwrap().is_some());
+    // A report to A that changes the problem ends it for everyone.
+    let warn = report("t", "WARN", "slow");
+    assert_eq!(a.post_json("/api/set/service/status", &warn).0, 200);
+    assert!(b.server().engine().ack_of(t).unwrap().is_none());
+    assert_eq!(told().len(), 1);
+
+    // Its expiry: the leader tells the problem it held back, once.
+    clock.advance(600_000);
+    let got = told();
+    assert_eq!(
+        got,
+        ["h s: [service:state/FAIL] Silence ended: still FAIL\nCurrent: FAIL: down"]
+    );
+    assert!(told().is_empty(), "once");
+    assert_eq!(a.service("h", "s").unwrap()["silenced"], false);
+
+    // Two servers processing the same end at once: one of them does.
+    let (code, _) = b.post_json("/api/set/silence", &silence);
+    assert_eq!(code, 200);
+    let down = report("s", "UNK", "gone");
+    assert_eq!(a.post_json("/api/set/service/status", &down).0, 200);
+    assert!(told().is_empty());
+    clock.advance(600_000);
+    let barrier = Barrier::new(2);
+    let now = clock.now();
+    let ended: Vec<overc::store::Applied> = std::thread::scope(|scope| {
+        let both = [&a, &b].map(|t| {
+            let barrier = &barrier;
+            scope.spawn(move || {
+                barrier.wait();
+                t.server().app().store().end_silences(now).unwrap()
+            })
+        });
+        both.map(|h| h.join().unwrap()).into()
+    });
+    let n: usize = ended.iter().map(|e| e.ended_silences.len()).sum();
+    let alerts: usize = ended.iter().map(|e| e.alerts.len()).sum();
+    assert_eq!((n, alerts), (1, 1), "{ended:?}");
+    let got = told();
+    assert_eq!(
+        got,
+        ["h s: [service:state/UNK] Silence ended: still UNK\nCurrent: UNK: gone"]
+    );
+}
+
+/// TLS as libpq's `sslmode` asks, against the cluster of
+/// `OVERC_TEST_POSTGRES` with `ssl = on` and the certificate of tests/tls
+/// (for 127.0.0.1 and localhost), as scripts/e2e-postgres.sh starts it. A
+/// cluster without TLS gets only the check that `require` is refused
+/// saying so.
+#[test]
+fn tls_to_postgres_as_sslmode_asks() {
+    let Some(pg) = PgDb::create() else { return };
+    let mut admin = postgres::Client::connect(&pg.url, postgres::NoTls).unwrap();
+    let with = |url: &str, params: &str| {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        self::url(&format!("{url}{sep}{params}"))
+    };
+    let wait = Duration::from_secs(5);
+    let ssl: String = admin.query_one("SHOW ssl", &[]).unwrap().get(0);
+    if ssl != "on" {
+        let e = open(&with(&pg.url, "sslmode=require"), wait)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not accept TLS connections"), "{e}");
+        eprintln!("note: the cluster has ssl off: only sslmode=require's refusal was checked");
+        return;
+    }
+    let ca = crate::common::tls::CA_PEM;
+    // Whether the connections a store opened (named by the case) use TLS.
+    let mut encrypted = |name: &str| -> Vec<bool> {
+        admin
+            .query(
+                "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a ON a.pid = s.pid
+                 WHERE a.application_name = $1",
+                &[&name],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    for (i, (params, tls)) in [
+        ("sslmode=disable", false),
+        ("sslmode=prefer", true),
+        ("sslmode=require", true),
+        // SCRAM bound to the certificate: its hash is the server's.
+        ("sslmode=require&channel_binding=require", true),
+        (&format!("sslmode=verify-ca&sslrootcert={ca}") as &str, true),
+        (&format!("sslmode=verify-full&sslrootcert={ca}"), true),
+        (&format!("sslmode=require&sslrootcert={ca}"), true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = format!("overc_tls_{i}");
+        let store = open(
+            &with(&pg.url, &format!("{params}&application_name={name}")),
+            wait,
+        )
+        .unwrap_or_else(|e| panic!("{params}: {e}"));
+        let seen = encrypted(&name);
+        assert!(!seen.is_empty(), "{params}: no connection seen");
+        assert!(seen.iter().all(|s| *s == tls), "{params}: {seen:?}");
+        drop(store);
+    }
+
+    // Not the test CA: the built-in roots do not know it.
+    let e = open(&with(&pg.url, "sslmode=verify-full"), wait)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("certificate verification failed") && e.contains("UnknownIssuer"),
+        "{e}"
+    );
+    assert!(!e.contains(&password(&pg.url)), "{e}");
+    // Another host name at the same address: the chain is good, the name
+    // is not.
+    let (at, rest) = pg.url.split_once('@').unwrap();
+    let end = rest.find([':', '/']).unwrap();
+    let (host, tail) = rest.split_at(end);
+    let port: u16 = tail[1..].split(['/', '?']).next().unwrap().parse().unwrap();
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .unwrap()
+        .next()
+        .unwrap()
+        .ip();
+    let renamed = format!("{at}@pg.example{tail}");
+    let elsewhere = |mode: &str| {
+        with(
+            &renamed,
+            &format!("hostaddr={addr}&sslmode={mode}&sslrootcert={ca}"),
+        )
+    };
+    let e = open(&elsewhere("verify-full"), wait)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("certificate verification failed") && e.contains("NotValidForName"),
+        "{e}"
+    );
+    assert!(
+        open(&elsewhere("verify-ca"), wait).is_ok(),
+        "verify-ca checks no name"
+    );
+}
+
+/// The password of a `postgres://USER:PASSWORD@…` URL.
+fn password(url: &str) -> String {
+    let (_, rest) = url.split_once("://").unwrap();
+    let (user, _) = rest.split_once('@').unwrap();
+    user.split_once(':')
+        .map(|(_, p)| p.to_owned())
+        .unwrap_or_default()
+}
+
 /// Delivery claims: what one server is delivering another skips (`FOR
 /// UPDATE SKIP LOCKED` and a lease), until it is recorded or the lease ends.
 #[test]

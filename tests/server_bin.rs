@@ -400,13 +400,13 @@ fn a_database_url_other_than_sqlite_is_refused_at_start() {
             "--listen",
             "127.0.0.1:0",
             "--database",
-            "postgres://overc:hunter2@127.0.0.1:1/overc?sslmode=require",
+            "postgres://overc:hunter2@127.0.0.1:1/overc?sslmode=verify",
         ],
         dir.path(),
     );
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("--database") && err.contains("sslmode=require is not supported yet"),
+        err.contains("--database") && err.contains("use disable, prefer, require, verify-ca"),
         "{err}"
     );
     assert!(

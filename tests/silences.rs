@@ -1,5 +1,6 @@
 //! SPEC §9 silences and acknowledgements: over real HTTP, with a manual
-//! clock and a real alert plugin (`record.sh`), and the real `overcli`.
+//! clock and a real alert plugin (`record.sh`), and the real `overcli`; on
+//! PostgreSQL too when `OVERC_TEST_POSTGRES` names a cluster.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -22,11 +23,11 @@ struct Scenario {
 
 impl Scenario {
     /// A server on a manual clock with the `record.sh` plugin and a page
-    /// password (user `admin`).
+    /// password (user `admin`), on the backend the run names.
     fn new() -> Scenario {
         let out = tempfile::tempdir().unwrap().keep().join("alerts.log");
         let command = vec![plugin("record.sh"), out.to_str().unwrap().to_owned()];
-        let t = TestServer::start_manual(move |c| {
+        let t = TestServer::start_manual_any(move |c| {
             c.alert_plugins.push(AlertPluginConfig {
                 name: "log".into(),
                 kind: PluginKind::Command(command),

@@ -56,25 +56,11 @@ impl Scenario {
         extra: Vec<AlertPluginConfig>,
         adjust: impl FnOnce(&mut overc::ServerConfig),
     ) -> Scenario {
-        Scenario::on(true, extra, adjust)
-    }
-
-    /// A scenario on SQLite whatever `OVERC_TEST_POSTGRES` says, for what
-    /// the PostgreSQL backend does not do yet (silences, acknowledgements).
-    pub fn sqlite(extra: Vec<AlertPluginConfig>) -> Scenario {
-        Scenario::on(false, extra, |_| {})
-    }
-
-    fn on(
-        any_backend: bool,
-        extra: Vec<AlertPluginConfig>,
-        adjust: impl FnOnce(&mut overc::ServerConfig),
-    ) -> Scenario {
         let out_dir = tempfile::tempdir().unwrap().keep();
         let out = out_dir.join("alerts.log");
         let record = plugin("record.sh");
         let out_s = out.to_str().unwrap().to_owned();
-        let config = move |c: &mut overc::ServerConfig| {
+        let t = TestServer::start_manual_any(move |c| {
             c.alert_plugins.push(alert_plugin(
                 "log",
                 &[&record, &out_s],
@@ -82,12 +68,7 @@ impl Scenario {
             ));
             c.alert_plugins.extend(extra);
             adjust(c);
-        };
-        let t = if any_backend {
-            TestServer::start_manual_any(config)
-        } else {
-            TestServer::start_manual(config)
-        };
+        });
         Scenario { t, out, seen: 0 }
     }
 

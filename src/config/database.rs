@@ -1,7 +1,7 @@
 //! `database =`: an SQLite file or a PostgreSQL URL, never shown with its
 //! password.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::ServerConfig;
 
@@ -26,21 +26,186 @@ impl std::fmt::Display for Database {
 
 /// A PostgreSQL connection URL, `postgres://USER:PASSWORD@HOST:PORT/DB`
 /// (also `postgresql://`, with libpq-style parameters such as
-/// `?sslmode=disable`). `Debug` and `Display` show it without its password.
+/// `?sslmode=verify-full&sslrootcert=/etc/overc/pg-ca.pem`). `Debug` and
+/// `Display` show it without its password.
 #[derive(Clone, PartialEq, Eq)]
-pub struct PostgresUrl(String);
+pub struct PostgresUrl {
+    given: String,
+    /// The URL for the client library: without `sslrootcert`, with the
+    /// `sslmode` it knows (TLS or not; the checks are overc's).
+    client: String,
+    ssl_mode: SslMode,
+    root_cert: Option<PathBuf>,
+}
+
+/// How connections to PostgreSQL use TLS: libpq's `sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SslMode {
+    /// Plain text.
+    Disable,
+    /// TLS when the server offers it, else plain text; the certificate
+    /// is not checked (libpq's default).
+    #[default]
+    Prefer,
+    /// TLS or no connection; the certificate is not checked: encrypted,
+    /// not authenticated.
+    Require,
+    /// TLS, and the server's certificate chain verified against
+    /// `sslrootcert` (or the built-in roots), not its host name. Also
+    /// `sslmode=require` with a `sslrootcert` file, as libpq.
+    VerifyCa,
+    /// TLS, and the chain and the host name verified.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// Its name in `sslmode=`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
+    fn parse(text: &str) -> std::result::Result<SslMode, String> {
+        Ok(match text {
+            "disable" => SslMode::Disable,
+            "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            "allow" => {
+                return Err(
+                    "sslmode=allow is not supported: use prefer (TLS when the server offers it) \
+                     or disable"
+                        .into(),
+                );
+            }
+            other => {
+                return Err(format!(
+                    "sslmode={other}: use disable, prefer, require, verify-ca or verify-full"
+                ));
+            }
+        })
+    }
+
+    /// Whether the server's certificate is verified.
+    pub fn verifies(self) -> bool {
+        matches!(self, SslMode::VerifyCa | SslMode::VerifyFull)
+    }
+}
 
 impl PostgresUrl {
     /// The URL as given, password included: for connecting, never for logs.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.given
     }
 
     /// The URL with its password (in the user part or a `password=`
     /// parameter) replaced by `***`.
     pub fn redacted(&self) -> String {
-        redact_url(&self.0)
+        redact_url(&self.given)
     }
+
+    /// How connections use TLS (`sslmode=`; `sslmode=require` with a
+    /// `sslrootcert` file is [`SslMode::VerifyCa`], as with libpq).
+    pub fn ssl_mode(&self) -> SslMode {
+        self.ssl_mode
+    }
+
+    /// The CA certificates (PEM) the server's certificate is verified
+    /// against (`sslrootcert=PATH`); `None`: the built-in Mozilla roots
+    /// (also `sslrootcert=system`), as the HTTPS client's.
+    pub fn root_cert(&self) -> Option<&Path> {
+        self.root_cert.as_deref()
+    }
+
+    /// The URL for the client library, which does not know `verify-ca`,
+    /// `verify-full` or `sslrootcert`: overc checks the certificate itself.
+    // Only the PostgreSQL backend connects; a build without it only checks.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn for_client(&self) -> &str {
+        &self.client
+    }
+
+    /// Reads the TLS parameters of `url`.
+    ///
+    /// # Errors
+    /// An `sslmode` that is not supported, a `sslrootcert` that is not a
+    /// path, or `sslrootcert=system` with less than `verify-full`.
+    pub(super) fn parse(url: &str) -> std::result::Result<PostgresUrl, String> {
+        let (base, query) = match url.split_once('?') {
+            Some((base, query)) => (base, Some(query)),
+            None => (url, None),
+        };
+        let mut kept = Vec::new();
+        let (mut mode, mut root) = (None, None);
+        for param in query.into_iter().flat_map(|q| q.split('&')) {
+            match param.split_once('=') {
+                Some(("sslmode", v)) => mode = Some(SslMode::parse(&percent_decode(v)?)?),
+                Some(("sslrootcert", v)) => {
+                    let path = percent_decode(v)?;
+                    if path.is_empty() {
+                        return Err("sslrootcert= names no file".into());
+                    }
+                    root = Some(path);
+                }
+                _ => kept.push(param),
+            }
+        }
+        let system = root.as_deref() == Some("system");
+        let mode = match (mode, &root) {
+            // libpq: the system roots mean verify-full, and nothing less.
+            (None, _) if system => SslMode::VerifyFull,
+            (Some(m), _) if system && m != SslMode::VerifyFull => {
+                return Err(format!(
+                    "sslrootcert=system needs sslmode=verify-full, not {}",
+                    m.as_str()
+                ));
+            }
+            // libpq: require with a root certificate file verifies the chain.
+            (Some(SslMode::Require), Some(_)) => SslMode::VerifyCa,
+            (m, _) => m.unwrap_or_default(),
+        };
+        // The library's modes: whether to use TLS at all.
+        kept.push(match mode {
+            SslMode::Disable => "sslmode=disable",
+            SslMode::Prefer => "sslmode=prefer",
+            _ => "sslmode=require",
+        });
+        Ok(PostgresUrl {
+            given: url.to_owned(),
+            client: format!("{base}?{}", kept.join("&")),
+            ssl_mode: mode,
+            root_cert: root.filter(|_| !system).map(PathBuf::from),
+        })
+    }
+}
+
+/// `%XX` escapes of a URL parameter decoded.
+fn percent_decode(text: &str) -> std::result::Result<String, String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("{text:?}: a % that is not followed by two hex digits"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("{text:?}: not UTF-8 once decoded"))
 }
 
 impl std::fmt::Debug for PostgresUrl {
@@ -139,32 +304,27 @@ pub fn parse_database(value: &str) -> std::result::Result<Database, String> {
     Ok(Database::Sqlite(PathBuf::from(path)))
 }
 
-/// A PostgreSQL URL the client library understands, without TLS (this
-/// build connects in plain text: `sslmode=require` is refused).
+/// A PostgreSQL URL the client library understands, with libpq's TLS
+/// parameters (`sslmode`, `sslrootcert`) read by overc.
 #[cfg(feature = "postgres")]
 pub(super) fn check_postgres_url(url: &str) -> std::result::Result<PostgresUrl, String> {
     let redacted = redact_url(url);
-    let config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
+    let parsed = PostgresUrl::parse(url).map_err(|e| format!("{redacted}: {e}"))?;
+    let config: postgres::Config = parsed.for_client().parse().map_err(|e: postgres::Error| {
         // The library's message names an option, never the URL; redact anyway.
         format!("{redacted}: {}", redact_url(&e.to_string()))
     })?;
-    if config.get_ssl_mode() == postgres::config::SslMode::Require {
-        return Err(format!(
-            "{redacted}: sslmode=require is not supported yet (this build has no TLS to PostgreSQL); \
-             use sslmode=disable or prefer, over a trusted network or a local socket"
-        ));
-    }
     if config.get_dbname().is_none() {
         return Err(format!(
             "{redacted}: no database name (postgres://USER:PASSWORD@HOST:PORT/DB)"
         ));
     }
-    Ok(PostgresUrl(url.to_owned()))
+    Ok(parsed)
 }
 
 #[cfg(not(feature = "postgres"))]
 pub(super) fn check_postgres_url(url: &str) -> std::result::Result<PostgresUrl, String> {
-    Ok(PostgresUrl(url.to_owned()))
+    PostgresUrl::parse(url)
 }
 
 pub(super) fn url_scheme(v: &str) -> Option<&str> {
@@ -173,4 +333,87 @@ pub(super) fn url_scheme(v: &str) -> Option<&str> {
     let first = chars.next()?;
     (first.is_ascii_alphabetic() && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)))
         .then_some(scheme)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tls(url: &str) -> (SslMode, Option<PathBuf>, String) {
+        let u = PostgresUrl::parse(url).unwrap();
+        (
+            u.ssl_mode(),
+            u.root_cert().map(Path::to_owned),
+            u.for_client().to_owned(),
+        )
+    }
+
+    #[test]
+    fn sslmode_and_sslrootcert_are_read_as_libpq_reads_them() {
+        let base = "postgres://u:pw@db:5432/d";
+        assert_eq!(
+            tls(base),
+            (SslMode::Prefer, None, format!("{base}?sslmode=prefer")),
+            "libpq's default"
+        );
+        for (mode, client) in [
+            (SslMode::Disable, "disable"),
+            (SslMode::Prefer, "prefer"),
+            (SslMode::Require, "require"),
+            (SslMode::VerifyCa, "require"),
+            (SslMode::VerifyFull, "require"),
+        ] {
+            let url = format!("{base}?application_name=x&sslmode={}", mode.as_str());
+            assert_eq!(
+                tls(&url),
+                (
+                    mode,
+                    None,
+                    format!("{base}?application_name=x&sslmode={client}")
+                )
+            );
+        }
+        // The file (percent-escapes decoded) is overc's: not passed on.
+        let (mode, root, client) = tls(&format!(
+            "{base}?sslrootcert=%2Fetc%2Fpg%20ca.pem&sslmode=verify-full&connect_timeout=3"
+        ));
+        assert_eq!(mode, SslMode::VerifyFull);
+        assert_eq!(root, Some(PathBuf::from("/etc/pg ca.pem")));
+        assert_eq!(client, format!("{base}?connect_timeout=3&sslmode=require"));
+        // require with a root certificate verifies the chain (libpq).
+        let (mode, ..) = tls(&format!("{base}?sslmode=require&sslrootcert=ca.pem"));
+        assert_eq!(mode, SslMode::VerifyCa);
+        // The system roots: verify-full, and nothing less.
+        assert_eq!(
+            tls(&format!("{base}?sslrootcert=system")),
+            (SslMode::VerifyFull, None, format!("{base}?sslmode=require"))
+        );
+        // The last one given wins, as with the client library.
+        assert_eq!(
+            tls(&format!("{base}?sslmode=require&sslmode=disable")).0,
+            SslMode::Disable
+        );
+    }
+
+    #[test]
+    fn tls_parameters_it_cannot_honour_are_refused_saying_why() {
+        let base = "postgres://u:pw@db/d";
+        for (query, why) in [
+            ("sslmode=allow", "use prefer"),
+            (
+                "sslmode=verify",
+                "use disable, prefer, require, verify-ca or verify-full",
+            ),
+            ("sslmode=VERIFY-FULL", "sslmode=VERIFY-FULL"),
+            ("sslrootcert=", "names no file"),
+            ("sslrootcert=a%2", "two hex digits"),
+            (
+                "sslrootcert=system&sslmode=require",
+                "needs sslmode=verify-full",
+            ),
+        ] {
+            let e = PostgresUrl::parse(&format!("{base}?{query}")).unwrap_err();
+            assert!(e.contains(why), "{query}: {e}");
+        }
+    }
 }

@@ -19,7 +19,7 @@ use alert::alert_plugin;
 #[cfg(feature = "server")]
 pub(crate) use alert::ntfy_topic;
 pub use alert::{AlertPluginConfig, PluginKind, WebhookConfig, WebhookFormat};
-pub use database::{Database, PostgresUrl, parse_database};
+pub use database::{Database, PostgresUrl, SslMode, parse_database};
 pub use monitor::{MonitorConfig, ServiceConfig};
 use net::parse_cidrs;
 pub use net::{Cidr, Registration};
@@ -745,6 +745,8 @@ mod tests {
             "postgres://overc:hunter2@db.example:5432/overc",
             "postgresql://overc:hunter2@127.0.0.1/overc?sslmode=disable",
             "postgres://overc@db/overc?sslmode=prefer&password=hunter2",
+            "postgres://overc:hunter2@db/overc?sslmode=require",
+            "postgres://overc:hunter2@db/overc?sslmode=verify-full&sslrootcert=/etc/overc/ca.pem",
         ] {
             let cfg = parse(&format!("[overc]\ndatabase = {url}\n")).unwrap();
             let pg = cfg.postgres.clone().expect(url);
@@ -758,10 +760,7 @@ mod tests {
             .postgres;
         assert_eq!(pg.unwrap().to_string(), "postgres://u:***@h:5433/d");
         for (bad, why) in [
-            (
-                "postgres://u:hunter2@h/d?sslmode=require",
-                "sslmode=require",
-            ),
+            ("postgres://u:hunter2@h/d?sslmode=allow", "sslmode=allow"),
             ("postgres://u:hunter2@h/d?sslmode=bogus", "sslmode"),
             ("postgres://u:hunter2@h", "no database name"),
         ] {

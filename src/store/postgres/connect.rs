@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use postgres::Client;
 use postgres::error::SqlState;
-use postgres::{Client, NoTls};
 
 use crate::config::PostgresUrl;
 use crate::error::{Error, Result};
@@ -49,11 +49,12 @@ pub(crate) fn connect_leader(url: &PostgresUrl, timeout: Duration) -> Result<Cli
 }
 
 fn connect_with(url: &PostgresUrl, wait: Duration, config: postgres::Config) -> Result<Client> {
+    let tls = super::tls::connector(url)?;
     let started = Instant::now();
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        let e = match config.connect(NoTls) {
+        let e = match config.connect(tls.clone()) {
             Ok(mut client) => {
                 check_version(&mut client, url)?;
                 if attempts > 1 {
@@ -63,7 +64,8 @@ fn connect_with(url: &PostgresUrl, wait: Duration, config: postgres::Config) -> 
             }
             Err(e) => e,
         };
-        if let Some(fatal) = refusal(&e, &config, url) {
+        let fatal = super::tls::failure(&e, url).or_else(|| refusal(&e, &config, url));
+        if let Some(fatal) = fatal {
             return Err(fatal);
         }
         if started.elapsed() + RETRY_EVERY > wait {
@@ -89,7 +91,7 @@ fn connect_with(url: &PostgresUrl, wait: Duration, config: postgres::Config) -> 
 /// The client library's settings for `url`, with overc's timeouts.
 fn config(url: &PostgresUrl) -> Result<postgres::Config> {
     let mut config: postgres::Config = url
-        .expose()
+        .for_client()
         .parse()
         .map_err(|e| Error::Config(format!("database: {url}: {e}")))?;
     if config.get_application_name().is_none() {

@@ -11,12 +11,15 @@
 //! one key is stored and the other request refused. Reads run on a small
 //! pool of connections of their own.
 
+mod acks;
 mod connect;
 pub(super) mod copy;
 mod leader;
 mod ops;
 mod query;
 mod schema;
+mod silences;
+mod tls;
 mod writer;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,6 +77,24 @@ enum Op {
         title: String,
     },
     SystemAlert(Event),
+    /// A silence from the page (it starts now).
+    AddSilence(Silence),
+    /// A host silences itself.
+    HostSilence(HostSilence, String),
+    /// A host ends its silences.
+    HostUnsilence(HostUnsilence, String),
+    /// Ends a silence now (the page).
+    EndSilence(i64),
+    /// Processes the end of the silences that ended by then.
+    EndSilences(Millis),
+    /// Acknowledges a service's problem.
+    Ack {
+        service_id: i64,
+        author: String,
+        comment: String,
+    },
+    /// Removes a service's acknowledgement.
+    Unack(i64),
     /// Moves due times that passed to now + period.
     ExtendDue(Millis),
 }
@@ -376,43 +397,49 @@ impl Storage for PgStore {
         self.alert_list_pg(filter, hours)
     }
 
-    fn add_silence(&self, _: Silence) -> Result<Applied> {
-        Err(not_yet("silences"))
+    fn add_silence(&self, silence: Silence) -> Result<Applied> {
+        self.submit(Op::AddSilence(silence))
     }
 
-    fn host_silence(&self, _: HostSilence, _: &str) -> Result<Applied> {
-        Err(not_yet("silences"))
+    fn host_silence(&self, request: HostSilence, ip: &str) -> Result<Applied> {
+        self.submit(Op::HostSilence(request, ip.to_owned()))
     }
 
-    fn host_unsilence(&self, _: HostUnsilence, _: &str) -> Result<Applied> {
-        Err(not_yet("silences"))
+    fn host_unsilence(&self, request: HostUnsilence, ip: &str) -> Result<Applied> {
+        self.submit(Op::HostUnsilence(request, ip.to_owned()))
     }
 
-    fn end_silence(&self, _: i64) -> Result<Applied> {
-        Err(not_yet("silences"))
+    fn end_silence(&self, id: i64) -> Result<Applied> {
+        self.submit(Op::EndSilence(id))
     }
 
-    fn end_silences(&self, _: Millis) -> Result<Applied> {
-        // None can be made here, so none ends.
-        Ok(Applied::default())
+    fn end_silences(&self, now: Millis) -> Result<Applied> {
+        // A read first, so that the writer (a transaction) is asked only
+        // when a silence is due to end: any server may have set it.
+        if !self.silence_end_due(now)? {
+            return Ok(Applied::default());
+        }
+        self.submit(Op::EndSilences(now))
     }
 
     fn silences(&self) -> Result<SilenceListView> {
-        Ok(SilenceListView {
-            silences: Vec::new(),
+        self.silences_pg()
+    }
+
+    fn ack(&self, service_id: i64, author: &str, comment: &str) -> Result<Applied> {
+        self.submit(Op::Ack {
+            service_id,
+            author: author.to_owned(),
+            comment: comment.to_owned(),
         })
     }
 
-    fn ack(&self, _: i64, _: &str, _: &str) -> Result<Applied> {
-        Err(not_yet("acknowledgements"))
+    fn unack(&self, service_id: i64) -> Result<Applied> {
+        self.submit(Op::Unack(service_id))
     }
 
-    fn unack(&self, _: i64) -> Result<Applied> {
-        Err(not_yet("acknowledgements"))
-    }
-
-    fn ack_of(&self, _: i64) -> Result<Option<Ack>> {
-        Ok(None)
+    fn ack_of(&self, service_id: i64) -> Result<Option<Ack>> {
+        self.ack_of_pg(service_id)
     }
 
     fn counts(&self) -> Result<TableCounts> {
@@ -466,12 +493,4 @@ fn claimant(node: &str) -> Result<String> {
     let tag = crate::store::plan::new_salt()?;
     let tag: String = tag[..6].iter().map(|b| format!("{b:02x}")).collect();
     Ok(format!("{node} {tag}"))
-}
-
-/// The answer to what the PostgreSQL backend cannot do yet: a refusal the
-/// client sees as such (400 with this text), not a storage failure to retry.
-fn not_yet(what: &str) -> Error {
-    Error::Invalid(format!(
-        "{what} are not supported on PostgreSQL yet; they work with SQLite"
-    ))
 }

@@ -7,9 +7,10 @@
 use std::borrow::Cow;
 
 use super::writer::Batch;
+use super::{acks, silences};
 use crate::clock::Millis;
 use crate::error::{Error, Result};
-use crate::policy::{FLAP_WINDOW, FlapHistory, Held, Streak};
+use crate::policy::{FLAP_WINDOW, FlapHistory, Held, Problem, Streak};
 use crate::protocol::{AlertReport, ServerId, StatusReport};
 use crate::rules::{self, Event};
 use crate::secret::constant_time_eq;
@@ -171,14 +172,17 @@ pub(super) fn add_server(server: &ServerId, b: &mut Batch<'_>) -> Result<Applied
 
 /// Finds a service or creates it, locked until the batch commits, with the
 /// policy's memory of it.
-fn find_or_create_service(
+pub(super) fn find_or_create_service(
     b: &mut Batch<'_>,
     server_id: i64,
     name: &str,
     period: Option<u32>,
 ) -> Result<ServiceMemory> {
+    // FOR NO KEY UPDATE: reports of one service take turns, while the
+    // alerts of a silence's end, which refer to the service (a KEY SHARE
+    // lock), do not wait for them (see `silences.rs`).
     const FIND: &str = "SELECT id, overdue, period, hard, hard_state, streak, flapping
-        FROM services WHERE server_id = $1 AND name = $2 FOR UPDATE";
+        FROM services WHERE server_id = $1 AND name = $2 FOR NO KEY UPDATE";
     let mut row = b.opt(FIND, &[&server_id, &name])?;
     if row.is_none() {
         let inserted = b.opt(
@@ -246,25 +250,25 @@ fn find_or_create_service(
 }
 
 /// An event of the alert log about to be written, with what it is about.
-struct NewAlert<'a> {
-    server_id: Option<i64>,
-    service_id: Option<i64>,
-    state_id: Option<i64>,
-    event: &'a Event,
+pub(super) struct NewAlert<'a> {
+    pub(super) server_id: Option<i64>,
+    pub(super) service_id: Option<i64>,
+    pub(super) state_id: Option<i64>,
+    pub(super) event: &'a Event,
     /// The service's state and info when it was raised.
-    state: Option<(&'a str, &'a str)>,
+    pub(super) state: Option<(&'a str, &'a str)>,
     /// Why the policy holds it back, if it does: recorded, not notified.
-    held: Option<Held>,
+    pub(super) held: Option<Held>,
 }
 
-fn insert_alert(b: &mut Batch<'_>, a: &NewAlert<'_>) -> Result<i64> {
+pub(super) fn insert_alert(b: &mut Batch<'_>, a: &NewAlert<'_>) -> Result<i64> {
     // A held alert is done at once: delivery never sees it.
     let held = a.held.is_some();
     let now = b.now;
     let row = b.one(
         "INSERT INTO alerts(server_id, service_id, state_id, ctime, channel, event, message,
-                            severity, state, info, soft, routed, delivered)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) RETURNING id",
+                            severity, state, info, soft, silenced, routed, delivered)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) RETURNING id",
         &[
             &a.server_id,
             &a.service_id,
@@ -277,6 +281,7 @@ fn insert_alert(b: &mut Batch<'_>, a: &NewAlert<'_>) -> Result<i64> {
             &a.state.map(|s| s.0),
             &a.state.map(|s| text(s.1)),
             &(a.held == Some(Held::Soft)),
+            &(a.held == Some(Held::Silenced)),
             &held,
         ],
     )?;
@@ -320,6 +325,13 @@ pub(super) fn apply_status(r: &StatusReport, ip: &str, b: &mut Batch<'_>) -> Res
                 &[&row.id, &due],
             )?;
         }
+        let mut events = plan.events;
+        // A silence holds every event about what it matches.
+        if !events.is_empty() && silences::is_silenced(b, &r.server.name, Some(&s.name))? {
+            for (_, held) in &mut events {
+                *held = Some(Held::Silenced);
+            }
+        }
         let state = s.state.as_str();
         let now = b.now;
         let state_id: i64 = b
@@ -329,7 +341,12 @@ pub(super) fn apply_status(r: &StatusReport, ip: &str, b: &mut Batch<'_>) -> Res
                 &[&row.id, &now, &state, &text(&s.info)],
             )?
             .get(0);
-        for (event, held) in &plan.events {
+        if !events.is_empty() {
+            // The problem changed: an ack of the one before goes.
+            let current = Problem::of(Some(s.state), plan.streak.hard, false);
+            acks::on_problem(b, row.id, current)?;
+        }
+        for (event, held) in &events {
             let alert = NewAlert {
                 server_id: Some(server_id),
                 service_id: Some(row.id),
@@ -379,7 +396,8 @@ pub(super) fn apply_alerts(r: &AlertReport, ip: &str, b: &mut Batch<'_>) -> Resu
             state_id: None,
             event: &event,
             state: current.as_ref().map(|(s, i)| (s.as_str(), i.as_str())),
-            held: None,
+            held: silences::is_silenced(b, &r.server.name, a.service.as_deref())?
+                .then_some(Held::Silenced),
         };
         applied.alerts.push(insert_alert(b, &alert)?);
     }
@@ -393,9 +411,10 @@ pub(super) fn mark_overdue(due: &[(i64, Millis)], b: &mut Batch<'_>) -> Result<A
         let row = b.opt(
             concat!(
                 "SELECT s.server_id, s.overdue, s.period IS NOT NULL,
-                        st.state, st.info, st.id, st.rtime FROM services s ",
+                        st.state, st.info, st.id, st.rtime, sv.name, s.name FROM services s
+                 JOIN servers sv ON sv.id = s.server_id ",
                 current_state!(),
-                " WHERE s.id = $1 FOR UPDATE OF s"
+                " WHERE s.id = $1 FOR NO KEY UPDATE OF s"
             ),
             &[&service_id],
         )?;
@@ -410,15 +429,17 @@ pub(super) fn mark_overdue(due: &[(i64, Millis)], b: &mut Batch<'_>) -> Result<A
             "UPDATE services SET overdue = true WHERE id = $1",
             &[&service_id],
         )?;
+        acks::on_problem(b, service_id, Some(Problem::Offline))?;
         let state: Option<String> = row.get(3);
         let info: String = untext_opt(row.get(4)).unwrap_or_default();
+        let (server, name): (String, String) = (row.get(7), row.get(8));
         let alert = NewAlert {
             server_id: Some(row.get(0)),
             service_id: Some(service_id),
             state_id: row.get(5),
             event: &event,
             state: state.as_deref().map(|s| (s, info.as_str())),
-            held: None,
+            held: silences::is_silenced(b, &server, Some(&name))?.then_some(Held::Silenced),
         };
         applied.alerts.push(insert_alert(b, &alert)?);
     }

@@ -8,12 +8,16 @@ use postgres::Row;
 
 use super::PgStore;
 use super::ops::{current_state, untext, untext_opt};
+use super::silences::{SILENCE_COLUMNS, silence_row};
 use crate::clock::{Millis, iso8601};
 use crate::error::Result;
 use crate::notification::Notification;
+use crate::policy::{self, Ack, Silence};
 use crate::state::State;
 use crate::store::history::fold_runs;
-use crate::store::plan::{CurrentState, DAY, MAX_ALERTS, delivery_state, since, state_view};
+use crate::store::plan::{
+    CurrentState, DAY, MAX_ALERTS, delivery_state, parse_problem, silence_view, since, state_view,
+};
 use crate::store::views::*;
 use crate::store::{AlertFilter, OpenProblem, PendingDelivery, ServiceDeadline, StatusFilter};
 
@@ -37,15 +41,15 @@ fn alert_view(r: &Row) -> AlertView {
         state,
         delivered: r.get(12),
         soft: r.get(14),
-        // No silences on PostgreSQL yet.
-        silenced: false,
+        silenced: r.get(15),
         deliveries: Vec::new(),
     }
 }
 
 const ALERT_COLUMNS: &str =
     "SELECT a.id, a.server_id, sv.name, a.service_id, se.name, a.ctime, a.channel,
-        a.event, a.message, a.severity, a.state, a.info, a.delivered, a.state_id, a.soft
+        a.event, a.message, a.severity, a.state, a.info, a.delivered, a.state_id, a.soft,
+        a.silenced
     FROM alerts a LEFT JOIN servers sv ON sv.id = a.server_id
     LEFT JOIN services se ON se.id = a.service_id";
 
@@ -160,6 +164,31 @@ impl PgStore {
                     .query_one("SELECT max(id) FROM states WHERE service_id = $1", &[&id])?
                     .get(0),
             };
+            // The silences active now and the acks, for each service's
+            // marks (few rows; matched in memory).
+            let silences: Vec<Silence> = tx
+                .query(
+                    &format!(
+                        "SELECT {SILENCE_COLUMNS} FROM silences
+                         WHERE NOT finished AND starts <= $1 AND ends > $1"
+                    ),
+                    &[&now],
+                )?
+                .iter()
+                .map(silence_row)
+                .collect();
+            let mut acks: HashMap<i64, AckView> = tx
+                .query("SELECT service_id, author, comment, ctime FROM acks", &[])?
+                .iter()
+                .map(|r| {
+                    let view = AckView {
+                        author: untext(r.get(1)),
+                        comment: untext(r.get(2)),
+                        ctime: iso8601(r.get(3)),
+                    };
+                    (r.get(0), view)
+                })
+                .collect();
             let leader = tx
                 .query_opt("SELECT node, since FROM overc_leader WHERE id = 1", &[])?
                 .map(|r| LeaderView {
@@ -195,9 +224,12 @@ impl PgStore {
                         }
                         _ => None,
                     };
+                    let name: String = r.get(1);
+                    let silenced =
+                        policy::silenced_by(&silences, &server.name, Some(&name), now).is_some();
                     server.services.push(ServiceView {
                         id,
-                        name: r.get(1),
+                        name,
                         title: untext(r.get(2)),
                         period,
                         n_alerts: counts
@@ -207,8 +239,8 @@ impl PgStore {
                         state,
                         soft: !r.get::<_, bool>(8),
                         flapping: r.get(9),
-                        silenced: false,
-                        ack: None,
+                        silenced,
+                        ack: acks.remove(&id),
                     });
                 }
                 each(StatusPart::Server(server))?;
@@ -337,6 +369,55 @@ impl PgStore {
         })
     }
 
+    /// `GET /ui/api/silences`: the active silences and those ended in the
+    /// last 24 hours, newest first.
+    pub(super) fn silences_pg(&self) -> Result<SilenceListView> {
+        let now = self.clock.now();
+        self.read(|client| {
+            let sql = format!(
+                "SELECT {SILENCE_COLUMNS}, ended_early FROM silences WHERE ends > $1
+                 ORDER BY id DESC"
+            );
+            let silences = client
+                .query(&sql, &[&(now - DAY)])?
+                .iter()
+                .map(|r| silence_view(silence_row(r), r.get(7), now))
+                .collect();
+            Ok(SilenceListView { silences })
+        })
+    }
+
+    /// Whether a silence whose end is not processed yet ended by `now`
+    /// (set by any server).
+    pub(super) fn silence_end_due(&self, now: Millis) -> Result<bool> {
+        self.read(|client| {
+            Ok(client
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM silences WHERE NOT finished AND ends <= $1)",
+                    &[&now],
+                )?
+                .get(0))
+        })
+    }
+
+    /// The acknowledgement of a service, if it has one (the store deletes
+    /// an ack as soon as the problem it acknowledged changes).
+    pub(super) fn ack_of_pg(&self, service_id: i64) -> Result<Option<Ack>> {
+        self.read(|client| {
+            Ok(client
+                .query_opt(
+                    "SELECT author, comment, ctime, problem FROM acks WHERE service_id = $1",
+                    &[&service_id],
+                )?
+                .map(|r| Ack {
+                    author: untext(r.get(0)),
+                    comment: untext(r.get(1)),
+                    ctime: r.get(2),
+                    problem: parse_problem(r.get(3)),
+                }))
+        })
+    }
+
     pub(super) fn counts_pg(&self) -> Result<TableCounts> {
         self.read(|client| {
             let r = client.query_one(
@@ -383,13 +464,26 @@ impl PgStore {
     }
 
     pub(super) fn open_problems_pg(&self) -> Result<Vec<OpenProblem>> {
+        let now = self.clock.now();
         self.read(|client| {
+            let silences: Vec<Silence> = client
+                .query(
+                    &format!(
+                        "SELECT {SILENCE_COLUMNS} FROM silences
+                         WHERE NOT finished AND starts <= $1 AND ends > $1"
+                    ),
+                    &[&now],
+                )?
+                .iter()
+                .map(silence_row)
+                .collect();
             let rows = client.query(
                 concat!(
                     "SELECT s.id, sv.name, s.name, st.state, st.info, s.overdue,
                         (SELECT MAX(a.ctime) FROM alerts a WHERE a.service_id = s.id AND NOT a.soft
                          AND CASE WHEN s.overdue THEN a.channel = 'plugin' AND a.event = 'offline'
-                                  ELSE a.channel = 'service:state' END)
+                                  ELSE a.channel = 'service:state' END),
+                        EXISTS (SELECT 1 FROM acks k WHERE k.service_id = s.id)
                      FROM services s JOIN servers sv ON sv.id = s.server_id ",
                     current_state!(),
                     " WHERE s.overdue OR (st.state IS NOT NULL AND st.state <> 'OK' AND s.hard)"
@@ -398,18 +492,24 @@ impl PgStore {
             )?;
             Ok(rows
                 .iter()
-                .map(|r| OpenProblem {
-                    service_id: r.get(0),
-                    server: r.get(1),
-                    service: r.get(2),
-                    state: r
-                        .get::<_, Option<String>>(3)
-                        .map(|s| State::parse(&s).unwrap_or(State::Unk)),
-                    info: untext_opt(r.get(4)).unwrap_or_default(),
-                    overdue: r.get(5),
-                    since: r.get::<_, Option<Millis>>(6).unwrap_or(0),
-                    acked: false,
-                    silenced: false,
+                .map(|r| {
+                    let server: String = r.get(1);
+                    let service: String = r.get(2);
+                    let silenced =
+                        policy::silenced_by(&silences, &server, Some(&service), now).is_some();
+                    OpenProblem {
+                        service_id: r.get(0),
+                        server,
+                        service,
+                        state: r
+                            .get::<_, Option<String>>(3)
+                            .map(|s| State::parse(&s).unwrap_or(State::Unk)),
+                        info: untext_opt(r.get(4)).unwrap_or_default(),
+                        overdue: r.get(5),
+                        since: r.get::<_, Option<Millis>>(6).unwrap_or(0),
+                        acked: r.get(7),
+                        silenced,
+                    }
                 })
                 .collect())
         })

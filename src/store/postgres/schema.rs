@@ -11,7 +11,7 @@ pub(crate) const MIGRATION_LOCK: i64 = 0x6f76_6572_635f_6d69; // "overc_mi"
 pub(crate) const LEADER_LOCK: i64 = 0x6f76_6572_635f_6c65; // "overc_le"
 
 /// Each entry migrates from version `index` to `index + 1`. The same
-/// tables as the SQLite schema at its version 5 (see its notes), with
+/// tables as the SQLite schema at its version 6 (see its notes), with
 /// PostgreSQL's types: times are unix milliseconds (BIGINT), flags BOOLEAN,
 /// and deletes cascade through foreign keys. A service's current state is
 /// its newest history record, as with SQLite.
@@ -99,6 +99,40 @@ const MIGRATIONS: &[&str] = &[
     // leaders do not run one plugin for one alert at once.
     "ALTER TABLE deliveries ADD COLUMN claimed_by TEXT;
     ALTER TABLE deliveries ADD COLUMN claimed_until BIGINT NOT NULL DEFAULT 0;",
+    // 4: silences and acknowledgements (SPEC §9): the tables and columns of
+    // overc's SQLite version 6, with the same names and meanings. A
+    // silence holds from `starts` to `ends` (excluded) for the servers
+    // matching the glob `server` and, when not NULL, their services
+    // matching `service`; `author` is a page user or `host:<name>` (a
+    // host's own silence, which `/api/set/unsilence` finds by it). Ending
+    // one early sets `ends` to that time and `ended_early`; `finished` is
+    // set once its end was processed (what it held back told). An ack is
+    // the problem a service was acknowledged in (`WARN`, `FAIL`, `UNK` or
+    // `offline`), one per service, deleted as soon as that problem
+    // changes. An alert raised while a silence matched is `silenced`, and
+    // routed and delivered at once: delivery never sees it. The partial
+    // index finds the silences whose end is still to be processed.
+    "CREATE TABLE silences(
+        id BIGSERIAL PRIMARY KEY,
+        server TEXT NOT NULL,
+        service TEXT,
+        starts BIGINT NOT NULL,
+        ends BIGINT NOT NULL,
+        comment TEXT NOT NULL,
+        author TEXT NOT NULL,
+        ended_early BOOLEAN NOT NULL DEFAULT false,
+        finished BOOLEAN NOT NULL DEFAULT false
+    );
+    CREATE INDEX silences_by_end ON silences(ends);
+    CREATE INDEX silences_unfinished ON silences(ends) WHERE NOT finished;
+    CREATE TABLE acks(
+        service_id BIGINT PRIMARY KEY REFERENCES services(id) ON DELETE CASCADE,
+        author TEXT NOT NULL,
+        comment TEXT NOT NULL,
+        ctime BIGINT NOT NULL,
+        problem TEXT NOT NULL
+    );
+    ALTER TABLE alerts ADD COLUMN silenced BOOLEAN NOT NULL DEFAULT false;",
 ];
 
 /// The schema version this build writes.

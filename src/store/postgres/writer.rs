@@ -10,12 +10,13 @@ use std::time::Duration;
 use postgres::types::ToSql;
 use postgres::{Client, Row, Statement, Transaction};
 
-use super::ops;
 use super::{Job, Op};
+use super::{acks, ops, silences};
 use crate::clock::{Clock, Millis};
 use crate::config::PostgresUrl;
 use crate::error::{Error, Result};
 use crate::idmap::{IdMap, IdSet};
+use crate::policy::Silence;
 use crate::store::{Applied, StoreOptions};
 
 /// Most operations committed in one transaction.
@@ -50,6 +51,10 @@ pub(super) struct Batch<'a> {
     pub opts: &'a StoreOptions,
     /// Services that got history records in this batch.
     pub touched: IdSet,
+    /// The unfinished silences, read (and locked against their end) when
+    /// the batch first needs them; dropped with the batch, as other
+    /// servers set and end silences too (see `silences.rs`).
+    pub silences: Option<Vec<Silence>>,
 }
 
 /// Parameters of a statement.
@@ -203,14 +208,18 @@ impl Writer {
             now,
             opts: &opts,
             touched: IdSet::default(),
+            silences: None,
         };
         let mut results = Vec::with_capacity(batch.len());
         for job in batch {
             match apply(&job.op, &mut b) {
                 Ok(a) => results.push(Ok(a)),
-                Err(e @ (Error::Forbidden(_) | Error::Invalid(_) | Error::NotFound(_))) => {
-                    results.push(Err(e))
-                }
+                Err(
+                    e @ (Error::Forbidden(_)
+                    | Error::Invalid(_)
+                    | Error::NotFound(_)
+                    | Error::Conflict(_)),
+                ) => results.push(Err(e)),
                 Err(e) => return Err(e),
             }
         }
@@ -253,6 +262,17 @@ fn apply(op: &Op, b: &mut Batch<'_>) -> Result<Applied> {
             outcome,
         } => ops::delivery(b, plugin, *alert_id, outcome),
         Op::SystemAlert(event) => ops::system_alert(b, event),
+        Op::AddSilence(s) => silences::add(b, s),
+        Op::HostSilence(r, ip) => silences::host_silence(r, ip, b),
+        Op::HostUnsilence(r, ip) => silences::host_unsilence(r, ip, b),
+        Op::EndSilence(id) => silences::end_one(b, *id),
+        Op::EndSilences(now) => silences::end_due(b, *now),
+        Op::Ack {
+            service_id,
+            author,
+            comment,
+        } => acks::ack(b, *service_id, author, comment),
+        Op::Unack(id) => acks::unack(b, *id),
         Op::ExtendDue(now) => Ok(Applied {
             pruned: ops::extend_due(b, *now)?,
             ..Applied::default()

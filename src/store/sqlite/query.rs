@@ -5,14 +5,15 @@ use std::collections::HashMap;
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::Store;
-use super::ops::acks::parse_problem;
 use super::ops::silences::{SILENCE_COLUMNS, silence_row};
 use super::schema::current_state;
 use crate::clock::{Millis, iso8601};
 use crate::error::Result;
 use crate::policy::{self, Ack};
 use crate::store::history::fold_runs;
-use crate::store::plan::{CurrentState, DAY, MAX_ALERTS, delivery_state, since, state_view};
+use crate::store::plan::{
+    CurrentState, DAY, MAX_ALERTS, delivery_state, parse_problem, silence_view, since, state_view,
+};
 use crate::store::views::*;
 use crate::store::{AlertFilter, StatusFilter};
 
@@ -378,18 +379,7 @@ impl Store {
         let mut rows = st.query([now - DAY])?;
         let mut silences = Vec::new();
         while let Some(r) = rows.next()? {
-            let s = silence_row(r)?;
-            silences.push(SilenceView {
-                id: s.id,
-                active: s.is_active(now),
-                starts: iso8601(s.starts),
-                ends: iso8601(s.ends),
-                server: s.server,
-                service: s.service,
-                comment: s.comment,
-                author: s.author,
-                ended_early: r.get(7)?,
-            });
+            silences.push(silence_view(silence_row(r)?, r.get(7)?, now));
         }
         Ok(SilenceListView { silences })
     }

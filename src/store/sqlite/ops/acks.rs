@@ -13,18 +13,10 @@ use crate::error::{Error, Result};
 use crate::idmap::IdMap;
 use crate::policy::{self, Problem};
 use crate::state::State;
+use crate::store::plan::parse_problem;
 use crate::store::sqlite::redo::Tx;
 use crate::store::sqlite::schema::current_state;
 use crate::store::sqlite::writer::{Applied, Batch, Caches};
-
-/// A problem as the `acks.problem` column holds it: `WARN`, `FAIL`, `UNK`
-/// or `offline`.
-pub(in crate::store::sqlite) fn parse_problem(text: &str) -> Problem {
-    match text {
-        "offline" => Problem::Offline,
-        s => Problem::State(State::parse(s).unwrap_or(State::Unk)),
-    }
-}
 
 fn loaded<'c>(tx: &Tx<'_>, caches: &'c mut Caches) -> Result<&'c mut IdMap<Problem>> {
     if caches.acks.is_none() {
@@ -39,15 +31,9 @@ fn loaded<'c>(tx: &Tx<'_>, caches: &'c mut Caches) -> Result<&'c mut IdMap<Probl
     Ok(caches.acks.get_or_insert_with(IdMap::default))
 }
 
-/// Whether service `id` has an ack that holds for its problem `current`.
-pub(in crate::store::sqlite) fn holds(
-    b: &mut Batch<'_>,
-    id: i64,
-    current: Option<Problem>,
-) -> Result<bool> {
-    Ok(loaded(&b.tx, b.caches)?
-        .get(&id)
-        .is_some_and(|p| Some(*p) == current))
+/// The problem service `id` is acknowledged in, if it is.
+pub(in crate::store::sqlite) fn acked(b: &mut Batch<'_>, id: i64) -> Result<Option<Problem>> {
+    Ok(loaded(&b.tx, b.caches)?.get(&id).copied())
 }
 
 /// The problem of service `id` is now `current`: its ack goes unless it

@@ -11,10 +11,10 @@ use super::acks;
 use super::auth::authenticate;
 use super::reports::{NewAlert, insert_alert};
 use crate::clock::Millis;
-use crate::error::{Error, Result};
-use crate::policy::{self, Problem, Silence, UntoldProblem};
+use crate::error::Result;
+use crate::policy::{self, Silence};
 use crate::protocol::{HostSilence, HostUnsilence};
-use crate::state::State;
+use crate::store::plan::{self, SilencedService};
 use crate::store::sqlite::redo::Tx;
 use crate::store::sqlite::schema::current_state;
 use crate::store::sqlite::writer::{Applied, Batch, Caches};
@@ -60,29 +60,17 @@ pub(in crate::store::sqlite) fn is_silenced(
     Ok(policy::silenced_by(list, server, service, now).is_some())
 }
 
-fn insert(b: &mut Batch<'_>, mut s: Silence) -> Result<Applied> {
+fn insert(b: &mut Batch<'_>, s: Silence) -> Result<Applied> {
     // Loaded before the INSERT, which it would read back.
     unfinished(&b.tx, b.caches)?;
-    s.starts = b.now;
-    if s.ends <= s.starts {
-        return Err(Error::Invalid(
-            "Data: a silence should end in the future".into(),
-        ));
-    }
+    let mut s = plan::starting_silence(s, b.now)?;
     b.tx.exec(
         "INSERT INTO silences(server, service, starts, ends, comment, author)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![s.server, s.service, s.starts, s.ends, s.comment, s.author],
     )?;
     s.id = b.tx.last_insert_rowid();
-    log::info!(
-        "silence {} by {}: {} {} until {}",
-        s.id,
-        s.author,
-        s.server,
-        s.service.as_deref().unwrap_or("*"),
-        crate::clock::iso8601(s.ends)
-    );
+    plan::log_silence(&s);
     let id = s.id;
     unfinished(&b.tx, b.caches)?.push(s);
     Ok(Applied {
@@ -96,11 +84,6 @@ pub(in crate::store::sqlite) fn add(b: &mut Batch<'_>, s: &Silence) -> Result<Ap
     insert(b, s.clone())
 }
 
-/// The author of a host's own silences.
-fn host_author(name: &str) -> String {
-    format!("host:{name}")
-}
-
 /// A host silences its own services: its name, escaped, is the pattern.
 pub(in crate::store::sqlite) fn host_silence(
     r: &HostSilence,
@@ -108,15 +91,7 @@ pub(in crate::store::sqlite) fn host_silence(
     b: &mut Batch<'_>,
 ) -> Result<Applied> {
     let server_id = authenticate(&r.server, ip, b)?;
-    let silence = Silence {
-        id: 0,
-        server: policy::glob_escape(&r.server.name),
-        service: r.service.clone(),
-        starts: b.now,
-        ends: b.now + Millis::from(r.duration) * 1000,
-        comment: r.comment.clone(),
-        author: host_author(&r.server.name),
-    };
+    let silence = plan::host_silence(r, b.now);
     Ok(Applied {
         server_id: Some(server_id),
         ..insert(b, silence)?
@@ -130,19 +105,7 @@ pub(in crate::store::sqlite) fn host_unsilence(
     b: &mut Batch<'_>,
 ) -> Result<Applied> {
     let server_id = authenticate(&r.server, ip, b)?;
-    let author = host_author(&r.server.name);
-    let ids: Vec<i64> = unfinished(&b.tx, b.caches)?
-        .iter()
-        .filter(|s| s.author == author && r.id.is_none_or(|id| id == s.id))
-        .map(|s| s.id)
-        .collect();
-    if let (Some(id), true) = (r.id, ids.is_empty()) {
-        // Another host's silence is none of this one's business: not found
-        // either way.
-        return Err(Error::NotFound(format!(
-            "no active silence {id} of this host"
-        )));
-    }
+    let ids = plan::host_unsilenced(unfinished(&b.tx, b.caches)?, r)?;
     let mut applied = Applied {
         server_id: Some(server_id),
         ..Applied::default()
@@ -161,11 +124,7 @@ pub(in crate::store::sqlite) fn end_one(b: &mut Batch<'_>, id: i64) -> Result<Ap
                 .query_row([id], |_| Ok(()))
                 .optional()?
                 .is_some();
-        return Err(Error::NotFound(if exists {
-            format!("silence {id} has already ended")
-        } else {
-            format!("no silence {id}")
-        }));
+        return Err(plan::not_ending(id, exists));
     }
     let mut applied = Applied::default();
     end(b, id, &mut applied)?;
@@ -213,14 +172,7 @@ fn end(b: &mut Batch<'_>, id: i64, applied: &mut Applied) -> Result<()> {
     applied.ended_silences.push(id);
     // Services in a problem whose newest change (state or offline/online)
     // since the silence started was silenced: nobody was told of it.
-    struct Candidate {
-        server_id: i64,
-        state: Option<String>,
-        info: Option<String>,
-        state_id: Option<i64>,
-    }
-    let mut untold = Vec::new();
-    let mut candidates = Vec::new();
+    let mut held = Vec::new();
     {
         let mut st = b.tx.read(concat!(
             "SELECT s.id, s.server_id, sv.name, s.name, st.state, st.info, st.id, s.overdue, s.hard
@@ -234,53 +186,32 @@ fn end(b: &mut Batch<'_>, id: i64, applied: &mut Applied) -> Result<()> {
         ))?;
         let mut rows = st.query([ended.starts])?;
         while let Some(r) = rows.next()? {
-            let state: Option<String> = r.get(4)?;
-            let overdue: bool = r.get(7)?;
-            let parsed = state
-                .as_deref()
-                .map(|s| State::parse(s).unwrap_or(State::Unk));
-            // A soft problem was never to be told anyway.
-            let Some(problem) = Problem::of(parsed, r.get(8)?, overdue) else {
-                continue;
-            };
-            untold.push(UntoldProblem {
+            held.push(SilencedService {
                 service_id: r.get(0)?,
+                server_id: r.get(1)?,
                 server: r.get(2)?,
                 service: r.get(3)?,
-                problem,
-            });
-            candidates.push(Candidate {
-                server_id: r.get(1)?,
-                state,
+                state: r.get(4)?,
                 info: r.get(5)?,
                 state_id: r.get(6)?,
+                overdue: r.get(7)?,
+                hard: r.get(8)?,
+                acked: None,
             });
         }
     }
-    // An acknowledged problem has its owner: its silence's end is no news.
-    let (mut told, mut rows) = (Vec::new(), Vec::new());
-    for (u, c) in untold.into_iter().zip(candidates) {
-        if !acks::holds(b, u.service_id, Some(u.problem))? {
-            told.push(u);
-            rows.push(c);
-        }
+    for h in &mut held {
+        h.acked = acks::acked(b, h.service_id)?;
     }
     let others = unfinished(&b.tx, b.caches)?.clone();
-    for (u, event) in policy::on_silence_end(&ended, &others, &told, now) {
-        let Some(c) = told
-            .iter()
-            .position(|x| x.service_id == u.service_id)
-            .and_then(|i| rows.get(i))
-        else {
-            continue;
-        };
-        let info = c.info.clone().unwrap_or_default();
+    for (h, event) in plan::told_at_silence_end(&ended, &others, &held, now) {
+        let info = h.info.clone().unwrap_or_default();
         let alert = NewAlert {
-            server_id: Some(c.server_id),
-            service_id: Some(u.service_id),
-            state_id: c.state_id,
+            server_id: Some(h.server_id),
+            service_id: Some(h.service_id),
+            state_id: h.state_id,
             event: &event,
-            state: c.state.as_deref().map(|s| (s, info.as_str())),
+            state: h.state.as_deref().map(|s| (s, info.as_str())),
             held: None,
         };
         applied.alerts.push(insert_alert(&mut b.tx, &alert, now)?);

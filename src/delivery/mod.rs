@@ -204,10 +204,21 @@ impl Router {
                 Ok(RouterMsg::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
             let mut replies: Vec<_> = reply.into_iter().collect();
+            // A stop among the messages drained here must not be lost: the
+            // router would sleep on until its next timeout, and `stop` with it.
+            let mut stopping = false;
             while let Ok(m) = rx.try_recv() {
-                if let RouterMsg::Now(r) = m {
-                    replies.push(r);
+                match m {
+                    RouterMsg::Now(r) => replies.push(r),
+                    RouterMsg::Notify => {}
+                    RouterMsg::Stop => stopping = true,
                 }
+            }
+            if stopping {
+                for r in replies {
+                    let _ = r.send(Err(Error::Storage("delivery has stopped".into())));
+                }
+                break;
             }
             if replies.is_empty() {
                 if let Err(e) = self.route() {
@@ -383,5 +394,39 @@ impl Outbox {
 impl Drop for Outbox {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::{Store, StoreOptions};
+
+    /// Regression: a stop that arrived right behind another message was
+    /// drained with it and lost, and stopping waited for the router's next
+    /// timeout (a minute on a single server).
+    #[test]
+    fn a_stop_queued_behind_a_notify_stops_the_router() {
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(1_000_000));
+        let store = Store::open_in_memory(&StoreOptions::default(), clock).unwrap();
+        let router = Router {
+            storage: Arc::new(store),
+            plugins: Vec::new(),
+            workers: Vec::new(),
+        };
+        let (tx, rx) = mpsc::channel();
+        tx.send(RouterMsg::Notify).unwrap();
+        tx.send(RouterMsg::Stop).unwrap();
+        let (done, stopped) = mpsc::channel();
+        std::thread::spawn(move || {
+            router.run(rx);
+            let _ = done.send(());
+        });
+        // The bound only turns the old hang into a failure; the router
+        // stops at once.
+        let got = stopped.recv_timeout(Duration::from_secs(30));
+        drop(tx);
+        assert!(got.is_ok(), "the router went on after a stop");
     }
 }

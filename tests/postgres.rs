@@ -163,29 +163,11 @@ fn two_servers_share_one_database_and_register_each_host_once() {
 /// `leader-timeout`, from what the database holds.
 #[test]
 fn one_leader_supervises_and_delivers_and_another_takes_over() {
-    use std::sync::Mutex;
-
-    use overc::{Clock, ManualClock, Notification};
+    use overc::ManualClock;
 
     let Some(pg) = PgDb::create() else { return };
     let clock = ManualClock::new(crate::common::T0);
-    type Inbox = Arc<Mutex<Vec<String>>>;
-    let start = |inbox: &Inbox| {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = config_in(dir.path());
-        config.leader_timeout = 2;
-        pg.use_in(&mut config);
-        let got = inbox.clone();
-        let server = Server::builder(config.clone())
-            .clock(Arc::new(clock.clone()) as Arc<dyn Clock>)
-            .notifier("app", move |n: &Notification| {
-                got.lock().unwrap().push(n.text());
-                Ok(())
-            })
-            .start()
-            .unwrap();
-        TestServer::wrap_any(server, dir, config, None)
-    };
+    let start = |inbox: &Inbox| server_with_inbox(&pg, &clock, inbox);
     let (inbox_a, inbox_b): (Inbox, Inbox) = Default::default();
     let a = start(&inbox_a);
     let b = start(&inbox_b);
@@ -318,30 +300,12 @@ fn a_leader_deposed_during_a_delivery_pass_runs_no_further_plugin() {
 /// once at its end, whichever servers process that end at the same time.
 #[test]
 fn silences_and_acks_from_any_server_hold_on_the_leader_and_end_once() {
-    use std::sync::Mutex;
-
-    use overc::{Clock, ManualClock, Notification};
+    use overc::{Clock, ManualClock};
     use serde_json::json;
 
     let Some(pg) = PgDb::create() else { return };
     let clock = ManualClock::new(crate::common::T0);
-    type Inbox = Arc<Mutex<Vec<String>>>;
-    let start = |inbox: &Inbox| {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = config_in(dir.path());
-        config.leader_timeout = 2;
-        pg.use_in(&mut config);
-        let got = inbox.clone();
-        let server = Server::builder(config.clone())
-            .clock(Arc::new(clock.clone()) as Arc<dyn Clock>)
-            .notifier("app", move |n: &Notification| {
-                got.lock().unwrap().push(n.text());
-                Ok(())
-            })
-            .start()
-            .unwrap();
-        TestServer::wrap_any(server, dir, config, None)
-    };
+    let start = |inbox: &Inbox| server_with_inbox(&pg, &clock, inbox);
     let (inbox_a, inbox_b): (Inbox, Inbox) = Default::default();
     let a = start(&inbox_a);
     let b = start(&inbox_b);
@@ -756,4 +720,26 @@ fn both_backends_answer_the_read_api_alike() {
     for (s, p) in sqlite.iter().zip(&postgres) {
         assert_eq!(s, p, "SQLite:\n{s:#}\nPostgreSQL:\n{p:#}");
     }
+}
+
+/// What a test server's notifier `app` was told, as texts.
+type Inbox = Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A server on the test database with leader-timeout 2 s, the test clock,
+/// and a notifier `app` that keeps what it is told in `inbox`.
+fn server_with_inbox(pg: &PgDb, clock: &overc::ManualClock, inbox: &Inbox) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config_in(dir.path());
+    config.leader_timeout = 2;
+    pg.use_in(&mut config);
+    let got = inbox.clone();
+    let server = Server::builder(config.clone())
+        .clock(Arc::new(clock.clone()) as Arc<dyn overc::Clock>)
+        .notifier("app", move |n: &overc::Notification| {
+            got.lock().unwrap().push(n.text());
+            Ok(())
+        })
+        .start()
+        .unwrap();
+    TestServer::wrap_any(server, dir, config, None)
 }

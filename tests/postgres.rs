@@ -757,3 +757,54 @@ fn both_backends_answer_the_read_api_alike() {
         assert_eq!(s, p, "SQLite:\n{s:#}\nPostgreSQL:\n{p:#}");
     }
 }
+
+/// Two batches that lock the same services in opposite orders (a host's
+/// report naming them one way, the next the other way, on two servers or
+/// two writers of one) may deadlock in PostgreSQL, which aborts one of them:
+/// the writer runs that batch again, and both reports are stored and
+/// answered as if they had come one after the other.
+#[test]
+fn batches_locking_services_in_opposite_orders_both_succeed() {
+    let Some(pg) = PgDb::create() else { return };
+    let url = url(&pg.url);
+    let stores = [
+        open(&url, Duration::from_secs(30)).unwrap(),
+        open(&url, Duration::from_secs(30)).unwrap(),
+    ];
+    let names: Vec<String> = (0..16).map(|i| format!("svc{i:02}")).collect();
+    let body = |reversed: bool, round: usize| {
+        let mut services: Vec<serde_json::Value> = names
+            .iter()
+            .map(|n| serde_json::json!({"name": n, "state": "OK", "info": format!("{round}")}))
+            .collect();
+        if reversed {
+            services.reverse();
+        }
+        let v = serde_json::json!({
+            "server": {"name": "web", "key": "key-web"},
+            "period": 60,
+            "services": services,
+        });
+        overc::StatusReport::from_json(v.as_object().unwrap()).unwrap()
+    };
+    stores[0].report(body(false, 0), "127.0.0.1").unwrap();
+    const ROUNDS: usize = 30;
+    let barrier = Barrier::new(2);
+    std::thread::scope(|scope| {
+        for (i, store) in stores.iter().enumerate() {
+            let (barrier, body) = (&barrier, &body);
+            scope.spawn(move || {
+                for round in 1..=ROUNDS {
+                    barrier.wait();
+                    if let Err(e) = store.report(body(i == 1, round), "127.0.0.1") {
+                        panic!("round {round}, server {i}: {e}");
+                    }
+                }
+            });
+        }
+    });
+    use overc::store::Storage;
+    let counts = stores[0].counts().unwrap();
+    assert_eq!((counts.servers, counts.services), (1, 16), "{counts:?}");
+    assert_eq!(counts.states, 16 * (1 + 2 * ROUNDS as i64), "{counts:?}");
+}

@@ -1,10 +1,11 @@
 //! PostgreSQL storage (SPEC §10): the same [`Storage`] as SQLite, for
 //! several overc servers sharing one database.
 //!
-//! Writes go through one writer thread per server, which applies the
-//! operations that arrive while it is busy as one transaction (group
-//! commit) and answers each caller only after COMMIT. It keeps no memory of
-//! rows between batches, since other servers write too: each operation
+//! Writes go through `WRITERS` writer threads per server, each with its
+//! own connection, which take the operations that arrived from one queue
+//! and apply them as one transaction (group commit), answering each caller
+//! only after COMMIT. They keep no memory of rows between batches, since
+//! other writers and servers write too: each operation
 //! reads what it decides on, locking the rows it changes (`FOR UPDATE`),
 //! and a new host is registered with `INSERT … ON CONFLICT DO NOTHING`, so
 //! that of two servers registering one name with different keys at once,

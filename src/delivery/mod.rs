@@ -204,10 +204,18 @@ impl Router {
                 Ok(RouterMsg::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
             let mut replies: Vec<_> = reply.into_iter().collect();
+            // A Stop among the messages that came meanwhile ends the loop
+            // too (dropped, the thread ran on and `stop` waited forever).
+            let mut stop = false;
             while let Ok(m) = rx.try_recv() {
-                if let RouterMsg::Now(r) = m {
-                    replies.push(r);
+                match m {
+                    RouterMsg::Now(r) => replies.push(r),
+                    RouterMsg::Stop => stop = true,
+                    RouterMsg::Notify => {}
                 }
+            }
+            if stop {
+                break;
             }
             if replies.is_empty() {
                 if let Err(e) = self.route() {

@@ -27,6 +27,8 @@ const MAINTENANCE_EVERY: Millis = 10 * 60 * 1000;
 /// serialization failure (another writer's batch took its locks in another
 /// order) is run again before its callers get a storage error (503).
 const RETRIES: usize = 2;
+/// The pause before the first run again (4 times that before the second).
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// How long the writer waits for PostgreSQL when it lost its connection:
 /// a request waits that long at most before its 503.
 const RECONNECT_WAIT: Duration = Duration::from_secs(2);
@@ -206,6 +208,9 @@ impl Writer {
                         "batch of {} operations aborted ({e}), running it again",
                         batch.len()
                     );
+                    // The batch that won goes on taking its locks: run at
+                    // once, this one would race it into the same cycle.
+                    std::thread::sleep(RETRY_PAUSE * (attempt * attempt) as u32);
                 }
                 Err(e) => {
                     log::error!("commit of {} operations failed: {e}", batch.len());

@@ -1,6 +1,6 @@
-//! The writer thread: applies the operations that arrive while it is busy
-//! as one transaction (group commit), and answers each caller only after
-//! PostgreSQL committed it.
+//! A writer thread (a server has several, see `mod.rs`): applies the
+//! operations that arrived while it was busy as one transaction (group
+//! commit), and answers each caller only after PostgreSQL committed it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

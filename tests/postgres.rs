@@ -743,3 +743,77 @@ fn server_with_inbox(pg: &PgDb, clock: &overc::ManualClock, inbox: &Inbox) -> Te
         .unwrap();
     TestServer::wrap_any(server, dir, config, None)
 }
+
+/// Two batches that take the same services' locks in opposite orders (a
+/// host's report naming them one way, the next the other way, on two
+/// servers or two writers of one): the services that exist are locked in
+/// the order of their names first; new ones are inserted in the report's
+/// order, which may deadlock, and PostgreSQL aborts one batch, which its
+/// writer runs again. Both reports are stored and answered as if they had
+/// come one after the other.
+#[test]
+fn batches_locking_services_in_opposite_orders_both_succeed() {
+    let Some(pg) = PgDb::create() else { return };
+    let url = url(&pg.url);
+    let stores = [
+        open(&url, Duration::from_secs(30)).unwrap(),
+        open(&url, Duration::from_secs(30)).unwrap(),
+    ];
+    // The same services in even rounds (locked in name order up front),
+    // new ones in odd rounds (inserted in the report's order: deadlocks,
+    // and batches run again).
+    let names = |round: usize| -> Vec<String> {
+        (0..16)
+            .map(|i| match round % 2 {
+                0 => format!("svc{i:02}"),
+                _ => format!("new{round:02}-{i:02}"),
+            })
+            .collect()
+    };
+    let body = |reversed: bool, round: usize| {
+        let mut services: Vec<serde_json::Value> = names(round)
+            .iter()
+            .map(|n| serde_json::json!({"name": n, "state": "OK", "info": format!("{round}")}))
+            .collect();
+        if reversed {
+            services.reverse();
+        }
+        let v = serde_json::json!({
+            "server": {"name": "web", "key": "key-web"},
+            "period": 60,
+            "services": services,
+        });
+        overc::StatusReport::from_json(v.as_object().unwrap()).unwrap()
+    };
+    stores[0].report(body(false, 0), "127.0.0.1").unwrap();
+    const ROUNDS: usize = 10;
+    let barrier = Barrier::new(2);
+    let failed = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for (i, store) in stores.iter().enumerate() {
+            let (barrier, body, failed) = (&barrier, &body, &failed);
+            scope.spawn(move || {
+                for round in 1..=ROUNDS {
+                    barrier.wait();
+                    if let Err(e) = store.report(body(i == 1, round), "127.0.0.1") {
+                        failed
+                            .lock()
+                            .unwrap()
+                            .push(format!("round {round}, server {i}: {e}"));
+                    }
+                }
+            });
+        }
+    });
+    let failed = failed.into_inner().unwrap();
+    assert!(failed.is_empty(), "{failed:#?}");
+    use overc::store::Storage;
+    let counts = stores[0].counts().unwrap();
+    let rounds = ROUNDS as i64;
+    assert_eq!(
+        (counts.servers, counts.services),
+        (1, 16 + 16 * (rounds / 2)),
+        "{counts:?}"
+    );
+    assert_eq!(counts.states, 16 + 2 * 16 * rounds, "{counts:?}");
+}

@@ -205,7 +205,7 @@ impl Router {
             };
             let mut replies: Vec<_> = reply.into_iter().collect();
             // A stop among the messages drained here must not be lost: the
-            // router would sleep on until its next timeout, and `stop` with it.
+            // router would run on, and `stop` wait for it forever.
             let mut stopping = false;
             while let Ok(m) = rx.try_recv() {
                 match m {
@@ -404,8 +404,8 @@ mod tests {
     use crate::store::{Store, StoreOptions};
 
     /// Regression: a stop that arrived right behind another message was
-    /// drained with it and lost, and stopping waited for the router's next
-    /// timeout (a minute on a single server).
+    /// drained with it and lost; the router ran on, and `stop`, which holds
+    /// the sender while it joins the thread, waited forever.
     #[test]
     fn a_stop_queued_behind_a_notify_stops_the_router() {
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(1_000_000));

@@ -1,10 +1,11 @@
 //! PostgreSQL storage (SPEC §10): the same [`Storage`] as SQLite, for
 //! several overc servers sharing one database.
 //!
-//! Writes go through one writer thread per server, which applies the
-//! operations that arrive while it is busy as one transaction (group
-//! commit) and answers each caller only after COMMIT. It keeps no memory of
-//! rows between batches, since other servers write too: each operation
+//! Writes go through `WRITERS` writer threads per server, each with its
+//! own connection, which take the operations that arrived from one queue
+//! and apply them as one transaction (group commit), answering each caller
+//! only after COMMIT. They keep no memory of rows between batches, since
+//! other writers and servers write too: each operation
 //! reads what it decides on, locking the rows it changes (`FOR UPDATE`),
 //! and a new host is registered with `INSERT … ON CONFLICT DO NOTHING`, so
 //! that of two servers registering one name with different keys at once,
@@ -22,7 +23,7 @@ mod silences;
 mod tls;
 mod writer;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -46,6 +47,10 @@ use crate::store::{
 
 /// How long a server waits at start for PostgreSQL to accept connections.
 pub const START_WAIT: Duration = Duration::from_secs(60);
+/// Writer threads per server, each with its own connection (see
+/// `writer.rs`): a batch waits on PostgreSQL's round trips, so several
+/// batches in flight keep it busy.
+pub(super) const WRITERS: usize = 4;
 /// Idle read connections kept per server.
 const READERS: usize = 4;
 /// A read connection idle this long is checked before it is used (a round
@@ -99,6 +104,22 @@ enum Op {
     ExtendDue(Millis),
 }
 
+impl Op {
+    /// The name of the host a request of a host is about (the order of a
+    /// batch, see `writer.rs`); `None` for the rest.
+    fn host(&self) -> Option<&str> {
+        match self {
+            Op::Ping(p, _) => Some(&p.server.name),
+            Op::Status(r, _) => Some(&r.server.name),
+            Op::Alerts(r, _) => Some(&r.server.name),
+            Op::HostSilence(r, _) => Some(&r.server.name),
+            Op::HostUnsilence(r, _) => Some(&r.server.name),
+            Op::AddServer(s) => Some(&s.name),
+            _ => None,
+        }
+    }
+}
+
 struct Job {
     op: Op,
     reply: mpsc::SyncSender<Result<Applied>>,
@@ -107,8 +128,10 @@ struct Job {
 /// An overc database on PostgreSQL.
 pub struct PgStore {
     url: PostgresUrl,
-    jobs: RwLock<Option<mpsc::Sender<Job>>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    /// The writers' queue: a group of jobs (one request, or the reports
+    /// of several requests read at once) goes into one batch, in order.
+    jobs: RwLock<Option<mpsc::Sender<Vec<Job>>>>,
+    writers: Mutex<Vec<JoinHandle<()>>>,
     /// Idle read connections, with when they were last used.
     readers: Mutex<Vec<(Client, Instant)>>,
     clock: Arc<dyn Clock>,
@@ -150,20 +173,40 @@ impl PgStore {
         schema::migrate(&mut client)?;
         let commits = Arc::new(AtomicU64::new(0));
         let alerts_raised = Arc::new(AtomicU64::new(0));
-        let w = writer::Writer {
-            conn: Some(writer::Conn::new(client)),
-            url: url.clone(),
-            opts: opts.clone(),
-            clock: clock.clone(),
-            commits: commits.clone(),
-            alerts_raised: alerts_raised.clone(),
-            unpruned: IdMap::default(),
-            last_maintenance: clock.now(),
-        };
-        let (tx, rx) = mpsc::channel::<Job>();
-        let handle = std::thread::Builder::new()
-            .name("overc-pg-writer".into())
-            .spawn(move || w.run(rx))?;
+        let (tx, rx) = mpsc::channel::<Vec<Job>>();
+        let rx = Arc::new(Mutex::new(rx));
+        let unpruned = Arc::new(Mutex::new(IdMap::default()));
+        let last_maintenance = Arc::new(AtomicI64::new(clock.now()));
+        let mut first = Some(client);
+        let mut handles = Vec::with_capacity(WRITERS);
+        for i in 0..WRITERS {
+            let w = writer::Writer {
+                // The first writer has the connection that migrated; the
+                // others connect when they get their first batch.
+                conn: first.take().map(writer::Conn::new),
+                url: url.clone(),
+                opts: opts.clone(),
+                clock: clock.clone(),
+                commits: commits.clone(),
+                alerts_raised: alerts_raised.clone(),
+                unpruned: unpruned.clone(),
+                last_maintenance: last_maintenance.clone(),
+            };
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("overc-pg-writer-{i}"))
+                .spawn(move || w.run(&rx));
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    drop(tx);
+                    for h in handles {
+                        let _ = h.join();
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
         let leadership = leader::Leadership::start(
             url.clone(),
             opts.node.clone(),
@@ -177,7 +220,7 @@ impl PgStore {
         Ok(PgStore {
             url: url.clone(),
             jobs: RwLock::new(Some(tx)),
-            writer: Mutex::new(Some(handle)),
+            writers: Mutex::new(handles),
             readers: Mutex::new(Vec::new()),
             clock,
             commits,
@@ -195,7 +238,7 @@ impl PgStore {
             let jobs = jobs
                 .as_ref()
                 .ok_or_else(|| Error::Storage("the store is closed".into()))?;
-            jobs.send(Job { op, reply })
+            jobs.send(vec![Job { op, reply }])
                 .map_err(|_| Error::Storage("the writer thread has stopped".into()))?;
         }
         answer
@@ -237,7 +280,7 @@ impl PgStore {
         // Leadership first: another server takes over while this one stops.
         crate::store::lock(&self.leadership).stop();
         self.jobs.write().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(h) = crate::store::lock(&self.writer).take() {
+        for h in std::mem::take(&mut *crate::store::lock(&self.writers)) {
             let _ = h.join();
         }
         crate::store::lock(&self.readers).clear();
@@ -265,22 +308,21 @@ impl Storage for PgStore {
         each: &mut dyn FnMut(usize, Result<Applied>),
     ) {
         let mut answers = Vec::with_capacity(reports.len());
-        {
-            let jobs = self.jobs.read().unwrap_or_else(|e| e.into_inner());
-            for (report, ip) in reports {
-                let (reply, answer) = mpsc::sync_channel(1);
-                let sent = match jobs.as_ref() {
-                    Some(jobs) => jobs
-                        .send(Job {
-                            op: Op::Status(report, ip),
-                            reply,
-                        })
-                        .is_ok(),
-                    None => false,
-                };
-                answers.push(sent.then_some(answer));
-            }
+        let mut group = Vec::with_capacity(reports.len());
+        for (report, ip) in reports {
+            let (reply, answer) = mpsc::sync_channel(1);
+            group.push(Job {
+                op: Op::Status(report, ip),
+                reply,
+            });
+            answers.push(answer);
         }
+        // One group: the reports go into one batch, in their order.
+        let sent = {
+            let jobs = self.jobs.read().unwrap_or_else(|e| e.into_inner());
+            jobs.as_ref().is_some_and(|jobs| jobs.send(group).is_ok())
+        };
+        let answers: Vec<_> = answers.into_iter().map(|a| sent.then_some(a)).collect();
         for (i, answer) in answers.into_iter().enumerate() {
             let result = answer
                 .and_then(|a| a.recv().ok())

@@ -170,6 +170,30 @@ pub(super) fn add_server(server: &ServerId, b: &mut Batch<'_>) -> Result<Applied
     })
 }
 
+/// Locks the host's services of these names that exist, in the order of
+/// their names, before a report works through them in its own order: the
+/// writers (and servers) lock a host's services in one order, so two
+/// reports naming them in different orders do not deadlock. Nothing to do
+/// for one name.
+pub(super) fn lock_services<'n>(
+    b: &mut Batch<'_>,
+    server_id: i64,
+    names: impl Iterator<Item = &'n str>,
+) -> Result<()> {
+    let mut names: Vec<&str> = names.collect();
+    names.sort_unstable();
+    names.dedup();
+    if names.len() < 2 {
+        return Ok(());
+    }
+    b.exec(
+        "SELECT 1 FROM services WHERE server_id = $1 AND name = ANY($2)
+         ORDER BY name COLLATE \"C\" FOR NO KEY UPDATE",
+        &[&server_id, &names],
+    )?;
+    Ok(())
+}
+
 /// Finds a service or creates it, locked until the batch commits, with the
 /// policy's memory of it.
 pub(super) fn find_or_create_service(
@@ -294,6 +318,7 @@ pub(super) fn apply_status(r: &StatusReport, ip: &str, b: &mut Batch<'_>) -> Res
         server_id: Some(server_id),
         ..Applied::default()
     };
+    lock_services(b, server_id, r.services.iter().map(|s| s.name.as_str()))?;
     // Each record in order: a name given twice sees its first record as
     // the current state, as if each were written alone.
     for s in &r.services {
@@ -374,6 +399,11 @@ pub(super) fn apply_alerts(r: &AlertReport, ip: &str, b: &mut Batch<'_>) -> Resu
         server_id: Some(server_id),
         ..Applied::default()
     };
+    lock_services(
+        b,
+        server_id,
+        r.alerts.iter().filter_map(|a| a.service.as_deref()),
+    )?;
     for a in &r.alerts {
         let (service_id, current) = match &a.service {
             Some(name) => {

@@ -1,10 +1,10 @@
-//! The writer thread: applies the operations that arrive while it is busy
-//! as one transaction (group commit), and answers each caller only after
-//! PostgreSQL committed it.
+//! A writer thread (a server has several, see `mod.rs`): applies the
+//! operations that arrived while it was busy as one transaction (group
+//! commit), and answers each caller only after PostgreSQL committed it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use postgres::types::ToSql;
@@ -23,6 +23,12 @@ use crate::store::{Applied, StoreOptions};
 const MAX_BATCH: usize = 512;
 /// How often the retention rules run.
 const MAINTENANCE_EVERY: Millis = 10 * 60 * 1000;
+/// How many times a batch PostgreSQL aborted for a deadlock or a
+/// serialization failure (another writer's batch took its locks in another
+/// order) is run again before its callers get a storage error (503).
+const RETRIES: usize = 2;
+/// The pause before the first run again (4 times that before the second).
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// How long the writer waits for PostgreSQL when it lost its connection:
 /// a request waits that long at most before its 503.
 const RECONNECT_WAIT: Duration = Duration::from_secs(2);
@@ -102,44 +108,62 @@ pub(super) struct Writer {
     pub(super) clock: Arc<dyn Clock>,
     pub(super) commits: Arc<AtomicU64>,
     pub(super) alerts_raised: Arc<AtomicU64>,
-    /// Reports stored per service since its history was last pruned.
-    pub(super) unpruned: IdMap<u32>,
-    pub(super) last_maintenance: Millis,
+    /// Reports stored per service since its history was last pruned,
+    /// shared by the server's writers.
+    pub(super) unpruned: Arc<Mutex<IdMap<u32>>>,
+    /// When one of the server's writers last ran the retention rules.
+    pub(super) last_maintenance: Arc<AtomicI64>,
 }
 
 impl Writer {
-    pub(super) fn run(mut self, jobs: mpsc::Receiver<Job>) {
+    /// Takes the jobs waiting in the queue (up to [`MAX_BATCH`], whole
+    /// groups) and commits them as one batch, until the queue closes. The
+    /// server's writers share the queue: while one waits on PostgreSQL,
+    /// another takes the jobs that arrived meanwhile.
+    pub(super) fn run(mut self, jobs: &Mutex<mpsc::Receiver<Vec<Job>>>) {
         loop {
-            let first = match jobs.recv_timeout(Duration::from_secs(60)) {
-                Ok(job) => job,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    self.maintain_if_due();
-                    continue;
+            let batch = {
+                let jobs = jobs.lock().unwrap_or_else(|e| e.into_inner());
+                let mut batch = match jobs.recv_timeout(Duration::from_secs(60)) {
+                    Ok(group) => group,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        drop(jobs);
+                        self.maintain_if_due();
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                };
+                while batch.len() < MAX_BATCH {
+                    match jobs.try_recv() {
+                        Ok(group) => batch.extend(group),
+                        Err(_) => break,
+                    }
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                batch
             };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match jobs.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
+            if !batch.is_empty() {
+                self.commit(batch);
             }
-            self.commit(batch);
             self.maintain_if_due();
         }
         log::debug!(
-            "PostgreSQL writer stopped after {} commits",
+            "PostgreSQL writer stopped ({} commits by the server's writers)",
             self.commits.load(Ordering::Relaxed)
         );
     }
 
     fn maintain_if_due(&mut self) {
         let now = self.clock.now();
-        if now.saturating_sub(self.last_maintenance) < MAINTENANCE_EVERY {
+        let last = self.last_maintenance.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < MAINTENANCE_EVERY
+            // Another writer's turn.
+            || self
+                .last_maintenance
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
             return;
         }
-        self.last_maintenance = now;
         let (reply, answer) = mpsc::sync_channel(1);
         self.commit(vec![Job {
             op: Op::Prune,
@@ -165,22 +189,43 @@ impl Writer {
         Ok(self.conn.as_mut().expect("connected"))
     }
 
-    fn commit(&mut self, batch: Vec<Job>) {
-        let now = self.clock.now();
-        let outcome = self.apply_all(&batch, now);
-        let results = match outcome {
-            Ok(results) => results,
-            Err(e) => {
-                log::error!("commit of {} operations failed: {e}", batch.len());
-                // The connection may be broken without knowing it yet (a
-                // server restarting): the next batch connects afresh.
-                self.conn = None;
-                for job in batch {
-                    let _ = job
-                        .reply
-                        .send(Err(Error::Storage(format!("commit failed: {e}"))));
+    fn commit(&mut self, mut batch: Vec<Job>) {
+        // The same order in every batch of every writer (and server): the
+        // rows of hosts are locked in the order of their names, so two
+        // batches seldom wait for each other's locks in a cycle. A stable
+        // sort: the operations of one host keep their order. Any order of
+        // a batch's jobs is one in which they could have arrived, as none
+        // was answered yet.
+        batch.sort_by(|a, b| a.op.host().cmp(&b.op.host()));
+        let mut attempt = 0;
+        let results = loop {
+            let now = self.clock.now();
+            match self.apply_all(&batch, now) {
+                Ok(results) => break results,
+                Err(e) if attempt < RETRIES && retryable(&e) => {
+                    attempt += 1;
+                    log::debug!(
+                        "batch of {} operations aborted ({e}), running it again",
+                        batch.len()
+                    );
+                    // The batch that won goes on taking its locks: run at
+                    // once, this one would race it into the same cycle.
+                    std::thread::sleep(RETRY_PAUSE * (attempt * attempt) as u32);
                 }
-                return;
+                Err(e) => {
+                    log::error!("commit of {} operations failed: {e}", batch.len());
+                    // The connection may be broken without knowing it yet (a
+                    // server restarting): the next batch connects afresh.
+                    if !retryable(&e) {
+                        self.conn = None;
+                    }
+                    for job in batch {
+                        let _ = job
+                            .reply
+                            .send(Err(Error::Storage(format!("commit failed: {e}"))));
+                    }
+                    return;
+                }
             }
         };
         self.commits.fetch_add(1, Ordering::Relaxed);
@@ -225,17 +270,36 @@ impl Writer {
         }
         let step = (opts.history_limit / 10).max(10);
         let touched = std::mem::take(&mut b.touched);
-        for id in touched {
-            let n = unpruned.entry(id).or_insert(0);
-            *n += 1;
-            if *n >= step {
-                *n = 0;
-                ops::prune_history(&mut b, id, opts.history_limit)?;
-            }
+        let due: Vec<i64> = {
+            let mut unpruned = unpruned.lock().unwrap_or_else(|e| e.into_inner());
+            touched
+                .into_iter()
+                .filter(|&id| {
+                    let n = unpruned.entry(id).or_insert(0);
+                    *n += 1;
+                    let due = *n >= step;
+                    if due {
+                        *n = 0;
+                    }
+                    due
+                })
+                .collect()
+        };
+        for id in due {
+            ops::prune_history(&mut b, id, opts.history_limit)?;
         }
         b.tx.commit()?;
         Ok(results)
     }
+}
+
+/// Whether PostgreSQL aborted the transaction for a deadlock or a
+/// serialization failure, which running it again resolves.
+fn retryable(e: &Error) -> bool {
+    use postgres::error::SqlState;
+    matches!(e, Error::Postgres(e) if e.code().is_some_and(|c| {
+        *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
+    }))
 }
 
 fn apply(op: &Op, b: &mut Batch<'_>) -> Result<Applied> {

@@ -817,3 +817,51 @@ fn batches_locking_services_in_opposite_orders_both_succeed() {
     );
     assert_eq!(counts.states, 16 + 2 * 16 * rounds, "{counts:?}");
 }
+
+/// However many requests read at once, a server opens at most its few
+/// read connections beside its writers' and the leader's: three servers
+/// fit PostgreSQL's default `max_connections` (100) with room to spare.
+#[test]
+fn many_reads_at_once_stay_within_a_few_connections() {
+    use overc::store::Storage;
+
+    let Some(pg) = PgDb::create() else { return };
+    let url = url(&pg.url);
+    let store = open(&url, Duration::from_secs(30)).unwrap();
+    let mut admin = postgres::Client::connect(&pg.url, postgres::NoTls).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let most = std::thread::scope(|scope| {
+        let readers: Vec<_> = (0..24)
+            .map(|_| {
+                scope.spawn(|| {
+                    for _ in 0..20 {
+                        store.counts().unwrap();
+                    }
+                })
+            })
+            .collect();
+        let sampler = scope.spawn(|| {
+            let mut most = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let n: i64 = admin
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity
+                         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                        &[],
+                    )
+                    .unwrap()
+                    .get(0);
+                most = most.max(n);
+            }
+            most
+        });
+        for r in readers {
+            r.join().unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        sampler.join().unwrap()
+    });
+    // Four writers, six readers, the leader's.
+    assert!(most <= 11, "{most} connections at once");
+    assert!(most > 0, "the sampler saw the server's connections");
+}

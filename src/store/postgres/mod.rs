@@ -51,8 +51,13 @@ pub const START_WAIT: Duration = Duration::from_secs(60);
 /// `writer.rs`): a batch waits on PostgreSQL's round trips, so several
 /// batches in flight keep it busy.
 pub(super) const WRITERS: usize = 4;
-/// Idle read connections kept per server.
-const READERS: usize = 4;
+/// Read connections per server, open at once at most (and kept while idle):
+/// with the writers and the leader's, what a server asks of PostgreSQL's
+/// `max_connections`, however many page views and plugins read at once.
+const READERS: usize = 6;
+/// How long a read waits for one of the [`READERS`] connections to be free
+/// before it fails (503).
+const READ_SLOT_WAIT: Duration = Duration::from_secs(10);
 /// A read connection idle this long is checked before it is used (a round
 /// trip, so that a read does not fail on a connection whose server
 /// restarted meanwhile).
@@ -134,6 +139,8 @@ pub struct PgStore {
     writers: Mutex<Vec<JoinHandle<()>>>,
     /// Idle read connections, with when they were last used.
     readers: Mutex<Vec<(Client, Instant)>>,
+    /// Read connections in use, and a wake-up when one is given back.
+    reading: (Mutex<usize>, std::sync::Condvar),
     clock: Arc<dyn Clock>,
     commits: Arc<AtomicU64>,
     alerts_raised: Arc<AtomicU64>,
@@ -222,6 +229,7 @@ impl PgStore {
             jobs: RwLock::new(Some(tx)),
             writers: Mutex::new(handles),
             readers: Mutex::new(Vec::new()),
+            reading: (Mutex::new(0), std::sync::Condvar::new()),
             clock,
             commits,
             alerts_raised,
@@ -248,6 +256,7 @@ impl PgStore {
 
     /// Runs `f` on a pooled read connection (a new one when none is idle).
     fn read<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
+        let _slot = self.read_slot()?;
         let idle = crate::store::lock(&self.readers).pop();
         let mut client = match idle {
             // One that idled may have lost its server meanwhile (a restart):
@@ -274,6 +283,28 @@ impl PgStore {
             }
         }
         result
+    }
+
+    /// Waits for one of the [`READERS`] read connections; it is given back
+    /// when the slot drops.
+    fn read_slot(&self) -> Result<ReadSlot<'_>> {
+        let (count, freed) = &self.reading;
+        let deadline = Instant::now() + READ_SLOT_WAIT;
+        let mut n = crate::store::lock(count);
+        while *n >= READERS {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Storage(format!(
+                    "all {READERS} read connections to PostgreSQL stayed busy"
+                )));
+            }
+            n = freed
+                .wait_timeout(n, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *n += 1;
+        Ok(ReadSlot(&self.reading))
     }
 
     fn shut(&self) {
@@ -535,4 +566,15 @@ fn claimant(node: &str) -> Result<String> {
     let tag = crate::store::plan::new_salt()?;
     let tag: String = tag[..6].iter().map(|b| format!("{b:02x}")).collect();
     Ok(format!("{node} {tag}"))
+}
+
+/// A read connection in use: counted while it lives.
+struct ReadSlot<'a>(&'a (Mutex<usize>, std::sync::Condvar));
+
+impl Drop for ReadSlot<'_> {
+    fn drop(&mut self) {
+        let (count, freed) = self.0;
+        *crate::store::lock(count) -= 1;
+        freed.notify_one();
+    }
 }

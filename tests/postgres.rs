@@ -175,6 +175,11 @@ fn one_leader_supervises_and_delivers_and_another_takes_over() {
     assert!(leader(&a) && !leader(&b), "the first server leads");
     let shown = b.status()["stats"]["leader"].clone();
     assert_eq!(shown["listen"], a.server().addr().to_string(), "{shown}");
+    // And the machine, as servers on two hosts may listen on one address.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    if !host.trim().is_empty() {
+        assert_eq!(shown["host"], host.trim(), "{shown}");
+    }
 
     // Reported to B only; B raises the state change, A delivers it.
     let fail = report("h", "k", "s", "FAIL", "down");

@@ -42,6 +42,8 @@ pub struct StatsView {
 pub struct LeaderView {
     /// The leader's listen address.
     pub listen: String,
+    /// The name of the machine it runs on.
+    pub host: String,
     /// When it became the leader, ISO 8601.
     pub since: String,
 }

@@ -806,7 +806,8 @@ async function refresh() {
     else if (page === "silences") await silencesPage(fresh);
     else overview(st, fresh);
     updateTimes(view);
-    const leader = st.stats.leader ? ` · leader ${st.stats.leader.listen || ""}` : "";
+    const lead = st.stats.leader;
+    const leader = lead ? ` · leader ${[lead.host, lead.listen].filter(Boolean).join(" ")}` : "";
     document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}${leader}`;
     // Script time of this refresh: the status read and parsed, then from the
     // flattening on (on the services page, all synchronous; pages that fetch

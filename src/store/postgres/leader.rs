@@ -37,12 +37,13 @@ impl Leadership {
         let flag = is_leader.clone();
         let every = (timeout / 4).clamp(Duration::from_millis(200), Duration::from_secs(2));
         let (tried, first_try) = mpsc::sync_channel(1);
+        let host = host_name();
         let thread = std::thread::Builder::new()
             .name("overc-pg-leader".into())
             .spawn(move || {
                 let mut conn: Option<Client> = None;
                 loop {
-                    if let Err(e) = step(&mut conn, &url, &node, timeout, &*clock, &flag) {
+                    if let Err(e) = step(&mut conn, &url, (&node, &host), timeout, &*clock, &flag) {
                         if flag.swap(false, Ordering::SeqCst) {
                             log::warn!("this server ({node}) is no longer the leader: {e}");
                         } else {
@@ -89,7 +90,7 @@ impl Drop for Leadership {
 fn step(
     conn: &mut Option<Client>,
     url: &PostgresUrl,
-    node: &str,
+    (node, host): (&str, &str),
     timeout: Duration,
     clock: &dyn Clock,
     is_leader: &AtomicBool,
@@ -135,13 +136,22 @@ fn step(
         }
     }
     tx.execute(
-        "INSERT INTO overc_leader(id, node, since, seen) VALUES (1, $1, $2, $2)
-         ON CONFLICT (id) DO UPDATE SET node = excluded.node, since = excluded.since,
-             seen = excluded.seen",
-        &[&node, &now],
+        "INSERT INTO overc_leader(id, node, host, since, seen) VALUES (1, $1, $3, $2, $2)
+         ON CONFLICT (id) DO UPDATE SET node = excluded.node, host = excluded.host,
+             since = excluded.since, seen = excluded.seen",
+        &[&node, &now, &host],
     )?;
     tx.commit()?;
     is_leader.store(true, Ordering::SeqCst);
     log::info!("this server ({node}) is now the leader: it runs overdue detection and delivery");
     Ok(())
+}
+
+/// This machine's name, shown beside the leader's listen address (which
+/// servers on several hosts may share); empty when the system does not say.
+fn host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }

@@ -190,10 +190,14 @@ impl PgStore {
                 })
                 .collect();
             let leader = tx
-                .query_opt("SELECT node, since FROM overc_leader WHERE id = 1", &[])?
+                .query_opt(
+                    "SELECT node, host, since FROM overc_leader WHERE id = 1",
+                    &[],
+                )?
                 .map(|r| LeaderView {
                     listen: r.get(0),
-                    since: iso8601(r.get(1)),
+                    host: r.get(1),
+                    since: iso8601(r.get(2)),
                 });
             each(StatusPart::Stats(StatsView {
                 n_alerts: selected,

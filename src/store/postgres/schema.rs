@@ -133,6 +133,9 @@ const MIGRATIONS: &[&str] = &[
         problem TEXT NOT NULL
     );
     ALTER TABLE alerts ADD COLUMN silenced BOOLEAN NOT NULL DEFAULT false;",
+    // 5: the leader's host name beside its listen address: servers on two
+    // hosts may both listen on 127.0.0.1:5000 behind a load balancer.
+    "ALTER TABLE overc_leader ADD COLUMN host TEXT NOT NULL DEFAULT '';",
 ];
 
 /// The schema version this build writes.

@@ -124,6 +124,74 @@ pub struct ServiceDeadline {
     pub period: i64,
 }
 
+/// A write of the [`Storage`] interface, as a backend's writer applies it
+/// in a transaction of its own. The write methods of [`Storage`] hand these
+/// to [`Storage::write`]; a backend applies each in its own SQL.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum WriteOp {
+    /// Registers or checks a host, records its address.
+    Ping(Ping, String),
+    /// A status report, from the address given.
+    Status(StatusReport, String),
+    /// Alerts posted by a host, from the address given.
+    Alerts(AlertReport, String),
+    /// Registers a host an operator adds, with its key.
+    AddServer(ServerId),
+    /// Runs the retention rules now (tests and maintenance).
+    Prune,
+    /// Flags services overdue (if they did not report since `rtime`) and
+    /// raises `plugin/offline` for each.
+    MarkOverdue(Vec<(i64, Millis)>),
+    /// Writes the deliveries of alerts to the plugins that get them.
+    Route(Vec<(i64, Vec<String>)>),
+    /// What a plugin did with an alert.
+    Delivery {
+        /// The plugin's name.
+        plugin: String,
+        /// The alert's id.
+        alert_id: i64,
+        /// What became of it.
+        outcome: DeliveryOutcome,
+    },
+    /// Deletes a server with its services, history and alerts.
+    DeleteServer(i64),
+    /// Deletes a service with its history and alerts.
+    DeleteService(i64),
+    /// Sets the display title of a server (`service = false`) or service.
+    Rename {
+        /// A service's title, not a server's.
+        service: bool,
+        /// The server's or service's id.
+        id: i64,
+        /// The new title.
+        title: String,
+    },
+    /// An alert of overc itself (no server), e.g. a failing alert plugin.
+    SystemAlert(Event),
+    /// A silence from the page (it starts now).
+    AddSilence(Silence),
+    /// A host silences itself, from the address given.
+    HostSilence(HostSilence, String),
+    /// A host ends its silences, from the address given.
+    HostUnsilence(HostUnsilence, String),
+    /// Ends a silence now (the page).
+    EndSilence(i64),
+    /// Processes the end of the silences that ended by then.
+    EndSilences(Millis),
+    /// Acknowledges a service's problem.
+    Ack {
+        /// The service's id.
+        service_id: i64,
+        /// Who acknowledged it.
+        author: String,
+        /// Why.
+        comment: String,
+    },
+    /// Removes a service's acknowledgement.
+    Unack(i64),
+}
+
 /// The storage interface of the engine: domain operations in, typed views
 /// out. Every write is durable when it returns `Ok`; a write refused
 /// ([`crate::Error::Forbidden`], [`crate::Error::NotFound`]) changed nothing.
@@ -135,8 +203,17 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Where the data lives, for log lines (a path, or a URL without password).
     fn location(&self) -> String;
 
+    /// Applies one write in a transaction of its own and returns what it
+    /// changed once that is durable. The write methods below are this.
+    ///
+    /// # Errors
+    /// As the write method that names the operation says.
+    fn write(&self, op: WriteOp) -> Result<Applied>;
+
     /// Registers or checks the host, records its address.
-    fn ping(&self, ping: Ping, ip: &str) -> Result<Applied>;
+    fn ping(&self, ping: Ping, ip: &str) -> Result<Applied> {
+        self.write(WriteOp::Ping(ping, ip.to_owned()))
+    }
 
     /// Stores many status reports (they share the wait for the disk) and
     /// calls `each` with the position and outcome of each report once it is
@@ -155,40 +232,70 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     }
 
     /// Stores alerts posted by a host (channel `api`).
-    fn post_alerts(&self, report: AlertReport, ip: &str) -> Result<Applied>;
+    fn post_alerts(&self, report: AlertReport, ip: &str) -> Result<Applied> {
+        self.write(WriteOp::Alerts(report, ip.to_owned()))
+    }
 
     /// Registers a host with its key, as an operator does (also when
     /// registration is closed); `server_id` is `None` when the name is taken.
-    fn add_server(&self, server: ServerId) -> Result<Applied>;
+    fn add_server(&self, server: ServerId) -> Result<Applied> {
+        self.write(WriteOp::AddServer(server))
+    }
 
     /// Flags services overdue unless they reported after the given report
     /// time, raising one `plugin/offline` event each.
-    fn mark_overdue(&self, due: Vec<(i64, Millis)>) -> Result<Applied>;
+    fn mark_overdue(&self, due: Vec<(i64, Millis)>) -> Result<Applied> {
+        self.write(WriteOp::MarkOverdue(due))
+    }
 
     /// Records an event of overc itself (not about any host).
-    fn system_alert(&self, event: Event) -> Result<Applied>;
+    fn system_alert(&self, event: Event) -> Result<Applied> {
+        self.write(WriteOp::SystemAlert(event))
+    }
 
     /// Deletes a server with its services, their history and alerts.
-    fn delete_server(&self, id: i64) -> Result<Applied>;
+    fn delete_server(&self, id: i64) -> Result<Applied> {
+        self.write(WriteOp::DeleteServer(id))
+    }
 
     /// Deletes a service with its history and alerts.
-    fn delete_service(&self, id: i64) -> Result<Applied>;
+    fn delete_service(&self, id: i64) -> Result<Applied> {
+        self.write(WriteOp::DeleteService(id))
+    }
 
     /// Sets the display title of a server.
-    fn rename_server(&self, id: i64, title: &str) -> Result<Applied>;
+    fn rename_server(&self, id: i64, title: &str) -> Result<Applied> {
+        let title = title.to_owned();
+        self.write(WriteOp::Rename {
+            service: false,
+            id,
+            title,
+        })
+    }
 
     /// Sets the display title of a service.
-    fn rename_service(&self, id: i64, title: &str) -> Result<Applied>;
+    fn rename_service(&self, id: i64, title: &str) -> Result<Applied> {
+        let title = title.to_owned();
+        self.write(WriteOp::Rename {
+            service: true,
+            id,
+            title,
+        })
+    }
 
     /// Applies the retention rules (history limit, alert age) now.
-    fn prune(&self) -> Result<Applied>;
+    fn prune(&self) -> Result<Applied> {
+        self.write(WriteOp::Prune)
+    }
 
     /// Alerts not yet routed to the plugins, oldest first.
     fn unrouted(&self, limit: usize) -> Result<Vec<Notification>>;
 
     /// Writes the deliveries of alerts, each to the plugins named beside it
     /// (none: the alert is done), and marks the alerts routed.
-    fn route(&self, routes: Vec<(i64, Vec<String>)>) -> Result<Applied>;
+    fn route(&self, routes: Vec<(i64, Vec<String>)>) -> Result<Applied> {
+        self.write(WriteOp::Route(routes))
+    }
 
     /// Whether `plugin` was sent the last problem (a non-OK alert) of the
     /// service that alert `recovery` is about, before it: a recovery goes
@@ -212,7 +319,14 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         plugin: &str,
         alert_id: i64,
         outcome: DeliveryOutcome,
-    ) -> Result<Applied>;
+    ) -> Result<Applied> {
+        let plugin = plugin.to_owned();
+        self.write(WriteOp::Delivery {
+            plugin,
+            alert_id,
+            outcome,
+        })
+    }
 
     /// Services with a period that are not flagged overdue, for rebuilding
     /// deadlines at start.
@@ -272,11 +386,15 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     ///
     /// # Errors
     /// [`crate::Error::Invalid`] when it would end by now.
-    fn add_silence(&self, silence: Silence) -> Result<Applied>;
+    fn add_silence(&self, silence: Silence) -> Result<Applied> {
+        self.write(WriteOp::AddSilence(silence))
+    }
 
     /// A host silences its own services (its key checked as for a report);
     /// the new id is in [`Applied::silence_id`].
-    fn host_silence(&self, request: HostSilence, ip: &str) -> Result<Applied>;
+    fn host_silence(&self, request: HostSilence, ip: &str) -> Result<Applied> {
+        self.write(WriteOp::HostSilence(request, ip.to_owned()))
+    }
 
     /// A host ends one of its silences (by id), or all of them; those
     /// ended are in [`Applied::ended_silences`].
@@ -284,7 +402,9 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// [`crate::Error::NotFound`] when the id is not an active silence of
     /// this host.
-    fn host_unsilence(&self, request: HostUnsilence, ip: &str) -> Result<Applied>;
+    fn host_unsilence(&self, request: HostUnsilence, ip: &str) -> Result<Applied> {
+        self.write(WriteOp::HostUnsilence(request, ip.to_owned()))
+    }
 
     /// Ends a silence now, and notifies once each problem it held back
     /// that is still open ([`crate::policy::on_silence_end`]).
@@ -292,7 +412,9 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// [`crate::Error::NotFound`] when there is no such silence, or it
     /// has ended.
-    fn end_silence(&self, id: i64) -> Result<Applied>;
+    fn end_silence(&self, id: i64) -> Result<Applied> {
+        self.write(WriteOp::EndSilence(id))
+    }
 
     /// Processes the end of every silence that expired by `now`, as
     /// [`Storage::end_silence`] does for one; cheap when none did (the
@@ -310,13 +432,22 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// [`crate::Error::NotFound`] when there is no such service,
     /// [`crate::Error::Conflict`] when it is not in a problem.
-    fn ack(&self, service_id: i64, author: &str, comment: &str) -> Result<Applied>;
+    fn ack(&self, service_id: i64, author: &str, comment: &str) -> Result<Applied> {
+        let (author, comment) = (author.to_owned(), comment.to_owned());
+        self.write(WriteOp::Ack {
+            service_id,
+            author,
+            comment,
+        })
+    }
 
     /// Removes the acknowledgement of a service.
     ///
     /// # Errors
     /// [`crate::Error::NotFound`] when it has none.
-    fn unack(&self, service_id: i64) -> Result<Applied>;
+    fn unack(&self, service_id: i64) -> Result<Applied> {
+        self.write(WriteOp::Unack(service_id))
+    }
 
     /// The acknowledgement of a service that holds now, if any (for the
     /// reminder rule: an acknowledged problem is not reminded of).

@@ -35,14 +35,12 @@ use crate::config::PostgresUrl;
 use crate::error::{Error, Result};
 use crate::idmap::IdMap;
 use crate::notification::Notification;
-use crate::policy::{Ack, Silence};
-use crate::protocol::{AlertReport, Ping, ServerId, StatusReport};
-use crate::protocol::{HostSilence, HostUnsilence};
-use crate::rules::Event;
+use crate::policy::Ack;
+use crate::protocol::StatusReport;
 use crate::store::{
-    AlertFilter, AlertListView, Applied, DeliveryOutcome, HistoryView, OpenProblem,
-    PendingDelivery, ServiceDeadline, SilenceListView, StatusFilter, StatusPart, Storage,
-    StoreOptions, TableCounts,
+    AlertFilter, AlertListView, Applied, HistoryView, OpenProblem, PendingDelivery,
+    ServiceDeadline, SilenceListView, StatusFilter, StatusPart, Storage, StoreOptions, TableCounts,
+    WriteOp,
 };
 
 /// How long a server waits at start for PostgreSQL to accept connections.
@@ -67,46 +65,26 @@ const READ_CONNECT_WAIT: Duration = Duration::from_secs(1);
 
 /// An operation for the writer thread.
 enum Op {
-    Ping(Ping, String),
-    Status(StatusReport, String),
-    Alerts(AlertReport, String),
-    AddServer(ServerId),
-    Prune,
-    MarkOverdue(Vec<(i64, Millis)>),
-    Route(Vec<(i64, Vec<String>)>),
-    Delivery {
-        plugin: String,
-        alert_id: i64,
-        outcome: DeliveryOutcome,
-    },
-    DeleteServer(i64),
-    DeleteService(i64),
-    Rename {
-        service: bool,
-        id: i64,
-        title: String,
-    },
-    SystemAlert(Event),
-    /// A silence from the page (it starts now).
-    AddSilence(Silence),
-    /// A host silences itself.
-    HostSilence(HostSilence, String),
-    /// A host ends its silences.
-    HostUnsilence(HostUnsilence, String),
-    /// Ends a silence now (the page).
-    EndSilence(i64),
-    /// Processes the end of the silences that ended by then.
-    EndSilences(Millis),
-    /// Acknowledges a service's problem.
-    Ack {
-        service_id: i64,
-        author: String,
-        comment: String,
-    },
-    /// Removes a service's acknowledgement.
-    Unack(i64),
+    /// A write of the [`Storage`] interface.
+    Write(WriteOp),
     /// Moves due times that passed to now + period.
     ExtendDue(Millis),
+}
+
+impl WriteOp {
+    /// The name of the host a write of a host is about; `None` for the
+    /// rest: a batch is ordered by it (see `writer.rs`).
+    fn host(&self) -> Option<&str> {
+        match self {
+            WriteOp::Ping(p, _) => Some(&p.server.name),
+            WriteOp::Status(r, _) => Some(&r.server.name),
+            WriteOp::Alerts(r, _) => Some(&r.server.name),
+            WriteOp::HostSilence(r, _) => Some(&r.server.name),
+            WriteOp::HostUnsilence(r, _) => Some(&r.server.name),
+            WriteOp::AddServer(s) => Some(&s.name),
+            _ => None,
+        }
+    }
 }
 
 impl Op {
@@ -114,13 +92,8 @@ impl Op {
     /// batch, see `writer.rs`); `None` for the rest.
     fn host(&self) -> Option<&str> {
         match self {
-            Op::Ping(p, _) => Some(&p.server.name),
-            Op::Status(r, _) => Some(&r.server.name),
-            Op::Alerts(r, _) => Some(&r.server.name),
-            Op::HostSilence(r, _) => Some(&r.server.name),
-            Op::HostUnsilence(r, _) => Some(&r.server.name),
-            Op::AddServer(s) => Some(&s.name),
-            _ => None,
+            Op::Write(w) => w.host(),
+            Op::ExtendDue(_) => None,
         }
     }
 }
@@ -329,8 +302,8 @@ impl Storage for PgStore {
         self.url.redacted()
     }
 
-    fn ping(&self, ping: Ping, ip: &str) -> Result<Applied> {
-        self.submit(Op::Ping(ping, ip.to_owned()))
+    fn write(&self, op: WriteOp) -> Result<Applied> {
+        self.submit(Op::Write(op))
     }
 
     fn report_each(
@@ -343,7 +316,7 @@ impl Storage for PgStore {
         for (report, ip) in reports {
             let (reply, answer) = mpsc::sync_channel(1);
             group.push(Job {
-                op: Op::Status(report, ip),
+                op: Op::Write(WriteOp::Status(report, ip)),
                 reply,
             });
             answers.push(answer);
@@ -362,56 +335,8 @@ impl Storage for PgStore {
         }
     }
 
-    fn post_alerts(&self, report: AlertReport, ip: &str) -> Result<Applied> {
-        self.submit(Op::Alerts(report, ip.to_owned()))
-    }
-
-    fn add_server(&self, server: ServerId) -> Result<Applied> {
-        self.submit(Op::AddServer(server))
-    }
-
-    fn mark_overdue(&self, due: Vec<(i64, Millis)>) -> Result<Applied> {
-        self.submit(Op::MarkOverdue(due))
-    }
-
-    fn system_alert(&self, event: Event) -> Result<Applied> {
-        self.submit(Op::SystemAlert(event))
-    }
-
-    fn delete_server(&self, id: i64) -> Result<Applied> {
-        self.submit(Op::DeleteServer(id))
-    }
-
-    fn delete_service(&self, id: i64) -> Result<Applied> {
-        self.submit(Op::DeleteService(id))
-    }
-
-    fn rename_server(&self, id: i64, title: &str) -> Result<Applied> {
-        self.submit(Op::Rename {
-            service: false,
-            id,
-            title: title.to_owned(),
-        })
-    }
-
-    fn rename_service(&self, id: i64, title: &str) -> Result<Applied> {
-        self.submit(Op::Rename {
-            service: true,
-            id,
-            title: title.to_owned(),
-        })
-    }
-
-    fn prune(&self) -> Result<Applied> {
-        self.submit(Op::Prune)
-    }
-
     fn unrouted(&self, limit: usize) -> Result<Vec<Notification>> {
         self.unrouted_pg(limit)
-    }
-
-    fn route(&self, routes: Vec<(i64, Vec<String>)>) -> Result<Applied> {
-        self.submit(Op::Route(routes))
     }
 
     fn got_problem(&self, plugin: &str, recovery: i64) -> Result<bool> {
@@ -428,19 +353,6 @@ impl Storage for PgStore {
 
     fn pending_deliveries(&self, plugin: &str, limit: usize) -> Result<Vec<PendingDelivery>> {
         self.pending_deliveries_pg(plugin, limit)
-    }
-
-    fn record_delivery(
-        &self,
-        plugin: &str,
-        alert_id: i64,
-        outcome: DeliveryOutcome,
-    ) -> Result<Applied> {
-        self.submit(Op::Delivery {
-            plugin: plugin.to_owned(),
-            alert_id,
-            outcome,
-        })
     }
 
     fn service_deadlines(&self) -> Result<Vec<ServiceDeadline>> {
@@ -470,45 +382,17 @@ impl Storage for PgStore {
         self.alert_list_pg(filter, hours)
     }
 
-    fn add_silence(&self, silence: Silence) -> Result<Applied> {
-        self.submit(Op::AddSilence(silence))
-    }
-
-    fn host_silence(&self, request: HostSilence, ip: &str) -> Result<Applied> {
-        self.submit(Op::HostSilence(request, ip.to_owned()))
-    }
-
-    fn host_unsilence(&self, request: HostUnsilence, ip: &str) -> Result<Applied> {
-        self.submit(Op::HostUnsilence(request, ip.to_owned()))
-    }
-
-    fn end_silence(&self, id: i64) -> Result<Applied> {
-        self.submit(Op::EndSilence(id))
-    }
-
     fn end_silences(&self, now: Millis) -> Result<Applied> {
         // A read first, so that the writer (a transaction) is asked only
         // when a silence is due to end: any server may have set it.
         if !self.silence_end_due(now)? {
             return Ok(Applied::default());
         }
-        self.submit(Op::EndSilences(now))
+        self.write(WriteOp::EndSilences(now))
     }
 
     fn silences(&self) -> Result<SilenceListView> {
         self.silences_pg()
-    }
-
-    fn ack(&self, service_id: i64, author: &str, comment: &str) -> Result<Applied> {
-        self.submit(Op::Ack {
-            service_id,
-            author: author.to_owned(),
-            comment: comment.to_owned(),
-        })
-    }
-
-    fn unack(&self, service_id: i64) -> Result<Applied> {
-        self.submit(Op::Unack(service_id))
     }
 
     fn ack_of(&self, service_id: i64) -> Result<Option<Ack>> {

@@ -17,7 +17,7 @@ use crate::config::PostgresUrl;
 use crate::error::{Error, Result};
 use crate::idmap::{IdMap, IdSet};
 use crate::policy::Silence;
-use crate::store::{Applied, StoreOptions};
+use crate::store::{Applied, StoreOptions, WriteOp};
 
 /// Most operations committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -166,7 +166,7 @@ impl Writer {
         }
         let (reply, answer) = mpsc::sync_channel(1);
         self.commit(vec![Job {
-            op: Op::Prune,
+            op: Op::Write(WriteOp::Prune),
             reply,
         }]);
         match answer.recv() {
@@ -304,42 +304,48 @@ fn retryable(e: &Error) -> bool {
 
 fn apply(op: &Op, b: &mut Batch<'_>) -> Result<Applied> {
     match op {
-        Op::Ping(p, ip) => {
+        Op::Write(w) => apply_write(w, b),
+        Op::ExtendDue(now) => Ok(Applied {
+            pruned: ops::extend_due(b, *now)?,
+            ..Applied::default()
+        }),
+    }
+}
+
+fn apply_write(op: &WriteOp, b: &mut Batch<'_>) -> Result<Applied> {
+    match op {
+        WriteOp::Ping(p, ip) => {
             let id = ops::authenticate(&p.server, ip, b)?;
             Ok(Applied {
                 server_id: Some(id),
                 ..Applied::default()
             })
         }
-        Op::Status(r, ip) => ops::apply_status(r, ip, b),
-        Op::Alerts(r, ip) => ops::apply_alerts(r, ip, b),
-        Op::AddServer(server) => ops::add_server(server, b),
-        Op::Prune => ops::prune_all(b),
-        Op::DeleteServer(id) => ops::delete_server(b, *id),
-        Op::DeleteService(id) => ops::delete_service(b, *id),
-        Op::Rename { service, id, title } => ops::rename(b, *service, *id, title),
-        Op::MarkOverdue(due) => ops::mark_overdue(due, b),
-        Op::Route(routes) => ops::route(b, routes),
-        Op::Delivery {
+        WriteOp::Status(r, ip) => ops::apply_status(r, ip, b),
+        WriteOp::Alerts(r, ip) => ops::apply_alerts(r, ip, b),
+        WriteOp::AddServer(server) => ops::add_server(server, b),
+        WriteOp::Prune => ops::prune_all(b),
+        WriteOp::DeleteServer(id) => ops::delete_server(b, *id),
+        WriteOp::DeleteService(id) => ops::delete_service(b, *id),
+        WriteOp::Rename { service, id, title } => ops::rename(b, *service, *id, title),
+        WriteOp::MarkOverdue(due) => ops::mark_overdue(due, b),
+        WriteOp::Route(routes) => ops::route(b, routes),
+        WriteOp::Delivery {
             plugin,
             alert_id,
             outcome,
         } => ops::delivery(b, plugin, *alert_id, outcome),
-        Op::SystemAlert(event) => ops::system_alert(b, event),
-        Op::AddSilence(s) => silences::add(b, s),
-        Op::HostSilence(r, ip) => silences::host_silence(r, ip, b),
-        Op::HostUnsilence(r, ip) => silences::host_unsilence(r, ip, b),
-        Op::EndSilence(id) => silences::end_one(b, *id),
-        Op::EndSilences(now) => silences::end_due(b, *now),
-        Op::Ack {
+        WriteOp::SystemAlert(event) => ops::system_alert(b, event),
+        WriteOp::AddSilence(s) => silences::add(b, s),
+        WriteOp::HostSilence(r, ip) => silences::host_silence(r, ip, b),
+        WriteOp::HostUnsilence(r, ip) => silences::host_unsilence(r, ip, b),
+        WriteOp::EndSilence(id) => silences::end_one(b, *id),
+        WriteOp::EndSilences(now) => silences::end_due(b, *now),
+        WriteOp::Ack {
             service_id,
             author,
             comment,
         } => acks::ack(b, *service_id, author, comment),
-        Op::Unack(id) => acks::unack(b, *id),
-        Op::ExtendDue(now) => Ok(Applied {
-            pruned: ops::extend_due(b, *now)?,
-            ..Applied::default()
-        }),
+        WriteOp::Unack(id) => acks::unack(b, *id),
     }
 }

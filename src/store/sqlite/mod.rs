@@ -33,13 +33,11 @@ use crate::clock::{Clock, Millis};
 use crate::config::Durability;
 use crate::error::{Error, Result};
 use crate::notification::Notification;
-use crate::policy::{Ack, Silence};
-use crate::protocol::{AlertReport, HostSilence, HostUnsilence, Ping, ServerId, StatusReport};
-use crate::rules::Event;
+use crate::policy::Ack;
+use crate::protocol::StatusReport;
 use crate::store::{
-    AlertFilter, AlertListView, Applied, DeliveryOutcome, HistoryView, OpenProblem,
-    PendingDelivery, ServiceDeadline, SilenceListView, StatusFilter, StatusPart, Storage,
-    TableCounts,
+    AlertFilter, AlertListView, Applied, HistoryView, OpenProblem, PendingDelivery,
+    ServiceDeadline, SilenceListView, StatusFilter, StatusPart, Storage, TableCounts, WriteOp,
 };
 
 use durability::Tuning;
@@ -84,59 +82,13 @@ impl Default for StoreOptions {
 
 /// An operation for the writer thread.
 pub(crate) enum Op {
-    Ping(Ping, String),
-    Status(StatusReport, String),
-    Alerts(AlertReport, String),
-    /// Registers a host an operator adds, with its key.
-    AddServer(crate::protocol::ServerId),
-    /// Runs the retention rules now (tests and maintenance).
-    Prune,
+    /// A write of the [`Storage`] interface.
+    Write(WriteOp),
     /// Commits SQLite, so that a read sees every write before it.
     Flush,
     /// A fault injected by a test.
     #[cfg(test)]
     Test(writer::Fault),
-    /// Flags services overdue (if they did not report since `rtime`) and
-    /// raises `plugin/offline` for each.
-    MarkOverdue(Vec<(i64, Millis)>),
-    /// Writes the deliveries of alerts to the plugins that get them.
-    Route(Vec<(i64, Vec<String>)>),
-    /// What a plugin did with an alert.
-    Delivery {
-        plugin: String,
-        alert_id: i64,
-        outcome: DeliveryOutcome,
-    },
-    /// Deletes a server with its services, history and alerts.
-    DeleteServer(i64),
-    /// Deletes a service with its history and alerts.
-    DeleteService(i64),
-    /// Sets the display title of a server (`service = false`) or service.
-    Rename {
-        service: bool,
-        id: i64,
-        title: String,
-    },
-    /// An alert of overc itself (no server), e.g. a failing alert plugin.
-    SystemAlert(crate::rules::Event),
-    /// A silence from the page (it starts now).
-    AddSilence(Silence),
-    /// A host silences itself.
-    HostSilence(HostSilence, String),
-    /// A host ends its silences.
-    HostUnsilence(HostUnsilence, String),
-    /// Ends a silence now (the page).
-    EndSilence(i64),
-    /// Processes the end of the silences that ended by then.
-    EndSilences(Millis),
-    /// Acknowledges a service's problem.
-    Ack {
-        service_id: i64,
-        author: String,
-        comment: String,
-    },
-    /// Removes a service's acknowledgement.
-    Unack(i64),
 }
 
 struct Job {
@@ -401,8 +353,8 @@ impl Storage for Store {
         self.path.display().to_string()
     }
 
-    fn ping(&self, ping: Ping, ip: &str) -> Result<Applied> {
-        self.submit(Op::Ping(ping, ip.to_owned()))
+    fn write(&self, op: WriteOp) -> Result<Applied> {
+        self.submit(Op::Write(op))
     }
 
     fn report_each(
@@ -418,7 +370,7 @@ impl Storage for Store {
                 let sent = match jobs.as_ref() {
                     Some(jobs) => jobs
                         .send(Job {
-                            op: Op::Status(report, ip),
+                            op: Op::Write(WriteOp::Status(report, ip)),
                             reply,
                         })
                         .is_ok(),
@@ -435,56 +387,8 @@ impl Storage for Store {
         }
     }
 
-    fn post_alerts(&self, report: AlertReport, ip: &str) -> Result<Applied> {
-        self.submit(Op::Alerts(report, ip.to_owned()))
-    }
-
-    fn add_server(&self, server: ServerId) -> Result<Applied> {
-        self.submit(Op::AddServer(server))
-    }
-
-    fn mark_overdue(&self, due: Vec<(i64, Millis)>) -> Result<Applied> {
-        self.submit(Op::MarkOverdue(due))
-    }
-
-    fn system_alert(&self, event: Event) -> Result<Applied> {
-        self.submit(Op::SystemAlert(event))
-    }
-
-    fn delete_server(&self, id: i64) -> Result<Applied> {
-        self.submit(Op::DeleteServer(id))
-    }
-
-    fn delete_service(&self, id: i64) -> Result<Applied> {
-        self.submit(Op::DeleteService(id))
-    }
-
-    fn rename_server(&self, id: i64, title: &str) -> Result<Applied> {
-        self.submit(Op::Rename {
-            service: false,
-            id,
-            title: title.to_owned(),
-        })
-    }
-
-    fn rename_service(&self, id: i64, title: &str) -> Result<Applied> {
-        self.submit(Op::Rename {
-            service: true,
-            id,
-            title: title.to_owned(),
-        })
-    }
-
-    fn prune(&self) -> Result<Applied> {
-        self.submit(Op::Prune)
-    }
-
     fn unrouted(&self, limit: usize) -> Result<Vec<Notification>> {
         Store::unrouted(self, limit)
-    }
-
-    fn route(&self, routes: Vec<(i64, Vec<String>)>) -> Result<Applied> {
-        self.submit(Op::Route(routes))
     }
 
     fn got_problem(&self, plugin: &str, recovery: i64) -> Result<bool> {
@@ -501,19 +405,6 @@ impl Storage for Store {
 
     fn pending_deliveries(&self, plugin: &str, limit: usize) -> Result<Vec<PendingDelivery>> {
         Store::pending_deliveries(self, plugin, limit)
-    }
-
-    fn record_delivery(
-        &self,
-        plugin: &str,
-        alert_id: i64,
-        outcome: DeliveryOutcome,
-    ) -> Result<Applied> {
-        self.submit(Op::Delivery {
-            plugin: plugin.to_owned(),
-            alert_id,
-            outcome,
-        })
     }
 
     fn service_deadlines(&self) -> Result<Vec<ServiceDeadline>> {
@@ -547,44 +438,16 @@ impl Storage for Store {
         Store::counts(self)
     }
 
-    fn add_silence(&self, silence: Silence) -> Result<Applied> {
-        self.submit(Op::AddSilence(silence))
-    }
-
-    fn host_silence(&self, request: HostSilence, ip: &str) -> Result<Applied> {
-        self.submit(Op::HostSilence(request, ip.to_owned()))
-    }
-
-    fn host_unsilence(&self, request: HostUnsilence, ip: &str) -> Result<Applied> {
-        self.submit(Op::HostUnsilence(request, ip.to_owned()))
-    }
-
-    fn end_silence(&self, id: i64) -> Result<Applied> {
-        self.submit(Op::EndSilence(id))
-    }
-
     fn end_silences(&self, now: Millis) -> Result<Applied> {
         // The writer is asked only once the next end is due (or unknown).
         if now < self.next_silence_end.load(Ordering::Relaxed) {
             return Ok(Applied::default());
         }
-        self.submit(Op::EndSilences(now))
+        self.write(WriteOp::EndSilences(now))
     }
 
     fn silences(&self) -> Result<SilenceListView> {
         Store::silences(self)
-    }
-
-    fn ack(&self, service_id: i64, author: &str, comment: &str) -> Result<Applied> {
-        self.submit(Op::Ack {
-            service_id,
-            author: author.to_owned(),
-            comment: comment.to_owned(),
-        })
-    }
-
-    fn unack(&self, service_id: i64) -> Result<Applied> {
-        self.submit(Op::Unack(service_id))
     }
 
     fn ack_of(&self, service_id: i64) -> Result<Option<Ack>> {

@@ -17,6 +17,7 @@ use crate::clock::{Clock, Millis};
 use crate::config::Durability;
 use crate::error::{Error, Result};
 use crate::idmap::{IdMap, IdSet};
+use crate::store::WriteOp;
 pub(crate) use crate::store::{Applied, DeadlineChange};
 
 /// Most operations committed in one transaction; bounds the latency one
@@ -224,7 +225,7 @@ impl Writer {
         self.last_maintenance = now;
         let (reply, answer) = mpsc::sync_channel(1);
         self.commit(vec![Job {
-            op: Op::Prune,
+            op: Op::Write(WriteOp::Prune),
             reply,
         }]);
         match answer.recv() {
@@ -410,42 +411,48 @@ impl Fault {
 
 fn apply(op: &Op, b: &mut Batch<'_>, opts: &StoreOptions) -> Result<Applied> {
     match op {
-        Op::Ping(p, ip) => {
+        Op::Write(w) => apply_write(w, b, opts),
+        Op::Flush => Ok(Applied::default()),
+        #[cfg(test)]
+        Op::Test(fault) => fault.apply(b),
+    }
+}
+
+fn apply_write(op: &WriteOp, b: &mut Batch<'_>, opts: &StoreOptions) -> Result<Applied> {
+    match op {
+        WriteOp::Ping(p, ip) => {
             let id = auth::authenticate(&p.server, ip, b)?;
             Ok(Applied {
                 server_id: Some(id),
                 ..Applied::default()
             })
         }
-        Op::Status(r, ip) => reports::apply_status(r, ip, b),
-        Op::Alerts(r, ip) => reports::apply_alerts(r, ip, b),
-        Op::AddServer(server) => auth::add_server(server, b),
-        Op::Prune => retention::prune_all(b, opts),
-        Op::Flush => Ok(Applied::default()),
-        Op::DeleteServer(id) => admin::delete_server(b, *id),
-        Op::DeleteService(id) => admin::delete_service(b, *id),
-        Op::Rename { service, id, title } => admin::rename(b, *service, *id, title),
-        Op::MarkOverdue(due) => overdue::mark_overdue(due, b),
-        Op::Route(routes) => admin::route(b, routes),
-        Op::Delivery {
+        WriteOp::Status(r, ip) => reports::apply_status(r, ip, b),
+        WriteOp::Alerts(r, ip) => reports::apply_alerts(r, ip, b),
+        WriteOp::AddServer(server) => auth::add_server(server, b),
+        WriteOp::Prune => retention::prune_all(b, opts),
+        WriteOp::DeleteServer(id) => admin::delete_server(b, *id),
+        WriteOp::DeleteService(id) => admin::delete_service(b, *id),
+        WriteOp::Rename { service, id, title } => admin::rename(b, *service, *id, title),
+        WriteOp::MarkOverdue(due) => overdue::mark_overdue(due, b),
+        WriteOp::Route(routes) => admin::route(b, routes),
+        WriteOp::Delivery {
             plugin,
             alert_id,
             outcome,
         } => admin::delivery(b, plugin, *alert_id, outcome),
-        Op::SystemAlert(event) => admin::system_alert(b, event),
-        Op::AddSilence(s) => silences::add(b, s),
-        Op::HostSilence(r, ip) => silences::host_silence(r, ip, b),
-        Op::HostUnsilence(r, ip) => silences::host_unsilence(r, ip, b),
-        Op::EndSilence(id) => silences::end_one(b, *id),
-        Op::EndSilences(now) => silences::end_due(b, *now),
-        Op::Ack {
+        WriteOp::SystemAlert(event) => admin::system_alert(b, event),
+        WriteOp::AddSilence(s) => silences::add(b, s),
+        WriteOp::HostSilence(r, ip) => silences::host_silence(r, ip, b),
+        WriteOp::HostUnsilence(r, ip) => silences::host_unsilence(r, ip, b),
+        WriteOp::EndSilence(id) => silences::end_one(b, *id),
+        WriteOp::EndSilences(now) => silences::end_due(b, *now),
+        WriteOp::Ack {
             service_id,
             author,
             comment,
         } => acks::ack(b, *service_id, author, comment),
-        Op::Unack(id) => acks::unack(b, *id),
-        #[cfg(test)]
-        Op::Test(fault) => fault.apply(b),
+        WriteOp::Unack(id) => acks::unack(b, *id),
     }
 }
 
@@ -482,7 +489,7 @@ mod tests {
             key: "k".into(),
         };
         let status = |state: State, info: &str| {
-            Op::Status(
+            Op::Write(WriteOp::Status(
                 StatusReport {
                     server: server(),
                     period: 60,
@@ -496,9 +503,9 @@ mod tests {
                     retries: None,
                 },
                 "127.0.0.1".into(),
-            )
+            ))
         };
-        let alert = Op::Alerts(
+        let alert = Op::Write(WriteOp::Alerts(
             AlertReport {
                 server: server(),
                 alerts: vec![AlertMessage {
@@ -508,7 +515,7 @@ mod tests {
                 }],
             },
             "127.0.0.1".into(),
-        );
+        ));
         let ops = vec![
             status(State::Ok, "a"),
             status(State::Ok, "b"),

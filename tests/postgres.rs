@@ -516,7 +516,7 @@ fn password(url: &str) -> String {
 #[test]
 fn a_delivery_one_server_claims_is_skipped_by_another_until_its_lease_ends() {
     use overc::store::{DeliveryOutcome, Storage};
-    use overc::{Clock, ManualClock, ServerId, ServiceReport, State, StatusReport};
+    use overc::{Clock, ManualClock};
 
     let Some(pg) = PgDb::create() else { return };
     let url = url(&pg.url);
@@ -536,30 +536,8 @@ fn a_delivery_one_server_claims_is_skipped_by_another_until_its_lease_ends() {
         .unwrap()
     };
     let (a, b) = (open_as("a:1"), open_as("b:1"));
-    let report = StatusReport {
-        server: ServerId {
-            name: "h".into(),
-            key: "k".into(),
-        },
-        period: 60,
-        services: vec![ServiceReport {
-            name: "s".into(),
-            state: State::Fail,
-            info: "down".into(),
-            period: None,
-            retries: None,
-        }],
-        retries: None,
-    };
-    let alert = a.report(report, "127.0.0.1").unwrap().alerts[0];
-    a.route(vec![(alert, vec!["p".into()])]).unwrap();
-    let ids = |s: &PgStore| -> Vec<i64> {
-        s.pending_deliveries("p", 10)
-            .unwrap()
-            .iter()
-            .map(|p| p.notification.id)
-            .collect()
-    };
+    let alert = failure_for_plugin_p(&a);
+    let ids = pending_for_p;
     assert_eq!(ids(&a), [alert]);
     assert_eq!(ids(&a), [alert], "its own claim it sees again");
     assert_eq!(ids(&b), Vec::<i64>::new(), "claimed by a");
@@ -584,9 +562,6 @@ fn a_delivery_one_server_claims_is_skipped_by_another_until_its_lease_ends() {
 /// leader delivered what an old one still alive was delivering.
 #[test]
 fn servers_with_the_same_listen_address_do_not_take_each_others_claims() {
-    use overc::store::Storage;
-    use overc::{ServerId, ServiceReport, State, StatusReport};
-
     let Some(pg) = PgDb::create() else { return };
     let url = url(&pg.url);
     let opts = StoreOptions {
@@ -597,30 +572,8 @@ fn servers_with_the_same_listen_address_do_not_take_each_others_claims() {
     let open_one =
         || PgStore::open(&url, &opts, Arc::new(SystemClock), Duration::from_secs(10)).unwrap();
     let (a, b) = (open_one(), open_one());
-    let report = StatusReport {
-        server: ServerId {
-            name: "h".into(),
-            key: "k".into(),
-        },
-        period: 60,
-        services: vec![ServiceReport {
-            name: "s".into(),
-            state: State::Fail,
-            info: "down".into(),
-            period: None,
-            retries: None,
-        }],
-        retries: None,
-    };
-    let alert = a.report(report, "127.0.0.1").unwrap().alerts[0];
-    a.route(vec![(alert, vec!["p".into()])]).unwrap();
-    let ids = |s: &PgStore| -> Vec<i64> {
-        s.pending_deliveries("p", 10)
-            .unwrap()
-            .iter()
-            .map(|p| p.notification.id)
-            .collect()
-    };
+    let alert = failure_for_plugin_p(&a);
+    let ids = pending_for_p;
     assert_eq!(ids(&a), [alert]);
     assert_eq!(ids(&b), Vec::<i64>::new(), "claimed by the other server");
     assert_eq!(ids(&a), [alert], "still a's own");
@@ -869,4 +822,41 @@ fn many_reads_at_once_stay_within_a_few_connections() {
     // Four writers, six readers, the leader's.
     assert!(most <= 11, "{most} connections at once");
     assert!(most > 0, "the sampler saw the server's connections");
+}
+
+/// Host `h` reports its service `s` failing; the alert is routed to plugin
+/// `p`. Its id.
+fn failure_for_plugin_p(store: &PgStore) -> i64 {
+    use overc::store::Storage;
+
+    let service = overc::ServiceReport {
+        name: "s".into(),
+        state: overc::State::Fail,
+        info: "down".into(),
+        ..Default::default()
+    };
+    let report = overc::StatusReport {
+        server: overc::ServerId {
+            name: "h".into(),
+            key: "k".into(),
+        },
+        period: 60,
+        services: vec![service],
+        retries: None,
+    };
+    let alert = store.report(report, "127.0.0.1").unwrap().alerts[0];
+    store.route(vec![(alert, vec!["p".into()])]).unwrap();
+    alert
+}
+
+/// The alerts plugin `p` may deliver from `store` now (claiming them).
+fn pending_for_p(store: &PgStore) -> Vec<i64> {
+    use overc::store::Storage;
+
+    store
+        .pending_deliveries("p", 10)
+        .unwrap()
+        .iter()
+        .map(|p| p.notification.id)
+        .collect()
 }
